@@ -1,0 +1,349 @@
+"""Device CLI: ``python -m runtime {info,run,verify,bench} [BUNDLE]``.
+
+Exit codes: 0 ok; 1 no candidate loads (info) or parity failed (verify); 2 user error (bad
+bundle, bad input); 3 internal error (rerun with --debug for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .bench import benchmark, device_info
+from .bundle import Bundle, open_bundle
+from .compare import format_parity_rows, looks_like_scores
+from .errors import FeedError, NoCandidateError, RuntimeBundleError
+from .golden import check_parity, first_sample, load_golden, load_npz
+from .model import Model, load
+from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
+                     try_candidate, walk)
+from .signature import TensorSpec
+
+EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _emit_json(doc: Any) -> None:
+    json.dump(doc, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _jsonable(arr: np.ndarray) -> Any:
+    """Array values as lists; NaN/inf become null so the document stays strict JSON."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        return np.where(np.isfinite(arr), arr, None).tolist()
+    return arr.tolist()
+
+
+def _signature_lines(bundle: Bundle) -> list[str]:
+    lines = ["inputs:"] + ["  " + s.describe() for s in bundle.signature.inputs]
+    lines += ["outputs:"] + ["  " + s.describe() + (" (scores)" if s.scores else "")
+                             for s in bundle.signature.outputs]
+    return lines
+
+
+def _load_array(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise FeedError(f"cannot read array: {exc}", where=path,
+                        hint="give a .npy file written with np.save (no pickles)") from exc
+
+
+def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+    """--input values: x.npy (single-input model), NAME=path.npy (repeatable), or feeds.npz."""
+    feeds: dict[str, np.ndarray] = {}
+
+    def put(name: str, arr: np.ndarray, src: str) -> None:
+        if name in feeds:
+            raise FeedError("given twice", where=name, hint=f"drop one of the --input {src}")
+        feeds[name] = arr
+
+    for arg in args:
+        if os.path.isfile(arg) and arg.lower().endswith(".npz"):
+            for name, arr in load_npz(arg, where=arg).items():
+                put(name, arr, arg)
+        elif os.path.isfile(arg):
+            if len(inputs) != 1:
+                raise FeedError(f"the model has {len(inputs)} inputs; a bare .npy is ambiguous",
+                                where=arg, hint="use NAME=path.npy for each input, or one .npz")
+            put(inputs[0].name, _load_array(arg), arg)
+        elif "=" in arg:
+            name, path = arg.split("=", 1)
+            if not os.path.isfile(path):
+                raise FeedError("no such file", where=path, hint=f"check --input {arg}")
+            put(name, _load_array(path), arg)
+        else:
+            raise FeedError("no such file", where=arg,
+                            hint="use --input x.npy, --input NAME=path.npy or --input feeds.npz")
+    return feeds
+
+
+def _open(args: argparse.Namespace) -> Bundle:
+    bundle = open_bundle(args.bundle)
+    bundle.verify()
+    return bundle
+
+
+def _load(args: argparse.Namespace, bundle: Bundle) -> Model:
+    return load(bundle, prefer=args.prefer, strict=args.strict, verify_hashes=False)
+
+
+def _selection_text(model: Model) -> str:
+    note = " (DEGRADED: fewer providers than asked)" if model.degraded else ""
+    return f"candidate: {model.candidate_spec.id} on [{', '.join(model.providers)}]{note}"
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Signature and the decision table for every candidate."""
+    bundle = _open(args)
+    chosen, decisions = walk(bundle, prefer=args.prefer, strict=args.strict, probe_all=True)
+    if chosen is not None:
+        chosen[0].close()
+    selected = chosen[1].id if chosen else None
+    if args.json:
+        _emit_json({"ok": chosen is not None, "bundle": bundle.name, "root": str(bundle.root),
+                    "target": bundle.target, "signature": bundle.signature.to_dict(),
+                    "selected": selected, "candidates": [d.to_dict() for d in decisions],
+                    "warnings": bundle.warnings, "device": device_info()})
+    else:
+        print(f"bundle: {bundle.name}  target: {bundle.target.get('name', '-')}")
+        print("\n".join(_signature_lines(bundle)))
+        print("candidates:")
+        print(format_decisions(decisions, indent="  "))
+        for w in bundle.warnings:
+            print(f"warning: {w}")
+        if selected is None:
+            print("no candidate loads on this device", file=sys.stderr)
+    return EXIT_OK if chosen is not None else EXIT_FAIL
+
+
+def _summary(spec: TensorSpec, arr: np.ndarray) -> str:
+    flat = arr.ravel()
+    head = np.array2string(flat[:6], precision=4, separator=", ")
+    text = f"{spec.name}: {arr.dtype}{list(arr.shape)} first {head}"
+    if spec.scores or (spec.scores is None and looks_like_scores(arr)):
+        top = np.argmax(arr, axis=-1).ravel()[:10].tolist()
+        text += f" argmax {top}"
+    return text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One inference on given (or golden) inputs."""
+    bundle = _open(args)
+    if args.input:
+        feeds = read_inputs(args.input, bundle.signature.inputs)
+        source = "--input"
+    else:
+        g_in, _, batched = load_golden(bundle)
+        feeds = first_sample(g_in, batched, batch=g_in[next(iter(g_in))].shape[0] if batched else 1)
+        source = "golden inputs"
+    with _load(args, bundle) as model:
+        outputs = model.run(feeds)
+        if args.output:
+            np.savez(args.output, **outputs)
+        if args.json:
+            doc: dict[str, Any] = {"ok": True, "candidate": model.candidate_spec.id,
+                                   "providers": model.providers, "degraded": model.degraded,
+                                   "input_source": source, "outputs": {}}
+            for spec in model.outputs:
+                arr = outputs[spec.name]
+                entry: dict[str, Any] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+                if args.values:
+                    entry["values"] = _jsonable(arr)
+                doc["outputs"][spec.name] = entry
+            if args.output:
+                doc["written"] = args.output
+            _emit_json(doc)
+        else:
+            print(_selection_text(model) + f"  (input: {source})")
+            for spec in model.outputs:
+                print(_summary(spec, outputs[spec.name]))
+            if args.output:
+                print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Golden parity for the selected candidate, or every candidate that loads (--all)."""
+    bundle = _open(args)
+    g_in, g_out, batched = load_golden(bundle)
+    results: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
+
+    def check(model: Model) -> None:
+        report = check_parity(model, g_in, g_out, batched)
+        results.append({"candidate": model.candidate_spec.id, "providers": model.providers,
+                        "degraded": model.degraded, "passed": report.passed,
+                        "outputs": [o.to_dict() for o in report.outputs], "_report": report})
+
+    if args.all:
+        decs = []
+        for cand in order_candidates(bundle, args.prefer):
+            backend, dec = try_candidate(bundle, cand, strict=args.strict)
+            decs.append(dec)
+            if backend is not None:
+                with Model(bundle, backend, cand, [dec]) as model:
+                    check(model)
+        decisions = [d.to_dict() for d in decs]
+        if not results:
+            raise no_candidate_error(bundle, decs)
+    else:
+        with _load(args, bundle) as model:
+            decisions = model.explain()
+            check(model)
+    passed = all(r["passed"] for r in results)
+    if args.json:
+        _emit_json({"ok": True, "passed": passed, "batched": batched,
+                    "samples": bundle.golden.samples if bundle.golden else None,
+                    "candidates": [{k: v for k, v in r.items() if k != "_report"}
+                                   for r in results], "decisions": decisions})
+    else:
+        for r in results:
+            note = " (DEGRADED)" if r["degraded"] else ""
+            print(f"candidate {r['candidate']} on [{', '.join(r['providers'])}]{note}: "
+                  f"{'PASS' if r['passed'] else 'FAIL'}")
+            print(format_parity_rows(r["_report"].outputs, indent="  "))
+        skipped = [d for d in decisions if d["status"] != SELECTED] if args.all else []
+        for d in skipped:
+            print(f"candidate {d['candidate']}: not checked ({d['reason']})")
+        print("verify: " + ("PASS" if passed else "FAIL"))
+    return EXIT_OK if passed else EXIT_FAIL
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Load time, first inference, then latency percentiles and throughput."""
+    bundle = open_bundle(args.bundle)
+    t0 = time.perf_counter()
+    bundle.verify()
+    verify_ms = (time.perf_counter() - t0) * 1e3
+    if args.input:
+        feeds = read_inputs(args.input, bundle.signature.inputs)
+    else:
+        g_in, _, batched = load_golden(bundle)
+        feeds = first_sample(g_in, batched, batch=args.batch)
+    t0 = time.perf_counter()
+    model = _load(args, bundle)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    with model:
+        result = benchmark(model, feeds, warmup=args.warmup, runs=args.runs)
+        result.load_ms = load_ms
+        dev = device_info()
+        if args.json:
+            _emit_json({"ok": True, "candidate": model.candidate_spec.id,
+                        "providers": model.providers, "degraded": model.degraded,
+                        "backend_version": model.backend_version, "verify_ms": verify_ms,
+                        **result.to_dict(), "device": dev})
+        else:
+            print(f"device: {dev['platform']} ({dev['machine']}, {dev['cpus']} cpus, "
+                  f"python {dev['python']})")
+            print(_selection_text(model) + f"  backend {model.backend_version or '-'}")
+            print(f"hash check {verify_ms:.1f} ms, load {load_ms:.1f} ms, "
+                  f"first inference {result.first_ms:.2f} ms")
+            print(f"{result.runs} runs after {result.warmup} warmup, batch {result.batch}: "
+                  f"p50 {result.p50_ms:.3f} ms  p90 {result.p90_ms:.3f} ms  "
+                  f"p99 {result.p99_ms:.3f} ms  (mean {result.mean_ms:.3f}, "
+                  f"min {result.min_ms:.3f}, max {result.max_ms:.3f})")
+            print(f"throughput: {result.inferences_per_s:.1f} inferences/s, "
+                  f"{result.samples_per_s:.1f} samples/s")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser / main
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("bundle", nargs="?", default=".",
+                        help="bundle directory or .tar.gz archive (default: .)")
+    common.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    common.add_argument("--strict", action="store_true",
+                        help="refuse degraded sessions (fewer providers than asked); with "
+                             "--prefer, refuse to fall back to another candidate")
+    common.add_argument("--prefer", metavar="CANDIDATE_ID", help="try this candidate first")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    parser = argparse.ArgumentParser(prog="python -m runtime",
+                                     description="Run and verify an edgepack bundle on this device.")
+    parser.add_argument("--version", action="version", version=f"edgepack runtime {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("info", parents=[common], help="signature and which candidate loads, and why")
+    p = sub.add_parser("run", parents=[common], help="run inference on .npy/.npz inputs")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
+                   help="x.npy (single input), NAME=path.npy (repeatable) or feeds.npz; "
+                        "default: golden inputs")
+    p.add_argument("--output", metavar="PATH.npz", help="write outputs with np.savez")
+    p.add_argument("--values", action="store_true", help="with --json: include output values")
+    p = sub.add_parser("verify", parents=[common], help="check parity on the golden data")
+    p.add_argument("--all", action="store_true", help="check every candidate that loads")
+    p = sub.add_parser("bench", parents=[common], help="latency and throughput")
+    p.add_argument("--warmup", type=_non_negative, default=10)
+    p.add_argument("--runs", type=_positive, default=100)
+    p.add_argument("--batch", type=_positive, default=1,
+                   help="samples per inference taken from batched golden inputs (default 1)")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
+                   help="as for run; default: the first golden sample")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "info": cmd_info, "run": cmd_run, "verify": cmd_verify, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RuntimeBundleError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        if args.json:
+            _emit_json({"ok": False, **exc.to_dict()})
+        return EXIT_FAIL if isinstance(exc, NoCandidateError) and args.command == "info" \
+            else EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc}\n"
+              f"  hint: rerun with --debug for the traceback", file=sys.stderr)
+        if args.json:
+            _emit_json({"ok": False, "error": "internal", "message": str(exc)})
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""Read a bundle: bundle.json as typed objects, file integrity, and safe archive extraction.
+
+The packager reuses ``sha256_file``, ``list_bundle_files`` and the constants here when it writes
+a bundle, so both sides agree on which files count and how they are hashed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+from .compare import Tolerance
+from .errors import ArchiveError, BundleFormatError, IntegrityError
+from .signature import Signature
+
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "bundle.json"
+
+# Unlisted files with these suffixes (code or model artifacts) make a bundle untrusted.
+RISKY_SUFFIXES = frozenset({".py", ".onnx", ".tflite", ".pt", ".so", ".pyd", ".dll", ".dylib",
+                            ".sh", ".npz"})
+_IGNORED_DIRS = frozenset({"__pycache__"})
+_IGNORED_SUFFIXES = frozenset({".pyc"})
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- hashing / listing
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in chunks so large models do not fill memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _ignored(rel: PurePosixPath) -> bool:
+    """Python's own byte-code caches appear when the bundled runtime is imported; skip them."""
+    return rel.suffix in _IGNORED_SUFFIXES or any(p in _IGNORED_DIRS for p in rel.parts)
+
+
+def _walk(root: Path) -> list[tuple[PurePosixPath, Path]]:
+    """Every non-directory entry below root (symlinks not followed), sorted, minus caches."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
+        base = Path(dirpath)
+        for name in filenames:
+            full = base / name
+            rel = PurePosixPath(full.relative_to(root).as_posix())
+            if not _ignored(rel):
+                found.append((rel, full))
+        # Symlinked directories are not descended into but still count as entries.
+        for d in list(dirnames):
+            if (base / d).is_symlink():
+                dirnames.remove(d)
+                found.append((PurePosixPath((base / d).relative_to(root).as_posix()), base / d))
+    return sorted(found)
+
+
+def list_bundle_files(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The ``files`` section for a bundle dir: relpath -> {"sha256", "size"}, bundle.json excluded."""
+    root = Path(root)
+    files: dict[str, dict[str, Any]] = {}
+    for rel, full in _walk(root):
+        if str(rel) == BUNDLE_FILE:
+            continue
+        files[str(rel)] = {"sha256": sha256_file(full), "size": full.stat().st_size}
+    return files
+
+
+def _check_relpath(rel: str, where: str) -> PurePosixPath:
+    """A path named in bundle.json must stay inside the bundle."""
+    p = PurePosixPath(rel)
+    if not rel or p.is_absolute() or ".." in p.parts or "\\" in rel or ":" in p.parts[0]:
+        raise BundleFormatError(f"path {rel!r} is not a relative path inside the bundle",
+                                where=where, hint="use POSIX relative paths without '..'")
+    return p
+
+
+def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, Any]],
+                 *, display_root: str | None = None) -> None:
+    """Refuse a bundle whose files differ from the ``files`` list; name every offending file.
+
+    ``display_root`` replaces ``root`` in the error's ``where`` (e.g. the archive's name when
+    ``root`` is a temp dir that disappears).
+    """
+    root = Path(root)
+    missing: list[str] = []
+    modified: list[str] = []
+    for rel, meta in sorted(files.items()):
+        _check_relpath(rel, f"{BUNDLE_FILE}: files")
+        full = root / rel
+        if full.is_symlink() or not full.is_file():
+            missing.append(rel if not full.is_symlink() else f"{rel} (symlink)")
+            continue
+        size = full.stat().st_size
+        if meta.get("size") is not None and size != meta["size"]:
+            modified.append(f"{rel} (size {size} != {meta['size']})")
+        elif sha256_file(full) != meta.get("sha256"):
+            modified.append(f"{rel} (sha256 differs)")
+    unexpected: list[str] = []
+    for rel, full in _walk(root):
+        key = str(rel)
+        if key == BUNDLE_FILE or key in files:
+            continue
+        try:
+            st = full.lstat()
+        except OSError:  # vanished while walking
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            unexpected.append(f"{key} (symlink)")
+        elif rel.suffix.lower() in RISKY_SUFFIXES:
+            unexpected.append(key)
+        elif st.st_mode & 0o111:
+            unexpected.append(f"{key} (executable)")
+    problems = []
+    if missing:
+        problems.append("missing: " + ", ".join(missing))
+    if modified:
+        problems.append("modified: " + ", ".join(modified))
+    if unexpected:
+        problems.append("unexpected: " + ", ".join(unexpected))
+    if problems:
+        first = (missing or modified or unexpected)[0].split(" (")[0]
+        raise IntegrityError(
+            "bundle files do not match bundle.json (" + "; ".join(problems) + ")",
+            where=f"{display_root or root}/{first}",
+            hint="re-copy the bundle from the build host or rebuild it; do not edit bundle files")
+
+
+# --------------------------------------------------------------------------- safe extraction
+
+def _member_path(member: tarfile.TarInfo) -> PurePosixPath:
+    name = member.name
+    if not name or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError("absolute path in archive", where=name,
+                           hint="bundle archives hold one relative top-level folder")
+    p = PurePosixPath(name)
+    if ".." in p.parts or "\\" in name:
+        raise ArchiveError("'..' or backslash in archive path", where=name,
+                           hint="the archive tries to write outside its folder; do not use it")
+    return p
+
+
+def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Extract a .tar.gz bundle into dest after checking every member; return the bundle root.
+
+    Only regular files and directories under one top-level folder are accepted: no absolute
+    paths, '..', links, devices or fifos. Checks run on all members before anything is written.
+    """
+    archive, dest = Path(archive), Path(dest)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            top: str | None = None
+            for m in members:
+                p = _member_path(m)
+                if m.issym() or m.islnk():
+                    raise ArchiveError(f"link in archive (-> {m.linkname})", where=m.name,
+                                       hint="bundle archives contain no links")
+                if not (m.isfile() or m.isdir()):
+                    raise ArchiveError("device, fifo or other special member in archive",
+                                       where=m.name, hint="bundle archives hold only files")
+                parts = [x for x in p.parts if x != "."]
+                if not parts:
+                    continue
+                if top is None:
+                    top = parts[0]
+                if parts[0] != top or (len(parts) == 1 and not m.isdir()):
+                    raise ArchiveError(f"member outside the single top-level folder {top!r}",
+                                       where=m.name,
+                                       hint="a bundle archive holds exactly one folder")
+            if top is None:
+                raise ArchiveError("archive is empty", where=str(archive))
+            for m in members:
+                target = dest.joinpath(*[x for x in PurePosixPath(m.name).parts if x != "."])
+                if m.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = tar.extractfile(m)
+                if src is None:  # pragma: no cover - isfile() members always have data
+                    raise ArchiveError("unreadable member", where=m.name)
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+                os.chmod(target, m.mode & 0o755)  # never setuid/setgid/sticky or group-write
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveError(f"cannot read archive: {exc}", where=str(archive),
+                           hint="is this a complete .tar.gz bundle?") from exc
+    return dest / top
+
+
+# --------------------------------------------------------------------------- bundle.json model
+
+def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in data:
+        raise BundleFormatError(f"missing key {key!r}", where=where,
+                                hint="rebuild the bundle with a matching edgepack version")
+    value = data[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise BundleFormatError(f"{key!r} must be {names}, got {type(value).__name__}",
+                                where=where)
+    return value
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One artifact + backend + providers the runtime may try, in the bundle's order."""
+
+    id: str
+    file: str
+    format: str
+    backend: str
+    precision: str | None
+    providers: tuple[str, ...]
+    provider_options: tuple[dict[str, Any], ...]
+    threads: int | None
+    tolerance: dict[str, Tolerance]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str, default_threads: int | None) -> "Candidate":
+        if not isinstance(data, dict):
+            raise BundleFormatError("candidate must be an object", where=where)
+        cid = _require(data, "id", str, where)
+        file = _require(data, "file", str, where)
+        _check_relpath(file, f"{where}.file")
+        providers = data.get("providers") or []
+        if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
+            raise BundleFormatError("'providers' must be a list of names", where=where)
+        options = data.get("provider_options") or [{} for _ in providers]
+        if (not isinstance(options, list) or len(options) != len(providers)
+                or not all(isinstance(o, dict) for o in options)):
+            raise BundleFormatError("'provider_options' must be one object per provider",
+                                    where=where)
+        threads = data.get("threads", default_threads)
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                    or threads < 0):
+            raise BundleFormatError("'threads' must be a non-negative integer", where=where)
+        tol_raw = data.get("tolerance") or {}
+        if not isinstance(tol_raw, dict):
+            raise BundleFormatError("'tolerance' must map output names to tolerances", where=where)
+        tolerance = {name: Tolerance.from_dict(t, where=f"{where}.tolerance.{name}")
+                     for name, t in tol_raw.items()}
+        precision = data.get("precision")
+        return cls(id=cid, file=file, format=str(data.get("format", "")),
+                   backend=_require(data, "backend", str, where),
+                   precision=precision if isinstance(precision, str) else None,
+                   providers=tuple(providers), provider_options=tuple(dict(o) for o in options),
+                   threads=threads, tolerance=tolerance, raw=data)
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Where the golden inputs/outputs live and how they are laid out."""
+
+    inputs: str
+    outputs: str
+    batched: bool
+    samples: int | None
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str) -> "Golden":
+        if not isinstance(data, dict):
+            raise BundleFormatError("'golden' must be an object", where=where)
+        inputs = _require(data, "inputs", str, where)
+        outputs = _require(data, "outputs", str, where)
+        _check_relpath(inputs, f"{where}.inputs")
+        _check_relpath(outputs, f"{where}.outputs")
+        batched = data.get("batched", True)
+        if not isinstance(batched, bool):
+            raise BundleFormatError("'batched' must be true or false", where=where)
+        samples = data.get("samples")
+        return cls(inputs=inputs, outputs=outputs, batched=batched,
+                   samples=samples if isinstance(samples, int) else None)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A parsed bundle.json plus the directory it describes."""
+
+    root: Path
+    name: str
+    target: dict[str, Any]
+    signature: Signature
+    candidates: tuple[Candidate, ...]
+    golden: Golden | None
+    files: dict[str, dict[str, Any]]
+    fallbacks: list[Any]
+    warnings: list[str]
+    provenance: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    archive: Path | None = None  # the .tar.gz this was extracted from, if any
+
+    @classmethod
+    def from_dict(cls, data: Any, root: Path, *, archive: Path | None = None) -> "Bundle":
+        where = str(root / BUNDLE_FILE)
+        if not isinstance(data, dict):
+            raise BundleFormatError("bundle.json must hold an object", where=where)
+        version = _require(data, "schema_version", int, where)
+        if version != SCHEMA_VERSION:
+            newer = version > SCHEMA_VERSION
+            raise BundleFormatError(
+                f"schema_version {version} is not supported (this runtime reads {SCHEMA_VERSION})",
+                where=where,
+                hint="use the runtime copy shipped inside the bundle" if newer
+                else "rebuild the bundle with the current edgepack")
+        target = data.get("target") or {}
+        if not isinstance(target, dict):
+            raise BundleFormatError("'target' must be an object", where=where)
+        default_threads = target.get("threads") if isinstance(target.get("threads"), int) else None
+        raw_cands = _require(data, "candidates", list, where)
+        if not raw_cands:
+            raise BundleFormatError("bundle lists no candidates", where=where,
+                                    hint="every candidate failed at build time; see 'fallbacks'")
+        cands = tuple(Candidate.from_dict(c, where=f"{where}: candidates[{i}]",
+                                          default_threads=default_threads)
+                      for i, c in enumerate(raw_cands))
+        ids = [c.id for c in cands]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise BundleFormatError(f"duplicate candidate id(s) {dupes}", where=where)
+        files = data.get("files") or {}
+        if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+            raise BundleFormatError("'files' must map paths to {sha256, size}", where=where)
+        golden = data.get("golden")
+        return cls(root=root, name=str(data.get("name", root.name)), target=target,
+                   signature=Signature.from_dict(_require(data, "signature", dict, where),
+                                                 where=f"{where}: signature"),
+                   candidates=cands,
+                   golden=None if golden is None else Golden.from_dict(golden,
+                                                                       where=f"{where}: golden"),
+                   files=files, fallbacks=list(data.get("fallbacks") or []),
+                   warnings=[str(w) for w in data.get("warnings") or []],
+                   provenance=dict(data.get("provenance") or {}), raw=data, archive=archive)
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of a file named in bundle.json."""
+        return self.root / _check_relpath(rel, f"{self.root / BUNDLE_FILE}")
+
+    def candidate(self, cid: str) -> Candidate | None:
+        return next((c for c in self.candidates if c.id == cid), None)
+
+    def verify(self) -> None:
+        """Check every file against ``files`` and that every referenced file is listed."""
+        where = str(self.root / BUNDLE_FILE)
+        if not self.files:
+            raise IntegrityError("bundle.json has no 'files' section to check against",
+                                 where=where, hint="rebuild the bundle with edgepack")
+        referenced = [c.file for c in self.candidates]
+        if self.golden is not None:
+            referenced += [self.golden.inputs, self.golden.outputs]
+        unlisted = [r for r in referenced if r not in self.files]
+        if unlisted:
+            raise IntegrityError(f"file(s) used by the bundle but not hashed: {unlisted}",
+                                 where=where, hint="rebuild the bundle with edgepack")
+        shown = f"{self.archive}:{self.root.name}" if self.archive else str(self.root)
+        verify_files(self.root, self.files, display_root=shown)
+
+
+def read_bundle(root: str | os.PathLike[str], *, archive: Path | None = None) -> Bundle:
+    """Parse bundle.json in a bundle directory."""
+    root = Path(root).resolve()
+    path = root / BUNDLE_FILE
+    if not path.is_file():
+        raise BundleFormatError(f"no {BUNDLE_FILE} here", where=str(root),
+                                hint="pass a bundle directory or its .tar.gz archive")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleFormatError(f"cannot read: {exc}", where=str(path),
+                                hint="the file is damaged; re-copy the bundle") from exc
+    return Bundle.from_dict(data, root, archive=archive)
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    name = str(path).lower()
+    return name.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def open_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Open a bundle directory, or extract a .tar.gz to a temp dir removed with the Bundle/at exit."""
+    p = Path(path)
+    if p.is_dir():
+        return read_bundle(p)
+    if p.is_file() and is_archive(p):
+        tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
+        try:
+            root = extract_archive(p, tmp)
+            bundle = read_bundle(root, archive=p.resolve())
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        weakref.finalize(bundle, shutil.rmtree, tmp, True)
+        return bundle
+    if not p.exists():
+        raise BundleFormatError("no such file or directory", where=str(p),
+                                hint="pass a bundle directory or its .tar.gz archive")
+    raise BundleFormatError("not a bundle directory or .tar.gz archive", where=str(p),
+                            hint="pass a bundle directory or its .tar.gz archive")

@@ -1,0 +1,68 @@
+"""The runtime's one exception tree: every error says what is wrong, where, and how to fix it."""
+from __future__ import annotations
+
+
+class RuntimeBundleError(Exception):
+    """Base of every error the runtime raises on purpose.
+
+    ``where`` names the file, input or candidate concerned; ``hint`` says how to fix it.
+    """
+
+    code = "runtime-error"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"error": self.code, "message": self.message, "where": self.where, "hint": self.hint}
+
+
+class BundleFormatError(RuntimeBundleError):
+    """bundle.json is missing, unreadable, or not a bundle this runtime understands."""
+
+    code = "bundle-format"
+
+
+class IntegrityError(RuntimeBundleError):
+    """A file of the bundle is missing, modified, or not listed in bundle.json."""
+
+    code = "bundle-integrity"
+
+
+class ArchiveError(RuntimeBundleError):
+    """A bundle archive is unsafe (absolute paths, '..', links, devices) or unreadable."""
+
+    code = "unsafe-archive"
+
+
+class FeedError(RuntimeBundleError):
+    """Inputs given to Model.run do not match the bundle's signature."""
+
+    code = "bad-feed"
+
+
+class NoCandidateError(RuntimeBundleError):
+    """No candidate of the bundle could be loaded on this device."""
+
+    code = "no-candidate"
+
+
+class BackendError(RuntimeBundleError):
+    """A backend failed to open or run an artifact."""
+
+    code = "backend-failed"
+
+
+class UnknownCandidateError(RuntimeBundleError):
+    """``prefer`` named a candidate id that the bundle does not have."""
+
+    code = "unknown-candidate"

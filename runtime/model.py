@@ -1,0 +1,107 @@
+"""``load`` a bundle into a ``Model``: verified files, the candidate that works, checked feeds."""
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any, Mapping
+
+import numpy as np
+
+from .backends import Backend
+from .bundle import Bundle, Candidate, open_bundle
+from .errors import BackendError
+from .select import Decision, select
+from .signature import FeedValidator, TensorSpec
+
+
+class Model:
+    """A loaded bundle. ``run`` may be called from several threads at once."""
+
+    def __init__(self, bundle: Bundle, backend: Backend, candidate: Candidate,
+                 decisions: list[Decision]) -> None:
+        self.bundle = bundle
+        self._backend: Backend | None = backend
+        self._candidate = candidate
+        self._decisions = decisions
+        self._validate = FeedValidator(bundle.signature.inputs)
+        self._output_names = tuple(s.name for s in bundle.signature.outputs)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return list(self.bundle.signature.inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return list(self.bundle.signature.outputs)
+
+    @property
+    def candidate(self) -> dict[str, Any]:
+        """The chosen candidate as written in bundle.json."""
+        return dict(self._candidate.raw)
+
+    @property
+    def candidate_spec(self) -> Candidate:
+        """The chosen candidate as a typed object (tolerances parsed)."""
+        return self._candidate
+
+    @property
+    def providers(self) -> list[str]:
+        """Providers the session actually runs on (may be fewer than asked unless strict)."""
+        return self._backend.providers_in_use if self._backend is not None else []
+
+    @property
+    def backend_version(self) -> str | None:
+        return self._backend.version if self._backend is not None else None
+
+    @property
+    def degraded(self) -> bool:
+        return any(d.degraded for d in self._decisions if d.candidate == self._candidate.id)
+
+    def explain(self) -> list[dict[str, Any]]:
+        """The selection table: every candidate, its status and why."""
+        return [d.to_dict() for d in self._decisions]
+
+    def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True
+            ) -> dict[str, np.ndarray]:
+        """One inference; outputs keyed by the bundle's output names, in signature order."""
+        if validate:
+            self._validate(feeds)
+        backend = self._backend
+        if backend is None:
+            raise BackendError("model is closed", where=self._candidate.id,
+                               hint="load the bundle again")
+        raw = backend.run(feeds)
+        try:
+            return {name: raw[name] for name in self._output_names}
+        except KeyError as exc:
+            raise BackendError(f"backend returned no output {exc.args[0]!r}",
+                               where=self._candidate.id) from None
+
+    def close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Model({self.bundle.name!r}, candidate={self._candidate.id!r}, "
+                f"providers={self.providers})")
+
+
+def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
+         strict: bool = False, verify_hashes: bool = True, probe_all: bool = False) -> Model:
+    """Open a bundle (dir or .tar.gz), check its files, and load the best working candidate.
+
+    Hashes are checked before any artifact is loaded, so a tampered bundle never runs.
+    """
+    bundle = path if isinstance(path, Bundle) else open_bundle(path)
+    if verify_hashes:
+        bundle.verify()
+    backend, cand, decisions = select(bundle, prefer=prefer, strict=strict, probe_all=probe_all)
+    return Model(bundle, backend, cand, decisions)

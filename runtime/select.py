@@ -1,0 +1,173 @@
+"""Choose the candidate that really works on this device, and record why others were not used.
+
+Each candidate is tried in bundle order (a preferred one first): is the backend importable, are
+the providers present, does the session come up, and does it run on the providers asked for?
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .backends import Backend, get_backend
+from .bundle import Bundle, Candidate
+from .errors import NoCandidateError, RuntimeBundleError, UnknownCandidateError
+
+SELECTED = "selected"
+AVAILABLE = "available-not-chosen"
+SKIPPED = "skipped"
+NOT_TRIED = "not-tried"
+
+
+@dataclass
+class Decision:
+    """One row of the selection table."""
+
+    candidate: str
+    status: str
+    reason: str
+    backend: str = ""
+    precision: str | None = None
+    providers_asked: list[str] = field(default_factory=list)
+    providers_in_use: list[str] = field(default_factory=list)
+    degraded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def order_candidates(bundle: Bundle, prefer: str | None) -> list[Candidate]:
+    """Bundle order, with ``prefer`` moved to the front."""
+    cands = list(bundle.candidates)
+    if prefer is None:
+        return cands
+    chosen = bundle.candidate(prefer)
+    if chosen is None:
+        ids = [c.id for c in cands]
+        close = difflib.get_close_matches(prefer, ids, n=1)
+        raise UnknownCandidateError(
+            "no such candidate in this bundle", where=prefer,
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"candidates are {ids}")
+    return [chosen] + [c for c in cands if c is not chosen]
+
+
+def try_candidate(bundle: Bundle, cand: Candidate, *,
+                  strict: bool = False) -> tuple[Backend | None, Decision]:
+    """Open one candidate. Returns the open backend (or None) and the decision explaining it."""
+    dec = Decision(candidate=cand.id, status=SKIPPED, reason="", backend=cand.backend,
+                   precision=cand.precision, providers_asked=list(cand.providers))
+    cls = get_backend(cand.backend)
+    if cls is None:
+        dec.reason = f"backend {cand.backend} not supported by this runtime version"
+        return None, dec
+    ok, why = cls.available()
+    if not ok:
+        dec.reason = why
+        return None, dec
+    path = bundle.path(cand.file)
+    if not path.is_file():
+        dec.reason = f"artifact {cand.file} is missing"
+        return None, dec
+    backend = cls()
+    try:
+        backend.open(path, providers=cand.providers, provider_options=cand.provider_options,
+                     threads=cand.threads)
+    except RuntimeBundleError as exc:
+        dec.reason = exc.message
+        return None, dec
+    except Exception as exc:  # a backend bug must not stop the walk; record it
+        dec.reason = f"session creation failed: {type(exc).__name__}: {exc}"
+        return None, dec
+    dec.providers_in_use = backend.providers_in_use
+    problem = _signature_problem(bundle, backend)
+    if problem:
+        backend.close()
+        dec.reason = problem
+        return None, dec
+    lost = [p for p in cand.providers if p not in dec.providers_in_use]
+    if lost:
+        text = (f"asked providers [{', '.join(cand.providers)}], session runs on "
+                f"[{', '.join(dec.providers_in_use)}]")
+        if strict:
+            backend.close()
+            dec.reason = text + " (refused: --strict)"
+            return None, dec
+        dec.degraded = True
+        dec.reason = text
+    else:
+        dec.reason = f"runs on [{', '.join(dec.providers_in_use)}]" if dec.providers_in_use \
+            else "loaded"
+    dec.status = SELECTED
+    return backend, dec
+
+
+def _signature_problem(bundle: Bundle, backend: Backend) -> str | None:
+    """The artifact's IO names must be the bundle's, or run() would feed the wrong tensors."""
+    want_in = sorted(s.name for s in bundle.signature.inputs)
+    want_out = sorted(s.name for s in bundle.signature.outputs)
+    got_in, got_out = sorted(backend.input_names), sorted(backend.output_names)
+    if got_in and got_in != want_in:
+        return f"artifact inputs {got_in} differ from the signature's {want_in}"
+    if got_out and not set(want_out) <= set(got_out):
+        return f"artifact outputs {got_out} lack the signature's {want_out}"
+    return None
+
+
+def walk(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
+         probe_all: bool = False) -> tuple[tuple[Backend, Candidate] | None, list[Decision]]:
+    """Try candidates in order; return the first that loads (or None) and the decision table.
+
+    ``probe_all`` also opens (and closes) the remaining candidates, so the table says which
+    would have worked ("available-not-chosen"). With ``strict`` and ``prefer``, only the
+    preferred candidate is acceptable: no fallback to another one.
+    """
+    ordered = order_candidates(bundle, prefer)
+    decisions: list[Decision] = []
+    chosen: tuple[Backend, Candidate] | None = None
+    for i, cand in enumerate(ordered):
+        if chosen is not None and not probe_all:
+            decisions.append(Decision(cand.id, NOT_TRIED, f"{chosen[1].id} was selected first",
+                                      cand.backend, cand.precision, list(cand.providers)))
+            continue
+        if chosen is None and strict and prefer is not None and i > 0:
+            decisions.append(Decision(cand.id, NOT_TRIED,
+                                      f"--strict with --prefer {prefer}: no fallback",
+                                      cand.backend, cand.precision, list(cand.providers)))
+            continue
+        backend, dec = try_candidate(bundle, cand, strict=strict)
+        if backend is not None:
+            if chosen is None:
+                chosen = (backend, cand)
+            else:
+                backend.close()
+                dec.status = AVAILABLE
+        decisions.append(dec)
+    return chosen, decisions
+
+
+def select(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
+           probe_all: bool = False) -> tuple[Backend, Candidate, list[Decision]]:
+    """Like ``walk`` but raises NoCandidateError, with the whole table, when nothing loads."""
+    chosen, decisions = walk(bundle, prefer=prefer, strict=strict, probe_all=probe_all)
+    if chosen is None:
+        raise no_candidate_error(bundle, decisions)
+    return chosen[0], chosen[1], decisions
+
+
+def no_candidate_error(bundle: Bundle, decisions: list[Decision]) -> NoCandidateError:
+    return NoCandidateError("no candidate could be loaded on this device:\n"
+                            + format_decisions(decisions, indent="  "),
+                            where=str(bundle.root),
+                            hint="install the requirements.txt of this bundle, or build a "
+                                 "bundle for this device's target")
+
+
+def format_decisions(decisions: list[Decision], indent: str = "") -> str:
+    """A fixed-width table: candidate, status, precision, providers in use, reason."""
+    rows = [("candidate", "status", "precision", "reason")]
+    for d in decisions:
+        status = d.status + (" (degraded)" if d.degraded else "")
+        rows.append((d.candidate, status, d.precision or "-", d.reason))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(indent + "  ".join([r[i].ljust(widths[i]) for i in range(3)] + [r[3]])
+                     .rstrip() for r in rows)

@@ -1,0 +1,105 @@
+"""Model: load, run (ordering, validation, threads), golden runs, import hygiene."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.bench import benchmark
+from runtime.errors import BackendError, FeedError
+from runtime.golden import check_parity, load_golden, run_golden
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_matches_reference_in_signature_order(bundle_dir: Path,
+                                                  kit: types.ModuleType) -> None:
+    x = np.random.default_rng(5).standard_normal((6, 4)).astype(np.float32)
+    with runtime.load(bundle_dir) as model:
+        assert [s.name for s in model.inputs] == ["x"]
+        out = model.run({"x": x})
+        assert list(out) == ["y", "label"]
+        ref = kit.reference(x)
+        np.testing.assert_allclose(out["y"], ref["y"], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(out["label"], ref["label"])
+        with pytest.raises(FeedError, match="float64 does not match float32"):
+            model.run({"x": x.astype(np.float64)})
+    with pytest.raises(BackendError, match="model is closed"):
+        model.run({"x": x})
+
+
+def test_run_from_many_threads(bundle_dir: Path, kit: types.ModuleType) -> None:
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal((i % 5 + 1, 4)).astype(np.float32) for i in range(64)]
+    with runtime.load(bundle_dir) as model, ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda x: model.run({"x": x}), xs))
+    for x, out in zip(xs, outs):
+        np.testing.assert_allclose(out["y"], kit.reference(x)["y"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_golden_parity(bundle_factory: Callable[..., Path], batched: bool) -> None:
+    root = bundle_factory(batched=batched, samples=5)
+    with runtime.load(root) as model:
+        g_in, g_out, is_batched = load_golden(model.bundle)
+        assert is_batched is batched
+        got = run_golden(model, g_in, batched)
+        assert got["y"].shape == ((5, 3) if batched else (5, 1, 3))
+        report = check_parity(model, g_in, g_out, batched)
+    assert report.passed, report.format_table()
+
+
+def test_golden_parity_fails_on_perturbed_reference(bundle_factory: Callable[..., Path]) -> None:
+    root = bundle_factory(perturb=0.01)
+    with runtime.load(root) as model:
+        g_in, g_out, batched = load_golden(model.bundle)
+        report = check_parity(model, g_in, g_out, batched)
+    assert not report.passed
+    assert [o.name for o in report.outputs if not o.passed] == ["y"]
+
+
+def test_benchmark_numbers(bundle_dir: Path) -> None:
+    with runtime.load(bundle_dir) as model:
+        result = benchmark(model, {"x": np.ones((4, 4), np.float32)}, warmup=2, runs=20)
+    assert result.runs == 20 and result.batch == 4
+    assert 0 < result.min_ms <= result.p50_ms <= result.p90_ms <= result.p99_ms <= result.max_ms
+    assert result.samples_per_s == pytest.approx(result.inferences_per_s * 4)
+
+
+def test_public_api() -> None:
+    assert runtime.__version__ == "0.1.0"
+    for name in ("load", "Model", "compare", "Tolerance", "ParityReport", "RuntimeBundleError",
+                 "IntegrityError", "ArchiveError", "FeedError", "NoCandidateError",
+                 "BackendError", "BundleFormatError"):
+        assert hasattr(runtime, name), name
+    assert issubclass(runtime.FeedError, runtime.RuntimeBundleError)
+
+
+def test_import_runtime_is_light() -> None:
+    code = ("import sys, runtime, runtime.__main__; "
+            "heavy = [m for m in ('onnxruntime', 'onnx', 'torch', 'yaml', 'packager') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_runtime_sources_import_only_stdlib_and_numpy() -> None:
+    import ast
+    allowed_top = set(sys.stdlib_module_names) | {"numpy"}
+    for path in (REPO / "runtime").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:  # module level only: backends import lazily inside functions
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                assert name.split(".")[0] in allowed_top, f"{path}: imports {name}"
