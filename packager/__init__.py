@@ -1,0 +1,31 @@
+"""edgepack's host-side packager: manifest -> converted, quantized, verified bundles per target."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+from .errors import (BuildError, ConfigError, ConversionError, DataError, EdgepackError,  # noqa: E402
+                     ManifestError, ParityError, SourceError, TargetError, UnsupportedError)
+from .manifest import Manifest, load_manifest  # noqa: E402
+from .targets import Target, available_targets, load_target  # noqa: E402
+
+
+if TYPE_CHECKING:
+    from .pipeline import BuildResult
+
+
+def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
+          allow_parity_failure: bool = False) -> "BuildResult":
+    """Build one verified bundle per target of a manifest into ``out_dir``.
+
+    The pipeline is imported here, not at package import, because it pulls in onnx.
+    """
+    from .pipeline import build as _build
+    return _build(manifest_path, out_dir, targets=targets, allow_parity_failure=allow_parity_failure)
+
+
+__all__ = ["__version__", "build", "load_manifest", "load_target", "available_targets", "Manifest",
+           "Target", "EdgepackError", "ConfigError", "ManifestError", "TargetError", "SourceError",
+           "DataError", "ConversionError", "UnsupportedError", "ParityError", "BuildError"]

@@ -1,0 +1,111 @@
+"""Write a bundle directory and its deterministic archive, atomically."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+import runtime
+from runtime.bundle import BUNDLE_FILE, list_bundle_files
+
+RUNTIME_DIR = Path(runtime.__file__).resolve().parent
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """np.savez without timestamps, so the same arrays always give the same bytes (no pickles)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def copy_runtime(dest: Path) -> None:
+    """A clean copy of the runtime package (no caches) into the bundle."""
+    shutil.copytree(RUNTIME_DIR, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+
+
+def write_archive(src_dir: Path, archive: Path, top: str) -> None:
+    """A byte-for-byte reproducible tar.gz: sorted entries, fixed times, owners and modes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        entries = sorted(src_dir.rglob("*"), key=lambda p: p.relative_to(src_dir).as_posix())
+        for path in [src_dir] + entries:
+            rel = path.relative_to(src_dir).as_posix()
+            name = top if rel == "." else f"{top}/{rel}"
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = 0o644, path.stat().st_size
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+    with archive.open("wb") as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+
+
+class BundleWriter:
+    """Builds a bundle in a temp folder next to the output, then moves it into place at once.
+
+    An interrupted build leaves only a hidden temp folder, never a half bundle at the final path.
+    """
+
+    def __init__(self, out_dir: Path, bundle_name: str) -> None:
+        self.out_dir = out_dir
+        self.bundle_name = bundle_name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_name}.tmp-", dir=out_dir))
+        self.root = self.tmp / bundle_name
+        self.root.mkdir()
+
+    def write_bytes(self, rel: str, data: bytes) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+    def write_text(self, rel: str, text: str) -> Path:
+        return self.write_bytes(rel, text.encode("utf-8"))
+
+    def write_npz(self, rel: str, arrays: Mapping[str, np.ndarray]) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_npz(path, arrays)
+
+    def finish(self, document: dict[str, Any]) -> tuple[Path, Path]:
+        """Add the runtime and bundle.json (with every file's hash), archive, and move into place."""
+        copy_runtime(self.root / "runtime")
+        document = dict(document, files=list_bundle_files(self.root))
+        (self.root / BUNDLE_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n",
+                                             encoding="utf-8")
+        archive_tmp = self.tmp / f"{self.bundle_name}.tar.gz"
+        write_archive(self.root, archive_tmp, self.bundle_name)
+        final_dir = self.out_dir / self.bundle_name
+        final_archive = self.out_dir / f"{self.bundle_name}.tar.gz"
+        old = None
+        if final_dir.exists():
+            old = self.tmp / "previous"
+            os.replace(final_dir, old)
+        os.replace(self.root, final_dir)
+        os.replace(archive_tmp, final_archive)
+        self.discard()
+        return final_dir, final_archive
+
+    def discard(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)

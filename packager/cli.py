@@ -1,0 +1,155 @@
+"""The `edgepack` command. Heavy modules are imported per command, so `--help` stays instant."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .errors import EdgepackError
+
+EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
+
+
+def _emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from .report import format_targets
+    from .targets import available_targets, load_target
+    rows, docs = [], []
+    status = EXIT_OK
+    for name, path in sorted(available_targets().items()):
+        try:
+            t = load_target(str(path))
+            rows.append((name, t, str(path)))
+            docs.append(dict(t.to_dict(), file=str(path), requirements=list(t.requirements),
+                             candidates=[{"id": c.id, "format": c.format, "precision": c.precision,
+                                          "providers": list(c.providers)} for c in t.candidates]))
+        except EdgepackError as exc:
+            status = EXIT_FAILED
+            rows.append((name, None, str(path)))
+            docs.append({"name": name, "file": str(path), "error": exc.to_dict()})
+            if args.check and not args.json:
+                print(f"error: {exc}", file=sys.stderr)
+    if args.json:
+        _emit_json({"targets": docs})
+    else:
+        print(format_targets(rows))
+    return status if args.check else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .targets import load_target
+    manifest = load_manifest(args.manifest)
+    targets = [load_target(t, manifest.base_dir) for t in (args.target or manifest.targets)]
+    if args.json:
+        _emit_json({"manifest": args.manifest, "name": manifest.name, "valid": True,
+                    "targets": [t.name for t in targets]})
+    else:
+        print(f"{args.manifest}: valid ({manifest.name}; targets: {', '.join(t.name for t in targets)})")
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .pipeline import build
+    from .progress import Progress
+    from .report import format_build
+    progress = Progress(quiet=args.quiet or args.json)
+    result = build(args.manifest, args.out, targets=args.target or None,
+                   allow_parity_failure=args.allow_parity_failure, progress=progress)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        print(format_build(result))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from runtime.bundle import open_bundle
+    from runtime.errors import IntegrityError
+    from .report import format_bundle
+    bundle = open_bundle(args.bundle)
+    try:
+        bundle.verify()
+        integrity, ok = f"OK ({len(bundle.files)} files match their sha256)", True
+    except IntegrityError as exc:
+        integrity, ok = f"FAILED: {exc}", False
+    if args.json:
+        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}})
+    else:
+        print(format_bundle(bundle.raw, integrity))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgepack",
+        description="Package trained models into verified per-device bundles (ONNX), "
+                    "checked against the original model on real inputs.")
+    parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+        p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("targets", cmd_targets, "list the device targets that can be built for")
+    p.add_argument("--check", action="store_true", help="exit 1 if any target file is invalid")
+
+    p = add("validate", cmd_validate, "check a manifest and its targets without building")
+    p.add_argument("manifest", help="manifest YAML file")
+    p.add_argument("--target", action="append", help="check only this target (name or YAML path); repeatable")
+
+    p = add("build", cmd_build, "build one verified bundle per target of a manifest")
+    p.add_argument("manifest", help="manifest YAML file")
+    p.add_argument("--out", default="dist", help="output folder (default: dist)")
+    p.add_argument("--target", action="append",
+                   help="build only this target (name or YAML path); repeatable")
+    p.add_argument("--allow-parity-failure", action="store_true",
+                   help="keep candidates that fail parity in the bundle (marked as failed) instead of "
+                        "failing the build")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
+    p.add_argument("bundle", help="bundle folder or .tar.gz")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written at the output path", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from runtime.errors import RuntimeBundleError
+        if not isinstance(exc, (EdgepackError, RuntimeBundleError)):
+            if args.debug:
+                raise
+            print(f"internal error: {type(exc).__name__}: {exc}\n  hint: rerun with --debug for the "
+                  "traceback and report it", file=sys.stderr)
+            return EXIT_FAILED
+        if args.debug:
+            traceback.print_exc()
+        if args.json:
+            _emit_json(exc.to_dict())
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Strict reading of YAML documents: every error names the file, the field and the fix.
+
+`Node` wraps one value of a parsed document together with its place (file + field path), so
+loaders read fields with one call each and unknown keys are caught with a did-you-mean.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from .errors import ConfigError
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a mapping"}
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a close match exists, else ''."""
+    options = list(options)
+    match = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if not match and word:  # an abbreviation: 'CUDA' -> 'CUDAExecutionProvider'
+        match = [o for o in options if o.lower().startswith(word.lower())][:1]
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def read_yaml(path: Path, error: type[ConfigError], what: str) -> Any:
+    """Parse a YAML file safely, turning I/O and syntax problems into ``error``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} file not found", where=str(path),
+                    hint="check the path (relative paths are taken from the current directory)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} file: {exc}", where=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error(f"malformed YAML: {problem}", where=place,
+                    hint="fix the YAML syntax (indentation, quotes, colons) at that line") from None
+
+
+class Node:
+    """One value of a YAML document and where it sits (file and dotted field path)."""
+
+    def __init__(self, value: Any, file: str, path: str, error: type[ConfigError]) -> None:
+        self.value = value
+        self.file = file
+        self.path = path
+        self.error = error
+
+    # -- places and errors -------------------------------------------------------------------
+    def where(self, key: str | int | None = None) -> str:
+        path = self.path
+        if isinstance(key, int):
+            path = f"{path}[{key}]"
+        elif key is not None:
+            path = f"{path}.{key}" if path else key
+        return f"{self.file}: {path}" if path else self.file
+
+    def fail(self, message: str, key: str | int | None = None, hint: str | None = None) -> ConfigError:
+        return self.error(message, where=self.where(key), hint=hint)
+
+    def child(self, key: str | int) -> "Node":
+        path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
+        value = self.value[key]
+        return Node(value, self.file, path, self.error)
+
+    # -- shape checks --------------------------------------------------------------------------
+    def mapping(self, allowed: Sequence[str], required: Sequence[str] = ()) -> "Node":
+        """Require a mapping with only ``allowed`` keys and all ``required`` keys."""
+        if not isinstance(self.value, dict):
+            raise self.fail(f"expected a mapping, got {_describe(self.value)}",
+                            hint="write 'key: value' lines here")
+        for key in self.value:
+            if not isinstance(key, str):
+                raise self.fail(f"key {key!r} is not a string", hint="quote the key")
+            if key not in allowed:
+                raise self.fail(f"unknown key {key!r}{did_you_mean(key, allowed)}", key,
+                                hint=f"allowed keys here: {', '.join(allowed)}")
+        for key in required:
+            if key not in self.value or self.value[key] is None:
+                raise self.fail(f"missing required field {key!r}", key,
+                                hint=f"add '{key}:' here")
+        return self
+
+    def has(self, key: str) -> bool:
+        return isinstance(self.value, dict) and self.value.get(key) is not None
+
+    def get(self, key: str, kind: type, default: Any = None, *, choices: Sequence[Any] | None = None,
+            minimum: float | None = None) -> Any:
+        """Read a scalar field of type ``kind`` (an int is accepted where a float is asked)."""
+        if not self.has(key):
+            return default
+        value = self.value[key]
+        ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise self.fail(f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}", key)
+        if choices is not None and value not in choices:
+            shown = ", ".join(map(str, choices))
+            raise self.fail(f"{value!r} is not one of: {shown}{did_you_mean(str(value), map(str, choices))}",
+                            key, hint=f"use one of: {shown}")
+        if minimum is not None and value < minimum:
+            raise self.fail(f"must be >= {minimum}, got {value}", key)
+        return value
+
+    def items(self, key: str, *, required: bool = False, min_items: int = 0) -> list["Node"]:
+        """Read a list field as child nodes."""
+        if not self.has(key):
+            if required:
+                raise self.fail(f"missing required field {key!r}", key, hint=f"add a '{key}:' list")
+            return []
+        value = self.value[key]
+        if not isinstance(value, list):
+            raise self.fail(f"expected a list, got {_describe(value)}", key,
+                            hint="write one '- item' line per entry")
+        if len(value) < min_items:
+            raise self.fail(f"needs at least {min_items} entr{'y' if min_items == 1 else 'ies'}", key)
+        node = self.child(key)
+        return [node.child(i) for i in range(len(value))]
+
+    def strings(self, key: str, default: Sequence[str] = ()) -> list[str]:
+        """Read a list of strings."""
+        out = []
+        for item in self.items(key):
+            if not isinstance(item.value, str):
+                raise item.fail(f"expected a string, got {_describe(item.value)}")
+            out.append(item.value)
+        return out if self.has(key) else list(default)
+
+    def section(self, key: str) -> "Node | None":
+        return self.child(key) if self.has(key) else None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__

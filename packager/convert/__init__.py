@@ -1,0 +1,1 @@
+"""Conversions from a source model to an artifact format, one module each."""

@@ -1,0 +1,418 @@
+"""A build: one manifest -> one verified bundle per target.
+
+Target-independent work (loading the source, data, reference outputs, export, simplify) runs
+once; each artifact variant (e.g. int8 static) is made and checked once and shared by every
+target that asks for it.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from runtime.bundle import SCHEMA_VERSION
+from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
+
+from . import __version__
+from .bundle import BundleWriter
+from .data import SampleSet, golden_samples, load_evaluation, load_samples
+from .errors import EdgepackError, UnsupportedError
+from .manifest import Manifest, load_manifest
+from .onnx_utils import node_count, serialize
+from .parity import OnnxRunner, accuracy, first_feed, host_latency_ms, run_samples
+from .passes import PassResult
+from .progress import Progress
+from .sources import Source, load_source
+from .targets import CandidateSpec, Target, load_target
+from .texts import bundle_readme, requirements_txt
+
+
+@dataclass
+class Artifact:
+    """One model file made for a variant (shared by every candidate that asks for it)."""
+
+    variant: str
+    precision: str
+    data: bytes
+    passes: list[dict[str, Any]]
+    notes: list[str]
+    parity: ParityReport
+    accuracy: float | None
+    host_latency_ms: float | None
+
+    @property
+    def filename(self) -> str:
+        return self.variant.split("-", 1)[1]
+
+
+@dataclass
+class CandidateResult:
+    """What happened to one candidate of one target."""
+
+    id: str
+    format: str
+    precision: str
+    status: str  # ok | parity-failed | parity-failed-allowed | dropped | failed | unsupported
+    file: str | None = None
+    size: int | None = None
+    parity: ParityReport | None = None
+    accuracy: float | None = None
+    host_latency_ms: float | None = None
+    message: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def in_bundle(self) -> bool:
+        return self.status in ("ok", "parity-failed-allowed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "format": self.format, "precision": self.precision,
+                "status": self.status, "file": self.file, "size": self.size,
+                "parity": self.parity.to_dict() if self.parity else None,
+                "accuracy": self.accuracy, "host_latency_ms": self.host_latency_ms,
+                "message": self.message, "notes": self.notes}
+
+
+@dataclass
+class TargetResult:
+    """What happened to one target."""
+
+    target: str
+    status: str  # ok | partial | failed
+    candidates: list[CandidateResult] = field(default_factory=list)
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    bundle_dir: str | None = None
+    archive: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "status": self.status, "bundle_dir": self.bundle_dir,
+                "archive": self.archive, "message": self.message, "fallbacks": self.fallbacks,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass
+class BuildResult:
+    """The whole build: per target results, shared steps, warnings."""
+
+    name: str
+    manifest: str
+    targets: list[TargetResult]
+    steps: list[dict[str, Any]]
+    warnings: list[str]
+    reference_accuracy: float | None
+    golden: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status == "ok" for t in self.targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
+                "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
+                "golden": self.golden, "steps": self.steps,
+                "targets": [t.to_dict() for t in self.targets]}
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the libraries that shape the artifacts (recorded in every bundle)."""
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("onnx", "onnxruntime", "onnxsim", "torch", "onnxscript"):
+        m = sys.modules.get(mod)
+        if m is None and mod in ("onnx", "onnxruntime", "onnxsim"):
+            m = __import__(mod)
+        if m is not None:
+            out[mod] = getattr(m, "__version__", "unknown")
+    return out
+
+
+class Builder:
+    """Runs one manifest's build; shared work is memoised across targets."""
+
+    def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
+                 allow_parity_failure: bool = False, progress: Progress | None = None) -> None:
+        self.manifest = manifest
+        self.targets = targets
+        self.out_dir = out_dir
+        self.allow_parity_failure = allow_parity_failure
+        self.progress = progress or Progress(quiet=True)
+        self.steps: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self._artifacts: dict[str, Artifact | EdgepackError] = {}
+        self.output_names = [o.name for o in manifest.outputs]
+
+    # -- shared, target-independent steps ----------------------------------------------------
+    def _prepare_shared(self) -> None:
+        m = self.manifest
+        with self.progress.step(f"load {m.source.framework} source"):
+            self.source: Source = load_source(m)
+        needs_cal = m.golden_from_calibration or any(
+            c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
+        self.calibration: SampleSet | None = None
+        if needs_cal:
+            with self.progress.step("load calibration data"):
+                self.calibration = load_samples(m.calibration, m, "calibration")
+            if self.calibration.random:
+                self.warnings.append("calibration data is RANDOM (manifest asked for random: true); "
+                                     "int8 artifacts and golden checks do not reflect real inputs")
+        with self.progress.step("load golden data"):
+            self.golden = golden_samples(m, self.calibration)
+        with self.progress.step("reference outputs (original model)"):
+            self.reference = run_samples(self.source.reference, self.golden)
+            self.evaluation = load_evaluation(m)
+            self.reference_accuracy = (accuracy(self.source.reference, self.evaluation, m.evaluation.output)
+                                       if self.evaluation and m.evaluation else None)
+        self.scores = {o.name: (o.scores if o.scores is not None else
+                                looks_like_scores(self.reference[o.name]) if self.golden.batched else
+                                looks_like_scores(self.reference[o.name][0]))
+                       for o in m.outputs}
+        self._base = self._base_model()
+
+    def _record(self, result: PassResult) -> None:
+        self.steps.append({"step": result.name, "details": result.details, "notes": result.notes})
+
+    def _base_model(self) -> Any:
+        """Source -> ONNX (export or load), prepared and simplified: the fp32 starting point."""
+        m = self.manifest
+        from .passes.prepare import prepare
+        from .passes.simplify import simplify
+        if m.source.framework == "torch":
+            from .convert.torch_to_onnx import export_torch
+            with self.progress.step("export torch -> onnx"):
+                exported = export_torch(self.source.module, m, first_feed_batch(self.golden))  # type: ignore[attr-defined]
+            self.exporter = exported.exporter
+            self.steps.append({"step": "export", "details": {"exporter": exported.exporter,
+                                                             "nodes": node_count(exported.model)},
+                               "notes": exported.notes})
+            self.warnings.extend(exported.notes)
+            model = exported.model
+        else:
+            self.exporter = "none (onnx source)"
+            model = self.source.model  # type: ignore[attr-defined]
+        with self.progress.step("prepare onnx (check, opset, shapes)"):
+            prepared = prepare(model, m.opset, f"{m.file}: source")
+        self._record(prepared)
+        with self.progress.step("simplify (onnxsim)"):
+            simplified = simplify(prepared.model)
+        self._record(simplified)
+        self.warnings.extend(simplified.notes)
+        return simplified.model
+
+    # -- per variant ---------------------------------------------------------------------------
+    def _make_variant(self, spec: CandidateSpec) -> Artifact:
+        from .passes import quantize
+        if spec.format != "onnx":
+            raise UnsupportedError(
+                f"{spec.format} artifacts are not supported by edgepack {__version__} yet",
+                where=f"candidate {spec.id}", hint="use format: onnx for this target for now")
+        if spec.precision == "fp32":
+            result = PassResult(self._base, "fp32", modified=False)
+        elif spec.precision == "fp16":
+            result = quantize.to_fp16(self._base)
+        elif spec.quantization and spec.quantization.mode == "dynamic":
+            result = quantize.int8_dynamic(self._base)
+        else:
+            assert spec.quantization is not None and self.calibration is not None
+            batches = list(self.calibration.batches(self.manifest.calibration.batch_size))
+            result = quantize.int8_static(self._base, spec.quantization, batches,
+                                          random_data=self.calibration.random)
+        data = serialize(result.model)
+        runner = OnnxRunner(data, self.output_names, f"candidate {spec.id}")
+        outputs = run_samples(runner, self.golden)
+        tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
+        parity = compare(self.reference, outputs, tolerances, scores=self.scores)
+        acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
+               if self.evaluation and self.manifest.evaluation else None)
+        latency = host_latency_ms(runner, first_feed(self.golden))
+        return Artifact(variant=spec.variant, precision=spec.precision, data=data,
+                        passes=[{"step": result.name, "details": result.details}],
+                        notes=result.notes, parity=parity, accuracy=acc, host_latency_ms=latency)
+
+    def artifact(self, spec: CandidateSpec) -> Artifact:
+        """The artifact for a candidate, made once per variant; a failure is remembered too."""
+        key = spec.variant
+        if key not in self._artifacts:
+            try:
+                with self.progress.step(f"make {key} + parity"):
+                    self._artifacts[key] = self._make_variant(spec)
+            except EdgepackError as exc:
+                self._artifacts[key] = exc
+        found = self._artifacts[key]
+        if isinstance(found, EdgepackError):
+            raise found
+        return found
+
+    # -- per target ----------------------------------------------------------------------------
+    def _build_target(self, target: Target) -> TargetResult:
+        result = TargetResult(target=target.name, status="ok")
+        chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]] = []
+        for i, spec in enumerate(target.candidates):
+            cr = CandidateResult(id=spec.id, format=spec.format, precision=spec.precision, status="ok")
+            result.candidates.append(cr)
+            try:
+                art = self.artifact(spec)
+            except UnsupportedError as exc:
+                cr.status, cr.message = "unsupported", str(exc.message)
+                continue
+            except EdgepackError as exc:
+                cr.status, cr.message = "failed", f"{exc.message}" + (f" ({exc.where})" if exc.where else "")
+                continue
+            cr.file = f"models/{self.manifest.name}.{art.filename}.onnx"
+            cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
+            cr.host_latency_ms, cr.notes = art.host_latency_ms, list(art.notes)
+            if not art.parity.passed:
+                reasons = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in art.parity.outputs if not o.passed)
+                nxt = next((c.id for c in target.candidates[i + 1:]), None)
+                if self.allow_parity_failure:
+                    cr.status, cr.message = "parity-failed-allowed", f"parity failed ({reasons}); kept because --allow-parity-failure"
+                elif target.precision_fallback and nxt:
+                    cr.status, cr.message = "dropped", f"parity failed ({reasons}); fell back to {nxt}"
+                    result.fallbacks.append({"candidate": spec.id, "reason": f"parity failed: {reasons}", "next": nxt})
+                    continue
+                else:
+                    cr.status, cr.message = "parity-failed", f"parity failed ({reasons})"
+                    continue
+            chosen.append((spec, art, cr))
+
+        hard = [c for c in result.candidates if c.status == "parity-failed"]
+        broken = [c for c in result.candidates if c.status in ("failed", "unsupported")]
+        if hard or not chosen:
+            result.status = "failed"
+            result.message = ("parity failed for " + ", ".join(c.id for c in hard) +
+                              " (set precision_fallback: true in the target, or pass --allow-parity-failure)"
+                              if hard else "no candidate could be built")
+            return result
+        if broken:
+            result.status = "partial"
+            result.message = "built without " + ", ".join(f"{c.id} ({c.status})" for c in broken)
+        with self.progress.step(f"write bundle {self.manifest.name}-{target.name}"):
+            bundle_dir, archive = self._write(target, chosen, result)
+        result.bundle_dir, result.archive = str(bundle_dir), str(archive)
+        return result
+
+    def _write(self, target: Target, chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]],
+               result: TargetResult) -> tuple[Path, Path]:
+        m = self.manifest
+        bundle_name = f"{m.name}-{target.name}"
+        writer = BundleWriter(self.out_dir, bundle_name)
+        try:
+            written: set[str] = set()
+            for spec, art, cr in chosen:
+                if cr.file and cr.file not in written:
+                    writer.write_bytes(cr.file, art.data)
+                    written.add(cr.file)
+            writer.write_npz("golden/inputs.npz", self.golden.arrays)
+            writer.write_npz("golden/outputs.npz", self.reference)
+            writer.write_text("requirements.txt", requirements_txt(target))
+            writer.write_text("README.md", bundle_readme(m, target, bundle_name, [c.id for _, _, c in chosen]))
+            document = self._document(target, chosen, result)
+            return writer.finish(document)
+        except BaseException:
+            writer.discard()
+            raise
+
+    def _document(self, target: Target, chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]],
+                  result: TargetResult) -> dict[str, Any]:
+        m = self.manifest
+        signature = {
+            "inputs": [s.to_dict() for s in m.inputs],
+            "outputs": [dict(o.to_dict(), shape=_output_shape(o.shape, self.reference[o.name], self.golden.batched,
+                                                             m.symbolic_batch()),
+                             dtype=str(self.reference[o.name].dtype), scores=self.scores[o.name])
+                        for o in m.outputs],
+        }
+        candidates = []
+        for spec, art, cr in chosen:
+            tolerances: dict[str, Tolerance] = {o: m.tolerance_for(spec.precision, o) for o in self.output_names}
+            candidates.append({
+                "id": spec.id, "file": cr.file, "format": spec.format, "precision": spec.precision,
+                "quantization": dict(spec.quantization.to_dict(), **{
+                    k: v for k, v in art.passes[0]["details"].items() if k == "calibration_samples"})
+                if spec.quantization else None,
+                "backend": spec.backend, "providers": list(spec.providers),
+                "provider_options": [dict(o) for o in spec.provider_options] or [{} for _ in spec.providers],
+                "threads": target.threads,
+                "tolerance": {o: t.to_dict() for o, t in tolerances.items()},
+                "parity": dict(art.parity.to_dict(), checked_on="host CPUExecutionProvider"),
+                "accuracy": art.accuracy,
+                "size": len(art.data),
+                "status": cr.status,
+                "notes": cr.notes,
+            })
+        skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
+                   for c in result.candidates if c.status in ("failed", "unsupported")]
+        warnings = list(self.warnings) + [f"candidate {s['candidate']} not built: {s['reason']}" for s in skipped]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": m.name,
+            "description": m.description,
+            "target": target.to_dict(),
+            "signature": signature,
+            "candidates": candidates,
+            "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz",
+                       "samples": len(self.golden), "batched": self.golden.batched,
+                       "source": self.golden.source},
+            "fallbacks": result.fallbacks,
+            "skipped": skipped,
+            "warnings": warnings,
+            "evaluation": {"reference_accuracy": self.reference_accuracy,
+                           "samples": len(self.evaluation) if self.evaluation else 0}
+            if self.evaluation else None,
+            "provenance": {
+                "edgepack": __version__,
+                "tools": tool_versions(),
+                "source": {"framework": m.source.framework, "sha256": self.source.sha256,
+                           "description": self.source.description},
+                "exporter": self.exporter,
+                "steps": self.steps,
+                "host": {"platform": platform.platform(), "machine": platform.machine()},
+            },
+        }
+
+    def run(self) -> BuildResult:
+        self._prepare_shared()
+        results = []
+        for target in self.targets:
+            self.progress.note(f"target {target.name}")
+            results.append(self._build_target(target))
+        return BuildResult(name=self.manifest.name, manifest=self.manifest.file, targets=results,
+                           steps=self.steps, warnings=self.warnings,
+                           reference_accuracy=self.reference_accuracy,
+                           golden={"samples": len(self.golden), "source": self.golden.source})
+
+
+def first_feed_batch(samples: SampleSet) -> dict[str, np.ndarray]:
+    """Example inputs for export: up to 2 samples, so a symbolic batch dim is not specialised."""
+    return next(samples.batches(2))
+
+
+def _output_shape(declared: Any, ref: np.ndarray, batched: bool, batch: str | None) -> list[Any]:
+    """An output's shape for the signature: declared, else observed with the batch dim symbolic."""
+    if declared is not None:
+        return list(declared)
+    shape: list[Any] = list(ref.shape[1:]) if not batched else list(ref.shape)
+    if batched and batch and shape:
+        shape[0] = batch
+    return shape
+
+
+def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
+          allow_parity_failure: bool = False, progress: Progress | None = None,
+          on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
+    """Build every target of a manifest (or only ``targets``) into ``out_dir``."""
+    manifest = load_manifest(manifest_path)
+    names = targets or list(manifest.targets)
+    loaded = [load_target(t, manifest.base_dir) for t in names]
+    if on_loaded:
+        on_loaded(manifest, loaded)
+    result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
+                     progress=progress).run()
+    report = Path(out_dir) / f"{manifest.name}.build.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,119 @@
+"""Readable text for build results, bundles and targets (the --json forms are the to_dict()s)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from runtime.compare import OutputReport, format_parity_rows
+
+from .pipeline import BuildResult, CandidateResult
+from .targets import Target
+
+
+def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
+    """Left-aligned fixed-width columns; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _worst(c: CandidateResult) -> tuple[float | None, float | None, float | None]:
+    outs = c.parity.outputs if c.parity else []
+    abs_ = [o.max_abs for o in outs if o.max_abs is not None]
+    cos = [o.cosine for o in outs if o.cosine is not None]
+    top = [o.top1 for o in outs if o.top1 is not None]
+    return (max(abs_) if abs_ else None, min(cos) if cos else None, min(top) if top else None)
+
+
+_STATUS_WORDS = {"ok": "ok", "parity-failed": "PARITY FAILED", "parity-failed-allowed": "parity failed (allowed)",
+                 "dropped": "dropped (fallback)", "failed": "FAILED", "unsupported": "unsupported"}
+
+
+def format_build(result: BuildResult) -> str:
+    """The build summary: per target, each candidate's size, parity, accuracy and status."""
+    lines = [f"{result.name}: golden = {result.golden['source']}"]
+    if result.reference_accuracy is not None:
+        lines.append(f"original model accuracy on the evaluation data: {result.reference_accuracy:.4f}")
+    for t in result.targets:
+        where = f" -> {t.bundle_dir} (+ .tar.gz)" if t.bundle_dir else ""
+        lines.append("")
+        lines.append(f"target {t.target}: {t.status.upper()}{where}")
+        rows = [("candidate", "precision", "size", "max_abs", "cosine", "top1", "accuracy", "host ms", "status")]
+        for c in t.candidates:
+            max_abs, cos, top = _worst(c)
+            rows.append((c.id, c.precision, human_size(c.size), _num(max_abs, ".3g"), _num(cos, ".6f"),
+                         _num(top, ".3f"), _num(c.accuracy, ".4f"), _num(c.host_latency_ms, ".3f"),
+                         _STATUS_WORDS.get(c.status, c.status)))
+        lines.append(table(rows))
+        for c in t.candidates:
+            if c.message:
+                lines.append(f"  - {c.id}: {c.message}")
+            if c.status in ("parity-failed", "parity-failed-allowed", "dropped") and c.parity:
+                lines.append(format_parity_rows(c.parity.outputs, indent="      "))
+        if t.message and t.status != "partial":
+            lines.append(f"  {t.message}")
+    if result.warnings:
+        lines.append("")
+        lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def format_targets(targets: list[tuple[str, Target | None, str]]) -> str:
+    """One row per target: name, arch, python, candidates in order, file."""
+    rows = [("target", "arch", "python", "candidates (in order of preference)", "file")]
+    for name, t, path in targets:
+        if t is None:
+            rows.append((name, "?", "?", "INVALID (edgepack targets --check shows why)", path))
+        else:
+            rows.append((name, t.arch, t.python, ", ".join(c.id for c in t.candidates), path))
+    return table(rows, indent="")
+
+
+def format_bundle(doc: dict[str, Any], integrity: str) -> str:
+    """``edgepack inspect``: signature, candidates, sizes, parity, provenance, integrity."""
+    t = doc.get("target", {})
+    lines = [f"bundle {doc.get('name')} for {t.get('name')} ({t.get('arch')}, Python {t.get('python')})",
+             f"integrity: {integrity}", "", "signature:"]
+    for kind in ("inputs", "outputs"):
+        for s in doc.get("signature", {}).get(kind, []):
+            layout = f" {s['layout']}" if s.get("layout") else ""
+            lines.append(f"  {kind[:-1]:6} {s['name']}: {s.get('dtype')} {s.get('shape')}{layout}")
+    lines += ["", "candidates (in order of preference):"]
+    rows = [("id", "format", "precision", "providers", "size", "accuracy", "parity")]
+    for c in doc.get("candidates", []):
+        parity = c.get("parity") or {}
+        rows.append((c["id"], c.get("format", ""), c.get("precision", ""), ",".join(c.get("providers", [])),
+                     human_size(c.get("size")), _num(c.get("accuracy"), ".4f"),
+                     "PASS" if parity.get("passed") else "FAIL"))
+    lines.append(table(rows))
+    for c in doc.get("candidates", []):
+        outs = [OutputReport.from_dict(o) for o in (c.get("parity") or {}).get("outputs", [])]
+        if outs:
+            lines += ["", f"parity of {c['id']} ({(c.get('parity') or {}).get('checked_on', '')}):",
+                      format_parity_rows(outs, indent="  ")]
+    for f in doc.get("fallbacks", []):
+        lines.append(f"fallback: {f.get('candidate')} -> {f.get('next')}: {f.get('reason')}")
+    for w in doc.get("warnings", []):
+        lines.append(f"warning: {w}")
+    prov = doc.get("provenance", {})
+    src = prov.get("source", {})
+    lines += ["", "provenance:",
+              f"  source: {src.get('description')} sha256 {str(src.get('sha256', ''))[:16]}...",
+              f"  exporter: {prov.get('exporter')}",
+              "  tools: " + ", ".join(f"{k} {v}" for k, v in sorted(prov.get("tools", {}).items())),
+              f"  built with edgepack {prov.get('edgepack')} on {prov.get('host', {}).get('platform')}"]
+    files = doc.get("files", {})
+    lines.append(f"  files: {len(files)}, {human_size(sum(int(f.get('size', 0)) for f in files.values()))}")
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Load the original model and run it: the reference every artifact is judged against."""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import SourceError
+from ..manifest import Manifest
+
+
+class Source(Protocol):
+    """An original model: its identity and a reference runner."""
+
+    framework: str
+    sha256: str
+    description: str
+
+    def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs of the original model, keyed by the manifest's output names."""
+        ...
+
+
+def load_source(manifest: Manifest) -> Source:
+    """The manifest's source model, loaded and checked against its signature."""
+    if manifest.source.framework == "torch":
+        from .torch_source import TorchSource
+        return TorchSource.load(manifest)
+    if manifest.source.framework == "onnx":
+        from .onnx_source import OnnxSource
+        return OnnxSource.load(manifest)
+    raise SourceError(f"unsupported framework {manifest.source.framework!r}",
+                      where=f"{manifest.file}: source.framework")

@@ -1,0 +1,86 @@
+"""ONNX sources: a model file, checked against the manifest and run as-is for the reference."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import SourceError
+from ..manifest import Manifest
+from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx
+
+
+@dataclass
+class OnnxSource:
+    """The source ONNX model; the reference runs it unmodified on onnxruntime's CPU provider."""
+
+    model: Any
+    manifest: Manifest
+    sha256: str
+    framework: str = "onnx"
+    _session: Any = None
+
+    @property
+    def description(self) -> str:
+        return f"onnx file {self.manifest.source.path}"
+
+    @classmethod
+    def load(cls, manifest: Manifest) -> "OnnxSource":
+        path = manifest.source.path
+        assert path is not None
+        where = f"{manifest.file}: source.path"
+        model = load_onnx(path, where)
+        check_signature(model, manifest)
+        return cls(model=model, manifest=manifest, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+
+    def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            import onnxruntime as ort
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            try:
+                self._session = ort.InferenceSession(self.model.SerializeToString(), opts,
+                                                     providers=["CPUExecutionProvider"])
+            except Exception as exc:
+                raise SourceError(f"onnxruntime cannot run the source model: {exc}",
+                                  where=f"{self.manifest.file}: source.path") from exc
+        names = [o.name for o in self.manifest.outputs]
+        values = self._session.run(names, {s.name: feeds[s.name] for s in self.manifest.inputs})
+        return dict(zip(names, values))
+
+
+def check_signature(model: Any, manifest: Manifest) -> None:
+    """The manifest's inputs/outputs must exist in the model with the same dtype and rank."""
+    where = f"{manifest.file}: inputs"
+    ins, outs = graph_io(model)
+    for spec in manifest.inputs:
+        if spec.name not in ins:
+            raise SourceError(f"the model has no input {spec.name!r} (it has {list(ins)})", where=where,
+                              hint="use the model's input names in the manifest")
+        elem, dims = ins[spec.name]
+        _check_tensor(spec.name, spec.dtype, spec.shape, elem, dims, where)
+    extra = [n for n in ins if n not in {s.name for s in manifest.inputs}]
+    if extra:
+        raise SourceError(f"the model has input(s) {extra} the manifest does not list", where=where,
+                          hint="list every model input in the manifest")
+    for spec in manifest.outputs:
+        if spec.name not in outs:
+            raise SourceError(f"the model has no output {spec.name!r} (it has {list(outs)})",
+                              where=f"{manifest.file}: outputs")
+
+
+def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any], where: str) -> None:
+    got = ONNX_DTYPES.get(elem, f"onnx type {elem}")
+    if got != dtype:
+        raise SourceError(f"input {name!r} is {got} in the model, {dtype} in the manifest", where=where,
+                          hint=f"set dtype: {got}")
+    if shape is not None and dims is not None:
+        if len(dims) != len(shape):
+            raise SourceError(f"input {name!r} has rank {len(dims)} in the model {dims}, "
+                              f"{len(shape)} in the manifest {list(shape)}", where=where)
+        for axis, (want, have) in enumerate(zip(shape, dims)):
+            if isinstance(want, int) and isinstance(have, int) and want != have:
+                raise SourceError(f"input {name!r} axis {axis} is {have} in the model, {want} in "
+                                  "the manifest", where=where, hint=f"the model's shape is {dims}")

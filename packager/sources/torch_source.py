@@ -1,0 +1,90 @@
+"""PyTorch sources: an entry point returning an nn.Module with its weights loaded."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..entrypoints import call_entry
+from ..errors import SourceError
+from ..manifest import Manifest
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise SourceError("a torch source needs PyTorch, which is not installed",
+                          hint="pip install 'edgepack[torch]' (pins torch==2.13.0)") from None
+    return torch
+
+
+def state_dict_sha256(module: Any) -> str:
+    """A hash of every parameter and buffer (names, dtypes, shapes, values) in a stable order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        data = (t.int_repr() if t.is_quantized else t).contiguous().reshape(-1)
+        h.update(data.view(__import__("torch").uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class TorchSource:
+    """A torch model in eval mode, run under no_grad as the reference."""
+
+    module: Any
+    manifest: Manifest
+    sha256: str
+    framework: str = "torch"
+
+    @property
+    def description(self) -> str:
+        return f"torch entry {self.manifest.source.entry}"
+
+    @classmethod
+    def load(cls, manifest: Manifest) -> "TorchSource":
+        torch = _import_torch()
+        where = f"{manifest.file}: source.entry"
+        module = call_entry(manifest.source.entry or "", manifest.base_dir, SourceError, where,
+                            **manifest.source.kwargs)
+        if not isinstance(module, torch.nn.Module):
+            raise SourceError(f"{manifest.source.entry} returned {type(module).__name__}, not a "
+                              "torch.nn.Module", where=where,
+                              hint="return the model object with its weights loaded")
+        module.eval()
+        return cls(module=module, manifest=manifest, sha256=state_dict_sha256(module))
+
+    def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = _import_torch()
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in self.manifest.inputs]
+        try:
+            with torch.no_grad():
+                result = self.module(*args)
+        except Exception as exc:
+            raise SourceError(f"running the torch model failed: {type(exc).__name__}: {exc}",
+                              where=f"{self.manifest.file}: inputs",
+                              hint="check that the manifest's inputs (order, dtype, shape) match "
+                                   "the model's forward()") from exc
+        return outputs_to_dict(result, self.manifest)
+
+
+def outputs_to_dict(result: Any, manifest: Manifest) -> dict[str, np.ndarray]:
+    """Map a forward() result (tensor, tuple/list, or dict) onto the manifest's output names."""
+    names = [o.name for o in manifest.outputs]
+    if isinstance(result, dict):
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise SourceError(f"the model's output dict lacks {missing} (it has {list(result)})",
+                              where=f"{manifest.file}: outputs")
+        values = [result[n] for n in names]
+    else:
+        values = list(result) if isinstance(result, (tuple, list)) else [result]
+        if len(values) != len(names):
+            raise SourceError(f"the model returns {len(values)} output(s), the manifest lists "
+                              f"{len(names)} ({names})", where=f"{manifest.file}: outputs",
+                              hint="list one output name per returned tensor, in order")
+    return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}

@@ -1,0 +1,209 @@
+"""Device targets: what a device runs, in order of preference, and what it must pip install."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Node, did_you_mean, read_yaml
+from .errors import TargetError
+
+FORMATS = ("onnx", "tflite", "torchscript")
+PRECISIONS = ("fp32", "fp16", "int8")
+BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "tflite", "torchscript": "torchscript"}
+QUANT_MODES = ("static", "dynamic")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+ARCHES = ("x86_64", "aarch64", "armv7l")
+KNOWN_ORT_PROVIDERS = (
+    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
+    "OpenVINOExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider",
+    "XnnpackExecutionProvider", "ROCMExecutionProvider", "QNNExecutionProvider",
+    "ACLExecutionProvider", "ArmNNExecutionProvider",
+)
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How an int8 candidate is quantized."""
+
+    mode: str = "static"
+    per_channel: bool = False
+    calibration_method: str = "minmax"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "per_channel": self.per_channel,
+                "calibration_method": self.calibration_method}
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One artifact a target asks for: format, precision, and how to run it."""
+
+    id: str
+    format: str
+    precision: str
+    backend: str
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: tuple[dict[str, Any], ...] = ()
+    quantization: Quantization | None = None
+
+    @property
+    def variant(self) -> str:
+        """The artifact this candidate needs; candidates with the same variant share one file."""
+        if self.precision == "int8" and self.quantization:
+            q = self.quantization
+            tag = f"int8-{q.mode}"
+            if q.mode == "static":
+                tag += ("-pc" if q.per_channel else "") + ("" if q.calibration_method == "minmax"
+                                                           else f"-{q.calibration_method}")
+            return f"{self.format}-{tag}"
+        return f"{self.format}-{self.precision}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device description loaded from a target YAML file."""
+
+    name: str
+    description: str
+    arch: str
+    python: str
+    threads: int
+    candidates: tuple[CandidateSpec, ...]
+    requirements: tuple[str, ...]
+    precision_fallback: bool = False
+    notes: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "arch": self.arch,
+                "python": self.python, "threads": self.threads}
+
+
+def target_search_dirs() -> list[Path]:
+    """Where target names are looked up: $EDGEPACK_TARGETS_PATH, ./targets, then the shipped ones."""
+    dirs = [Path(p) for p in os.environ.get("EDGEPACK_TARGETS_PATH", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "targets", SHIPPED_TARGETS_DIR]
+    seen: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
+            seen.append(d)
+    return seen
+
+
+def available_targets() -> dict[str, Path]:
+    """Every target name that can be found, mapped to its file (first search dir wins)."""
+    found: dict[str, Path] = {}
+    for d in target_search_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_target_ref(ref: str, base: Path | None = None) -> Path:
+    """A target given by name (``rpi4``) or by path (``my/device.yaml``) -> its file."""
+    looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref or os.sep in ref
+    if looks_like_path:
+        for candidate in ([base / ref] if base else []) + [Path(ref)]:
+            if candidate.is_file():
+                return candidate
+        raise TargetError(f"target file {ref!r} not found", where=ref,
+                          hint="give an existing target YAML path, or a shipped target name "
+                               "(see 'edgepack targets')")
+    known = available_targets()
+    if ref not in known:
+        raise TargetError(f"unknown target {ref!r}{did_you_mean(ref, known)}", where=ref,
+                          hint=f"known targets: {', '.join(sorted(known)) or 'none'}; "
+                               "or give the path of your own target YAML file")
+    return known[ref]
+
+
+def load_target(ref: str, base: Path | None = None) -> Target:
+    """Load and validate a target by name or path."""
+    path = resolve_target_ref(ref, base)
+    return parse_target(read_yaml(path, TargetError, "target"), str(path))
+
+
+def parse_target(data: Any, file: str) -> Target:
+    """Validate a parsed target document."""
+    root = Node(data, file, "", TargetError)
+    root.mapping(["name", "description", "arch", "python", "threads", "candidates",
+                  "requirements", "precision_fallback", "notes"],
+                 required=["name", "arch", "python", "candidates", "requirements"])
+    name = root.get("name", str)
+    if not _NAME_RE.match(name):
+        raise root.fail(f"target name {name!r} must be lower-case letters, digits, '.', '_' or '-'", "name")
+    python = root.value["python"]
+    if isinstance(python, float):  # `python: 3.10` parses as 3.1; insist on a string
+        raise root.fail(f"python version {python!r} must be a quoted string", "python",
+                        hint='write python: "3.11" (unquoted 3.10 would read as 3.1)')
+    python = root.get("python", str)
+    if not re.match(r"^3\.\d+$", python):
+        raise root.fail(f"python version {python!r} must look like \"3.11\"", "python")
+    threads = root.get("threads", int, 0, minimum=0)
+    candidates = tuple(_parse_candidate(n) for n in root.items("candidates", min_items=1))
+    ids = [c.id for c in candidates]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise root.fail(f"candidate id(s) {dupes} appear more than once", "candidates",
+                        hint="give each candidate a distinct 'id:'")
+    return Target(
+        name=name,
+        description=root.get("description", str, ""),
+        arch=root.get("arch", str, choices=ARCHES),
+        python=python,
+        threads=threads,
+        candidates=candidates,
+        requirements=tuple(root.strings("requirements")),
+        precision_fallback=root.get("precision_fallback", bool, False),
+        notes=root.get("notes", str, ""),
+        source=file,
+    )
+
+
+def _parse_candidate(node: Node) -> CandidateSpec:
+    node.mapping(["id", "format", "precision", "backend", "providers", "provider_options",
+                  "quantization"], required=["format", "precision"])
+    fmt = node.get("format", str, choices=FORMATS)
+    precision = node.get("precision", str, choices=PRECISIONS)
+    backend = node.get("backend", str, BACKEND_OF_FORMAT[fmt], choices=(BACKEND_OF_FORMAT[fmt],))
+    quant: Quantization | None = None
+    qnode = node.section("quantization")
+    if precision == "int8":
+        if qnode is None:
+            raise node.fail("int8 needs a 'quantization:' section", "quantization",
+                            hint="add quantization: {mode: static} (calibrated) or {mode: dynamic}")
+        qnode.mapping(["mode", "per_channel", "calibration_method"], required=["mode"])
+        quant = Quantization(mode=qnode.get("mode", str, choices=QUANT_MODES),
+                             per_channel=qnode.get("per_channel", bool, False),
+                             calibration_method=qnode.get("calibration_method", str, "minmax",
+                                                          choices=CALIBRATION_METHODS))
+    elif qnode is not None:
+        raise node.fail(f"'quantization' only applies to int8, not {precision}", "quantization",
+                        hint="remove it, or set precision: int8")
+    providers = tuple(node.strings("providers", default=["CPUExecutionProvider"]))
+    if fmt == "onnx":
+        for i, p in enumerate(providers):
+            if not p.endswith("ExecutionProvider"):
+                raise node.child("providers").fail(
+                    f"{p!r} is not an onnxruntime execution provider name{did_you_mean(p, KNOWN_ORT_PROVIDERS)}",
+                    i, hint="names look like CPUExecutionProvider, CUDAExecutionProvider")
+    options: list[dict[str, Any]] = []
+    for item in node.items("provider_options"):
+        if not isinstance(item.value, dict):
+            raise item.fail("expected a mapping of provider options")
+        options.append(dict(item.value))
+    if options and len(options) != len(providers):
+        raise node.fail(f"{len(options)} provider_options for {len(providers)} providers",
+                        "provider_options", hint="give one mapping per provider (use {} for none)")
+    spec = CandidateSpec(id="", format=fmt, precision=precision, backend=backend,
+                         providers=providers, provider_options=tuple(options), quantization=quant)
+    cid = node.get("id", str, spec.variant)
+    if not _NAME_RE.match(cid):
+        raise node.fail(f"candidate id {cid!r} must be lower-case letters, digits, '.', '_' or '-'", "id")
+    return CandidateSpec(**{**spec.__dict__, "id": cid})
