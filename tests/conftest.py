@@ -1,0 +1,79 @@
+"""Shared fixtures: small real models and manifests written into a temp folder."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+TINY_MODEL = '''
+import numpy as np
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def build(seed=0):
+    torch.manual_seed(seed)
+    return Tiny().eval()
+
+
+def samples(n=64):
+    rng = np.random.default_rng(1)
+    # "real" data for the tiny model: smooth blobs, not white noise
+    base = rng.random((n, 1, 1, 1)).astype(np.float32)
+    grid = np.linspace(0, 1, 4, dtype=np.float32)
+    x = base * grid[None, None, :, None] + (1 - base) * grid[None, None, None, :]
+    yield {"x": x.astype(np.float32)}
+'''
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path) -> Callable[..., Path]:
+    """Write the tiny torch model and a manifest; returns a function giving the manifest path."""
+    (tmp_path / "tiny.py").write_text(TINY_MODEL)
+
+    def make(**overrides: Any) -> Path:
+        doc: dict[str, Any] = {
+            "name": "tiny",
+            "source": {"framework": "torch", "entry": "tiny.py:build"},
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 4, 4]}],
+            "outputs": ["scores"],
+            "calibration": {"entry": "tiny.py:samples", "samples": 64},
+            "golden": {"samples": 16},
+            "targets": ["x86-cpu"],
+        }
+        for key, value in overrides.items():
+            if value is None:
+                doc.pop(key, None)
+            else:
+                doc[key] = value
+        path = tmp_path / "tiny.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return make
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

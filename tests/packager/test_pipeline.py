@@ -1,0 +1,147 @@
+"""Whole builds of a small real torch model: bundle layout, determinism, parity failures, fallbacks."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import pytest
+
+from packager.pipeline import build
+from runtime.bundle import open_bundle
+
+from ..conftest import write_yaml
+from .test_passes import old_style_model
+
+pytestmark = pytest.mark.slow
+
+STRICT_TARGET = """\
+name: strict-dev
+arch: x86_64
+python: "3.11"
+threads: 1
+precision_fallback: false
+candidates:
+  - {format: onnx, precision: int8, quantization: {mode: static}}
+  - {format: onnx, precision: fp32}
+requirements: [numpy==2.2.6, onnxruntime==1.22.1]
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_build_writes_a_complete_verified_bundle(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    result = build(tiny_project(targets=["x86-cpu", "rpi4"]), tmp_path / "out")
+    assert result.ok and [t.target for t in result.targets] == ["x86-cpu", "rpi4"]
+    root = tmp_path / "out" / "tiny-rpi4"
+    for rel in ("bundle.json", "README.md", "requirements.txt", "golden/inputs.npz",
+                "golden/outputs.npz", "runtime/__init__.py", "runtime/compare.py",
+                "models/tiny.int8-static-pc.onnx", "models/tiny.fp32.onnx"):
+        assert (root / rel).is_file(), rel
+    assert (tmp_path / "out" / "tiny-rpi4.tar.gz").is_file()
+    assert (tmp_path / "out" / "tiny.build.json").is_file()
+    assert "onnxruntime==1.22.1" in (root / "requirements.txt").read_text()
+    doc = json.loads((root / "bundle.json").read_text())
+    assert doc["schema_version"] == 1 and doc["target"]["name"] == "rpi4"
+    assert [c["id"] for c in doc["candidates"]] == ["onnx-int8-static-pc", "onnx-fp32"]
+    assert doc["signature"]["inputs"][0]["shape"] == ["batch", 1, 4, 4]
+    assert doc["signature"]["outputs"][0]["shape"] == ["batch", 5]
+    assert doc["provenance"]["exporter"] == "torch.onnx.export(dynamo=True)"
+    assert len(doc["provenance"]["source"]["sha256"]) == 64
+    assert {"torch", "onnx", "onnxruntime", "onnxsim"} <= set(doc["provenance"]["tools"])
+    steps = {s["step"]: s["details"] for s in doc["provenance"]["steps"]}
+    assert steps["simplify"]["nodes_before"] >= steps["simplify"]["nodes_after"] > 0
+    # every file is hashed, the runtime's own code included
+    assert "runtime/__init__.py" in doc["files"] and "models/tiny.fp32.onnx" in doc["files"]
+    assert doc["files"]["models/tiny.fp32.onnx"]["sha256"] == sha(root / "models/tiny.fp32.onnx")
+    open_bundle(root).verify()
+    fp32 = doc["candidates"][1]
+    assert fp32["parity"]["passed"] and fp32["parity"]["outputs"][0]["max_abs"] < 1e-4
+    # golden outputs are the ORIGINAL model's outputs
+    with np.load(root / "golden/outputs.npz") as g:
+        assert g["scores"].shape == (16, 5)
+
+
+def test_builds_are_byte_identical(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    manifest = tiny_project()
+    build(manifest, tmp_path / "a")
+    build(manifest, tmp_path / "b")
+    assert sha(tmp_path / "a" / "tiny-x86-cpu.tar.gz") == sha(tmp_path / "b" / "tiny-x86-cpu.tar.gz")
+
+
+def test_rebuild_replaces_the_old_bundle(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    manifest = tiny_project()
+    build(manifest, tmp_path)
+    (tmp_path / "tiny-x86-cpu" / "stale.txt").write_text("old")
+    build(manifest, tmp_path)
+    assert not (tmp_path / "tiny-x86-cpu" / "stale.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp folders left"
+
+
+def test_parity_failure_fails_the_target_without_writing(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    target = write_yaml(tmp_path / "strict.yaml", STRICT_TARGET)
+    manifest = tiny_project(targets=[str(target)], tolerances={"int8": {"min_cosine": 1.0, "atol": 0.0}})
+    result = build(manifest, tmp_path / "out")
+    t = result.targets[0]
+    assert not result.ok and t.status == "failed" and "parity failed" in t.message
+    assert t.candidates[0].status == "parity-failed" and t.candidates[1].status == "ok"
+    assert not (tmp_path / "out" / "tiny-strict-dev").exists()
+    assert not (tmp_path / "out" / "tiny-strict-dev.tar.gz").exists()
+
+
+def test_allowed_parity_failure_is_kept_and_marked(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    target = write_yaml(tmp_path / "strict.yaml", STRICT_TARGET)
+    manifest = tiny_project(targets=[str(target)], tolerances={"int8": {"min_cosine": 1.0, "atol": 0.0}})
+    result = build(manifest, tmp_path / "out", allow_parity_failure=True)
+    assert result.targets[0].status == "ok"
+    doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
+    assert doc["candidates"][0]["status"] == "parity-failed-allowed"
+    assert doc["candidates"][0]["parity"]["passed"] is False
+
+
+def test_precision_fallback_is_recorded(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    manifest = tiny_project(tolerances={"int8": {"min_cosine": 1.0, "atol": 0.0}})
+    result = build(manifest, tmp_path)  # x86-cpu allows precision fallback
+    t = result.targets[0]
+    assert result.ok and t.candidates[0].status == "dropped"
+    assert t.fallbacks[0]["candidate"] == "onnx-int8-static-pc" and t.fallbacks[0]["next"] == "onnx-fp32"
+    doc = json.loads((tmp_path / "tiny-x86-cpu" / "bundle.json").read_text())
+    assert [c["id"] for c in doc["candidates"]] == ["onnx-fp32"]
+    assert doc["fallbacks"][0]["reason"].startswith("parity failed")
+    assert not (tmp_path / "tiny-x86-cpu" / "models" / "tiny.int8-static-pc.onnx").exists()
+
+
+def test_unsupported_candidate_does_not_stop_the_others(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    target = write_yaml(tmp_path / "mixed.yaml", STRICT_TARGET.replace(
+        "  - {format: onnx, precision: int8, quantization: {mode: static}}",
+        "  - {format: tflite, precision: fp32}"))
+    result = build(tiny_project(targets=[str(target), "x86-cpu"]), tmp_path / "out")
+    mixed, x86 = result.targets
+    assert mixed.status == "partial" and mixed.candidates[0].status == "unsupported"
+    assert "tflite" in mixed.candidates[0].message and not result.ok
+    assert x86.status == "ok" and (tmp_path / "out" / "tiny-strict-dev" / "bundle.json").is_file()
+    doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
+    assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("tflite-fp32", "unsupported")]
+    assert any("tflite-fp32" in w for w in doc["warnings"])
+
+
+def test_onnx_source_old_opset_and_random_calibration_warning(tiny_project: Callable[..., Path],
+                                                              tmp_path: Path) -> None:
+    onnx.save(old_style_model(), str(tmp_path / "old.onnx"))
+    manifest = tiny_project(source={"framework": "onnx", "path": "old.onnx"},
+                            inputs=[{"name": "x", "dtype": "float32", "shape": ["batch", 8]}],
+                            outputs=["y"], calibration={"random": True, "samples": 32})
+    result = build(manifest, tmp_path / "out")
+    assert result.ok
+    assert any("RANDOM" in w for w in result.warnings)
+    doc = json.loads((tmp_path / "out" / "tiny-x86-cpu" / "bundle.json").read_text())
+    steps = {s["step"]: s["details"] for s in doc["provenance"]["steps"]}
+    assert steps["prepare"]["opset_before"] == 9 and steps["prepare"]["opset"] == 17
+    assert steps["prepare"]["initializer_inputs_removed"] == 2
+    assert any("RANDOM" in w for w in doc["warnings"])
+    assert doc["provenance"]["exporter"] == "none (onnx source)"
