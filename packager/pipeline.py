@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,7 @@ from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
 from . import __version__
 from .bundle import BundleWriter
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
-from .errors import EdgepackError, UnsupportedError
+from .errors import BuildError, EdgepackError, UnsupportedError
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
 from .parity import OnnxRunner, accuracy, first_feed, host_latency_ms, run_samples
@@ -401,6 +402,19 @@ def _output_shape(declared: Any, ref: np.ndarray, batched: bool, batch: str | No
     return shape
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before the slow work when the output folder cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"output path {out_dir} exists and is not a folder", where="--out",
+                         hint="pass a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        raise BuildError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}", where="--out",
+                         hint="choose a folder you can write to") from None
+
+
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
           on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
@@ -408,6 +422,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     manifest = load_manifest(manifest_path)
     names = targets or list(manifest.targets)
     loaded = [load_target(t, manifest.base_dir) for t in names]
+    check_out_dir(Path(out_dir))
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,

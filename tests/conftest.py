@@ -39,6 +39,13 @@ def samples(n=64):
     grid = np.linspace(0, 1, 4, dtype=np.float32)
     x = base * grid[None, None, :, None] + (1 - base) * grid[None, None, None, :]
     yield {"x": x.astype(np.float32)}
+
+
+def single_samples(n=20):
+    """The same data one sample per feed, for a model with a fixed batch of 1."""
+    for batch in samples(n):
+        for i in range(len(batch["x"])):
+            yield {"x": batch["x"][i:i + 1]}
 '''
 
 

@@ -130,6 +130,24 @@ def test_unsupported_candidate_does_not_stop_the_others(tiny_project: Callable[.
     assert any("tflite-fp32" in w for w in doc["warnings"])
 
 
+def test_fixed_batch_of_one_is_verified_per_sample(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    import runtime
+    from runtime.golden import check_parity, load_golden
+    manifest = tiny_project(inputs=[{"name": "x", "dtype": "float32", "shape": [1, 1, 4, 4]}],
+                            calibration={"entry": "tiny.py:single_samples", "samples": 20},
+                            golden={"samples": 5})
+    result = build(manifest, tmp_path)
+    assert result.ok
+    doc = json.loads((tmp_path / "tiny-x86-cpu" / "bundle.json").read_text())
+    assert doc["golden"]["batched"] is False and doc["golden"]["samples"] == 5
+    with np.load(tmp_path / "tiny-x86-cpu" / "golden" / "outputs.npz") as g:
+        assert g["scores"].shape == (5, 1, 5)  # one (1, 5) output per sample, stacked
+    model = runtime.load(tmp_path / "tiny-x86-cpu")
+    inputs, outputs, batched = load_golden(model.bundle)
+    assert model.run({"x": inputs["x"][0]})["scores"].shape == (1, 5)
+    assert check_parity(model, inputs, outputs, batched).passed  # the device-side check agrees
+
+
 def test_onnx_source_old_opset_and_random_calibration_warning(tiny_project: Callable[..., Path],
                                                               tmp_path: Path) -> None:
     onnx.save(old_style_model(), str(tmp_path / "old.onnx"))
