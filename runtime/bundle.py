@@ -228,6 +228,16 @@ class Candidate:
     threads: int | None
     tolerance: dict[str, Tolerance]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # io_map: signature name -> artifact name, for artifacts whose names differ (TFLite).
+    io_inputs: dict[str, str] = field(default_factory=dict)
+    io_outputs: dict[str, str] = field(default_factory=dict)
+
+    def artifact_input(self, name: str) -> str:
+        """The artifact's name for signature input ``name`` (itself unless io_map renames it)."""
+        return self.io_inputs.get(name, name)
+
+    def artifact_output(self, name: str) -> str:
+        return self.io_outputs.get(name, name)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str, default_threads: int | None) -> "Candidate":
@@ -254,11 +264,39 @@ class Candidate:
         tolerance = {name: Tolerance.from_dict(t, where=f"{where}.tolerance.{name}")
                      for name, t in tol_raw.items()}
         precision = data.get("precision")
+        io_inputs, io_outputs = _parse_io_map(data.get("io_map"), where=f"{where}.io_map")
         return cls(id=cid, file=file, format=str(data.get("format", "")),
                    backend=_require(data, "backend", str, where),
                    precision=precision if isinstance(precision, str) else None,
                    providers=tuple(providers), provider_options=tuple(dict(o) for o in options),
-                   threads=threads, tolerance=tolerance, raw=data)
+                   threads=threads, tolerance=tolerance, raw=data, io_inputs=io_inputs,
+                   io_outputs=io_outputs)
+
+
+def _parse_io_map(data: Any, *, where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``{"inputs": {sig: artifact}, "outputs": {...}}``; two names may not map to one tensor.
+
+    Whether the keys are signature names is checked at selection time, so a bad map skips only
+    its candidate.
+    """
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict) or set(data) - {"inputs", "outputs"}:
+        raise BundleFormatError("'io_map' must be {\"inputs\": {...}, \"outputs\": {...}}",
+                                where=where)
+    parts = []
+    for key in ("inputs", "outputs"):
+        part = data.get(key) or {}
+        if not isinstance(part, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in part.items()):
+            raise BundleFormatError(f"'io_map.{key}' must map signature names to artifact names",
+                                    where=where)
+        targets = list(part.values())
+        dupes = sorted({t for t in targets if targets.count(t) > 1})
+        if dupes:
+            raise BundleFormatError(f"'io_map.{key}' maps several names to {dupes}", where=where)
+        parts.append(dict(part))
+    return parts[0], parts[1]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ class Tolerance:
     min_cosine: cosine similarity of the flattened outputs.
     min_top1: share of rows whose argmax agrees (only for outputs that are class scores).
     max_mismatch: share of elements allowed to differ for integer/bool outputs.
+    max_range_error: max |cand - ref| as a share of the reference's value range; catches what
+      cosine misses (an output with a large offset, or one big row hiding bad ones).
     """
 
     atol: float | None = None
@@ -30,6 +32,7 @@ class Tolerance:
     min_cosine: float | None = None
     min_top1: float | None = None
     max_mismatch: float = 0.0
+    max_range_error: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,6 +45,12 @@ class Tolerance:
             raise BundleFormatError(
                 f"unknown tolerance key(s) {unknown}", where=where,
                 hint=f"use only {sorted(known)}")
+        for key, value in data.items():
+            nullable = key not in ("rtol", "max_mismatch")
+            if (value is None and not nullable) or (value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)))):
+                raise BundleFormatError(f"tolerance {key} must be a number{' or null' if nullable else ''}, "
+                                        f"got {value!r}", where=where)
         return cls(**dict(data))
 
     def merged(self, overrides: Mapping[str, Any]) -> "Tolerance":
@@ -56,7 +65,7 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.99999),
     "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999),
-    "int8": Tolerance(atol=None, min_cosine=0.98, min_top1=0.95, max_mismatch=0.05),
+    "int8": Tolerance(atol=None, min_cosine=0.98, min_top1=0.95, max_mismatch=0.05, max_range_error=0.1),
 }
 
 
@@ -198,6 +207,14 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
             rep.passed = False
             rep.failures.append(
                 f"{bad} element(s) exceed atol={tol.atol:g} + rtol={tol.rtol:g}*|ref|")
+
+    if tol.max_range_error is not None:
+        span = max(float(r.max() - r.min()), float(np.abs(r).max()) if r.max() == r.min() else 0.0)
+        share = rep.max_abs / span if span > 0 else (0.0 if rep.max_abs == 0 else float("inf"))
+        if share > tol.max_range_error:
+            rep.passed = False
+            rep.failures.append(f"max abs error {rep.max_abs:.3g} is {share:.1%} of the reference's "
+                                f"range (> {tol.max_range_error:.0%})")
 
     rep.cosine = _cosine(r, c)
     if rep.cosine is None:

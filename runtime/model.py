@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Mapping
 
@@ -24,7 +25,12 @@ class Model:
         self._candidate = candidate
         self._decisions = decisions
         self._validate = FeedValidator(bundle.signature.inputs)
+        self._raw_validate: FeedValidator | None = None
         self._output_names = tuple(s.name for s in bundle.signature.outputs)
+        # Signature name -> artifact name; None when io_map renames nothing (the hot path).
+        in_map = {s.name: candidate.artifact_input(s.name) for s in bundle.signature.inputs}
+        self._in_map = in_map if any(k != v for k, v in in_map.items()) else None
+        self._out_pairs = tuple((n, candidate.artifact_output(n)) for n in self._output_names)
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -61,21 +67,37 @@ class Model:
         """The selection table: every candidate, its status and why."""
         return [d.to_dict() for d in self._decisions]
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True
-            ) -> dict[str, np.ndarray]:
-        """One inference; outputs keyed by the bundle's output names, in signature order."""
-        if validate:
-            self._validate(feeds)
+    def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True,
+            raw: bool = False) -> dict[str, np.ndarray]:
+        """One inference; outputs keyed by the bundle's output names, in signature order.
+
+        ``raw=True`` feeds and returns the artifact's own dtypes (int8 for a full-integer TFLite
+        model whose signature says float32) instead of the float arrays the runtime
+        (de)quantizes for you; feeds are then checked against those dtypes.
+        """
         backend = self._backend
         if backend is None:
             raise BackendError("model is closed", where=self._candidate.id,
                                hint="load the bundle again")
-        raw = backend.run(feeds)
+        if validate:
+            (self._raw_validator(backend) if raw else self._validate)(feeds)
+        if self._in_map is not None:
+            feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
+        out = backend.run(feeds, raw=True) if raw else backend.run(feeds)
         try:
-            return {name: raw[name] for name in self._output_names}
+            return {name: out[art] for name, art in self._out_pairs}
         except KeyError as exc:
             raise BackendError(f"backend returned no output {exc.args[0]!r}",
                                where=self._candidate.id) from None
+
+    def _raw_validator(self, backend: Backend) -> FeedValidator:
+        """The feed check with the artifact's raw input dtypes (built on first raw run)."""
+        if self._raw_validate is None:
+            dtypes = backend.raw_input_dtypes
+            specs = [replace(s, dtype=dtypes.get(self._candidate.artifact_input(s.name), s.dtype))
+                     for s in self.bundle.signature.inputs]
+            self._raw_validate = FeedValidator(specs)
+        return self._raw_validate
 
     def close(self) -> None:
         backend, self._backend = self._backend, None

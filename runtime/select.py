@@ -6,12 +6,14 @@ the providers present, does the session come up, and does it run on the provider
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 from .backends import Backend, get_backend
 from .bundle import Bundle, Candidate
 from .errors import NoCandidateError, RuntimeBundleError, UnknownCandidateError
+from .signature import TensorSpec
 
 SELECTED = "selected"
 AVAILABLE = "available-not-chosen"
@@ -31,6 +33,7 @@ class Decision:
     providers_asked: list[str] = field(default_factory=list)
     providers_in_use: list[str] = field(default_factory=list)
     degraded: bool = False
+    notes: list[str] = field(default_factory=list)  # e.g. a delegate that failed to load
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,10 +71,16 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
     if not path.is_file():
         dec.reason = f"artifact {cand.file} is missing"
         return None, dec
+    io_problem = _io_map_problem(bundle, cand)
+    if io_problem:
+        dec.reason = io_problem
+        return None, dec
+    inputs, outputs = artifact_specs(bundle, cand)
     backend = cls()
     try:
         backend.open(path, providers=cand.providers, provider_options=cand.provider_options,
-                     threads=cand.threads)
+                     threads=cand.threads, options=MappingProxyType(cand.raw),
+                     inputs=inputs, outputs=outputs)
     except RuntimeBundleError as exc:
         dec.reason = exc.message
         return None, dec
@@ -79,15 +88,17 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
         dec.reason = f"session creation failed: {type(exc).__name__}: {exc}"
         return None, dec
     dec.providers_in_use = backend.providers_in_use
-    problem = _signature_problem(bundle, backend)
+    dec.notes = list(backend.notes)
+    problem = _signature_problem(bundle, backend, cand)
     if problem:
         backend.close()
         dec.reason = problem
         return None, dec
     lost = [p for p in cand.providers if p not in dec.providers_in_use]
+    why = f" ({'; '.join(dec.notes)})" if dec.notes else ""
     if lost:
         text = (f"asked providers [{', '.join(cand.providers)}], session runs on "
-                f"[{', '.join(dec.providers_in_use)}]")
+                f"[{', '.join(dec.providers_in_use)}]{why}")
         if strict:
             backend.close()
             dec.reason = text + " (refused: --strict)"
@@ -95,16 +106,38 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
         dec.degraded = True
         dec.reason = text
     else:
-        dec.reason = f"runs on [{', '.join(dec.providers_in_use)}]" if dec.providers_in_use \
-            else "loaded"
+        dec.reason = (f"runs on [{', '.join(dec.providers_in_use)}]" if dec.providers_in_use
+                      else "loaded") + why
     dec.status = SELECTED
     return backend, dec
 
 
-def _signature_problem(bundle: Bundle, backend: Backend) -> str | None:
-    """The artifact's IO names must be the bundle's, or run() would feed the wrong tensors."""
-    want_in = sorted(s.name for s in bundle.signature.inputs)
-    want_out = sorted(s.name for s in bundle.signature.outputs)
+def artifact_specs(bundle: Bundle, cand: Candidate
+                   ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The signature's specs, in order, renamed to the artifact's names through ``io_map``."""
+    return ([replace(s, name=cand.artifact_input(s.name)) for s in bundle.signature.inputs],
+            [replace(s, name=cand.artifact_output(s.name)) for s in bundle.signature.outputs])
+
+
+def _io_map_problem(bundle: Bundle, cand: Candidate) -> str | None:
+    """io_map keys must be signature names and the renamed names must stay distinct."""
+    for kind, mapping, specs in (("inputs", cand.io_inputs, bundle.signature.inputs),
+                                 ("outputs", cand.io_outputs, bundle.signature.outputs)):
+        names = [s.name for s in specs]
+        unknown = sorted(set(mapping) - set(names))
+        if unknown:
+            return f"io_map.{kind} names {unknown}, which are not signature {kind} {names}"
+        renamed = [mapping.get(n, n) for n in names]
+        if len(set(renamed)) != len(renamed):
+            return f"io_map.{kind} makes two signature {kind} share a name: {renamed}"
+    return None
+
+
+def _signature_problem(bundle: Bundle, backend: Backend, cand: Candidate) -> str | None:
+    """The artifact's IO names must be the bundle's (after io_map), or run() would feed the
+    wrong tensors."""
+    want_in = sorted(cand.artifact_input(s.name) for s in bundle.signature.inputs)
+    want_out = sorted(cand.artifact_output(s.name) for s in bundle.signature.outputs)
     got_in, got_out = sorted(backend.input_names), sorted(backend.output_names)
     if got_in and got_in != want_in:
         return f"artifact inputs {got_in} differ from the signature's {want_in}"

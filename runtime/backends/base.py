@@ -2,14 +2,23 @@
 
 Backends import their framework lazily (inside ``available``/``open``) so that importing the
 runtime costs only numpy, and a device without, say, torch can still use onnxruntime.
+
+Backends speak the artifact's names: ``open`` receives the signature's input/output specs
+already renamed through the candidate's ``io_map``, and ``run`` takes and returns arrays keyed by
+those names; ``Model`` translates to and from the bundle's signature names.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
-from typing import Any, ClassVar, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..signature import TensorSpec
+
+EMPTY_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Backend:
@@ -29,12 +38,26 @@ class Backend:
 
     def open(self, path: str | Path, *, providers: Sequence[str] = (),
              provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None) -> None:
-        """Load the artifact. Raise BackendError when it cannot run as asked."""
+             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
+             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+        """Load the artifact. Raise BackendError when it cannot run as asked.
+
+        ``options`` is the candidate's whole bundle.json object (read-only), so a backend can
+        read its own fields (``precision``, ``quantized_engine``, ...) without the selector
+        knowing them. ``inputs``/``outputs`` are the bundle signature's specs in signature order,
+        named with the artifact's names (``io_map`` applied): backends whose format has no
+        names (TorchScript) use the order, others use the dtypes (TFLite int8 I/O).
+        """
         raise NotImplementedError
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One inference: outputs keyed by the artifact's output names."""
+    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+            ) -> dict[str, np.ndarray]:
+        """One inference: outputs keyed by the artifact's output names.
+
+        ``raw=True`` skips any dtype conversion the backend does on the way (TFLite int8 I/O
+        (de)quantization); backends that convert nothing ignore it. ``Model`` passes it only
+        when the caller asked for raw I/O, so older backends without the keyword still work.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -50,6 +73,17 @@ class Backend:
     def providers_asked(self) -> list[str]:
         """Providers requested in ``open``."""
         return []
+
+    @property
+    def notes(self) -> list[str]:
+        """What happened while opening that the decision table should show (a failed delegate)."""
+        return []
+
+    @property
+    def raw_input_dtypes(self) -> dict[str, str]:
+        """Artifact input dtypes that ``run(raw=True)`` expects where they differ from the
+        signature's (quantized int8 inputs); empty when raw I/O is the signature's I/O."""
+        return {}
 
     @property
     def input_names(self) -> list[str]:

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendError
-from .base import Backend
+from ..signature import TensorSpec
+from .base import EMPTY_OPTIONS, Backend
 
 
 def _import_ort() -> Any:
@@ -43,7 +44,9 @@ class OnnxRuntimeBackend(Backend):
 
     def open(self, path: str | Path, *, providers: Sequence[str] = (),
              provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None) -> None:
+             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
+             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+        # options/inputs/outputs are not needed: ONNX artifacts carry their own names.
         try:
             ort = _import_ort()
         except Exception as exc:
@@ -75,7 +78,8 @@ class OnnxRuntimeBackend(Backend):
         self._inputs = [i.name for i in session.get_inputs()]
         self._outputs = [o.name for o in session.get_outputs()]
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+            ) -> dict[str, np.ndarray]:
         session = self._session
         if session is None:
             raise BackendError("session is not open", hint="open() first, or the model was closed")

@@ -1,14 +1,18 @@
 """Builds real test bundles without the packager: a tiny ONNX model, golden data, runtime copy."""
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import types
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import onnx
@@ -54,14 +58,127 @@ FP32_TOL = {"y": {"atol": 1e-4, "rtol": 1e-3, "min_cosine": 0.99999, "min_top1":
                       "max_mismatch": 0.0}}
 
 
+LOOSE_TOL = {"y": {"atol": 0.1, "rtol": 0.0, "min_cosine": 0.99, "min_top1": 0.9,
+                   "max_mismatch": 0.0},
+             "label": {"atol": None, "rtol": 0.0, "min_cosine": None, "min_top1": None,
+                       "max_mismatch": 0.25}}
+
+FORMATS = {"onnxruntime": "onnx", "tflite": "tflite", "torchscript": "torchscript"}
+DEFAULT_PROVIDERS = {"onnxruntime": ["CPUExecutionProvider"], "tflite": ["XNNPACK"],
+                     "torchscript": ["cpu"]}
+
+
 def candidate(cid: str, file: str = "models/tiny.fp32.onnx", *,
               providers: list[str] | None = None, backend: str = "onnxruntime",
-              precision: str = "fp32") -> dict[str, Any]:
-    providers = providers or ["CPUExecutionProvider"]
-    return {"id": cid, "file": file, "format": "onnx", "precision": precision,
-            "quantization": None, "backend": backend, "providers": providers,
-            "provider_options": [{} for _ in providers], "threads": 1,
-            "tolerance": FP32_TOL, "parity": {"passed": True, "outputs": []}, "notes": []}
+              precision: str = "fp32", provider_options: list[dict[str, Any]] | None = None,
+              tolerance: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A candidate entry; ``extra`` adds backend fields (io_map, quantized_engine, ...)."""
+    providers = providers or list(DEFAULT_PROVIDERS.get(backend, ["CPUExecutionProvider"]))
+    doc = {"id": cid, "file": file, "format": FORMATS.get(backend, "onnx"),
+           "precision": precision, "quantization": None, "backend": backend,
+           "providers": providers,
+           "provider_options": provider_options or [{} for _ in providers], "threads": 1,
+           "tolerance": dict(tolerance or FP32_TOL), "parity": {"passed": True, "outputs": []},
+           "notes": []}
+    doc.update(extra)
+    return doc
+
+
+# --------------------------------------------------------------------------- real artifacts
+# Built once per session (conversion takes seconds); frameworks imported only when asked for.
+
+def _calibration(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(7).standard_normal((n, 4)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def make_tflite(kind: str = "fp32") -> bytes:
+    """The tiny model as TFLite from Keras. ``fp32``: outputs [y, label] (signature keys
+    output_0/output_1, so io_map is needed); ``int8``: full integer with int8 input/output,
+    output y only (output_0)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    x = keras.Input(shape=(4,), name="x")
+    dense = keras.layers.Dense(3, activation="relu", name="dense")
+    y = dense(x)
+    if kind == "fp32":
+        label = keras.layers.Lambda(
+            lambda t: tf.math.argmax(t, axis=-1, output_type=tf.int64), name="label")(y)
+        model = keras.Model(x, [y, label])
+    else:
+        model = keras.Model(x, y)
+    dense.set_weights([W, B])
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if kind == "int8":
+        calib = _calibration()
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif kind != "fp32":
+        raise ValueError(kind)
+    with warnings.catch_warnings():  # "Statistics for quantized inputs were expected"
+        warnings.simplefilter("ignore")
+        return bytes(conv.convert())
+
+
+TFLITE_IO_MAP = {"fp32": {"inputs": {}, "outputs": {"y": "output_0", "label": "output_1"}},
+                 "int8": {"outputs": {"y": "output_0"}}}
+
+
+def torch_module(kind: str = "fp32") -> Any:
+    """The tiny model in torch (eval mode); ``dict``: returns {"y", "label"}."""
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self, as_dict: bool = False) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+            self.as_dict = as_dict
+            with torch.no_grad():
+                self.fc.weight.copy_(torch.from_numpy(W.T.copy()))
+                self.fc.bias.copy_(torch.from_numpy(B))
+
+        def forward(self, x: Any) -> Any:
+            y = torch.relu(self.fc(x))
+            label = torch.argmax(y, dim=-1)
+            return {"y": y, "label": label} if self.as_dict else (y, label)
+
+    return Tiny(as_dict=kind == "dict").eval()
+
+
+@functools.lru_cache(maxsize=None)
+def make_torchscript(kind: str = "fp32") -> bytes:
+    """TorchScript bytes via torch.jit.trace: fp32, dict (dict output), fp16 (.half()), int8
+    (quantize_dynamic on Linear, with the x86 engine where torch has it)."""
+    import torch
+
+    module = torch_module(kind)
+    example = torch.from_numpy(_calibration(2))
+    if kind == "fp16":
+        module, example = module.half(), example.half()
+    elif kind == "int8":
+        engines = torch.backends.quantized.supported_engines
+        before = torch.backends.quantized.engine
+        torch.backends.quantized.engine = "x86" if "x86" in engines else "qnnpack"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear},
+                                                                dtype=torch.qint8)
+        finally:
+            torch.backends.quantized.engine = before
+    elif kind not in ("fp32", "dict"):
+        raise ValueError(kind)
+    with torch.no_grad(), warnings.catch_warnings():  # deprecations of jit / torch.ao
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example, strict=kind != "dict")
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+    return buf.getvalue()
 
 
 def write_bundle_json(root: Path, doc: dict[str, Any]) -> None:
@@ -73,16 +190,26 @@ def write_bundle_json(root: Path, doc: dict[str, Any]) -> None:
 
 def build_bundle(dest: Path, *, candidates: list[dict[str, Any]] | None = None,
                  batched: bool = True, samples: int = 8, perturb: float = 0.0,
-                 corrupt_files: tuple[str, ...] = ()) -> Path:
-    """A complete bundle dir: model, golden data (optionally perturbed), runtime copy, json."""
+                 corrupt_files: tuple[str, ...] = (), artifacts: Mapping[str, bytes] = {},
+                 outputs: tuple[str, ...] = ("y", "label"), onnx_model: bool = True,
+                 requirements: str = "numpy\nonnxruntime\n") -> Path:
+    """A complete bundle dir: model, golden data (optionally perturbed), runtime copy, json.
+
+    ``artifacts`` adds model files (relpath -> bytes, e.g. from make_tflite); ``outputs``
+    limits the signature and golden outputs (an int8 TFLite model has only ``y``).
+    """
     root = dest / "tiny-cpu"
     root.mkdir(parents=True)
-    make_onnx(root / "models" / "tiny.fp32.onnx")
+    if onnx_model:
+        make_onnx(root / "models" / "tiny.fp32.onnx")
+    for rel, data in artifacts.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
     for rel in corrupt_files:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"this is not an onnx model\x00\x01\x02")
     x = np.random.default_rng(1).standard_normal((samples, 4)).astype(np.float32)
-    out = reference(x)
+    out = {k: v for k, v in reference(x).items() if k in outputs}
     if perturb:
         out["y"] = out["y"] + np.float32(perturb)
     (root / "golden").mkdir()
@@ -94,7 +221,7 @@ def build_bundle(dest: Path, *, candidates: list[dict[str, Any]] | None = None,
         np.savez(root / "golden" / "outputs.npz", **{k: v[:, None] for k, v in out.items()})
     shutil.copytree(RUNTIME_SRC, root / "runtime",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (root / "requirements.txt").write_text("numpy\nonnxruntime\n")
+    (root / "requirements.txt").write_text(requirements)
     (root / "README.md").write_text("python -m runtime verify\n")
     doc = {
         "schema_version": SCHEMA_VERSION, "name": "tiny",
@@ -103,8 +230,9 @@ def build_bundle(dest: Path, *, candidates: list[dict[str, Any]] | None = None,
         "signature": {
             "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 4],
                         "layout": "NC"}],
-            "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 3], "scores": True},
-                        {"name": "label", "dtype": "int64", "shape": ["batch"]}]},
+            "outputs": [o for o in (
+                {"name": "y", "dtype": "float32", "shape": ["batch", 3], "scores": True},
+                {"name": "label", "dtype": "int64", "shape": ["batch"]}) if o["name"] in outputs]},
         "candidates": candidates if candidates is not None else [candidate("onnx-fp32")],
         "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz",
                    "samples": samples, "batched": batched, "source": "test"},
@@ -139,6 +267,25 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"x", **attrs: Any
     for key, value in attrs.items():
         setattr(info, key, value)
     tar.addfile(info, io.BytesIO(data) if info.size else None)
+
+
+# --------------------------------------------------------------------------- isolation
+
+def only_these_packages(dest: Path, names: list[str]) -> Path:
+    """A folder of symlinks to some site-packages entries: PYTHONPATH for ``python -S``."""
+    site = Path(np.__file__).resolve().parents[1]
+    dest.mkdir()
+    for name in names:
+        if (site / name).exists():
+            (dest / name).symlink_to(site / name)
+    return dest
+
+
+def run_isolated(root: Path, packages: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONPATH"] = str(packages)
+    return subprocess.run([sys.executable, "-S", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture

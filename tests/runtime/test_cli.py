@@ -71,13 +71,13 @@ def test_verify_json_passes(bundle_dir: Path, bundle_tar: Path, archive: bool) -
 def test_verify_unbatched_and_all(bundle_factory: Callable[..., Path],
                                   kit: types.ModuleType) -> None:
     root = bundle_factory(batched=False, samples=3,
-                          candidates=[kit.candidate("a"), kit.candidate("tfl", backend="tflite"),
+                          candidates=[kit.candidate("a"), kit.candidate("tfl", backend="coreml"),
                                       kit.candidate("b")])
     proc = cli("verify", "--all", str(root))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "candidate a on [CPUExecutionProvider]: PASS" in proc.stdout
     assert "candidate b on [CPUExecutionProvider]: PASS" in proc.stdout
-    assert "candidate tfl: not checked (backend tflite not supported" in proc.stdout
+    assert "candidate tfl: not checked (backend coreml not supported" in proc.stdout
 
 
 def test_verify_parity_failure_exits_1(bundle_factory: Callable[..., Path]) -> None:

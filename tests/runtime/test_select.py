@@ -37,10 +37,13 @@ class FakeBackend(Backend):
 
     def open(self, path: str | Path, *, providers: Sequence[str] = (),
              provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None) -> None:
+             threads: int | None = None, options: Mapping[str, Any] = {},
+             inputs: Sequence[Any] = (), outputs: Sequence[Any] = ()) -> None:
         if self.fail_open is not None:
             raise self.fail_open
         self._asked = list(providers)
+        self.options = dict(options)
+        self.io = ([s.name for s in inputs], [s.name for s in outputs])
         type(self).opened.append(self)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -120,11 +123,11 @@ def test_corrupt_onnx_recorded_then_next(bundle_factory: Callable[..., Path],
 
 def test_unknown_backend_skipped(bundle_factory: Callable[..., Path],
                                  kit: types.ModuleType) -> None:
-    root = bundle_factory(candidates=[kit.candidate("tfl", backend="tflite"),
+    root = bundle_factory(candidates=[kit.candidate("cml", backend="coreml"),
                                       kit.candidate("cpu")])
     with load(root) as model:
         assert model.explain()[0]["reason"] == \
-            "backend tflite not supported by this runtime version"
+            "backend coreml not supported by this runtime version"
 
 
 def test_probe_all_marks_available_not_chosen(bundle_factory: Callable[..., Path],

@@ -1,0 +1,300 @@
+"""TFLite backend: LiteRT / tflite_runtime / tf.lite interpreter, delegates, int8 I/O.
+
+Devices ship whichever interpreter package exists for them (``ai_edge_litert`` on current
+wheels, ``tflite_runtime`` on older Pi images, full TensorFlow on a host), so all three are
+tried. Delegates that fail to load are recorded and skipped, never fatal: select compares the
+providers asked with ``providers_in_use`` and records the downgrade (or refuses it, --strict).
+Full-integer models are fed and read as floats: the backend (de)quantizes with each tensor's
+scale and zero point, so callers never see the artifact's int8 I/O unless they ask (raw=True).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from ..errors import BackendError
+from ..signature import TensorSpec
+from .base import EMPTY_OPTIONS, Backend
+
+XNNPACK = "XNNPACK"  # the interpreter's built-in default CPU path
+DELEGATE_PREFIX = "delegate:"  # "delegate:<library>" is loaded with load_delegate
+_QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
+class _Flavour(NamedTuple):
+    """One importable interpreter package."""
+
+    label: str
+    version: str
+    interpreter: Any  # the Interpreter class
+    load_delegate: Any
+
+
+def _import_interpreter() -> _Flavour:
+    """The first interpreter package found, in the order the issue asks for."""
+    errors: list[str] = []
+    try:
+        import ai_edge_litert
+        from ai_edge_litert import interpreter as litert
+
+        return _Flavour("ai_edge_litert", str(getattr(ai_edge_litert, "__version__", "?")),
+                        litert.Interpreter, litert.load_delegate)
+    except Exception as exc:  # ImportError, or a broken wheel raising anything
+        errors.append(f"ai_edge_litert: {exc}")
+    try:
+        import tflite_runtime
+        from tflite_runtime import interpreter as tflr
+
+        return _Flavour("tflite_runtime", str(getattr(tflite_runtime, "__version__", "?")),
+                        tflr.Interpreter, tflr.load_delegate)
+    except Exception as exc:
+        errors.append(f"tflite_runtime: {exc}")
+    try:
+        import tensorflow as tf
+
+        return _Flavour("tensorflow.lite", str(getattr(tf, "__version__", "?")),
+                        tf.lite.Interpreter, tf.lite.experimental.load_delegate)
+    except Exception as exc:
+        errors.append(f"tensorflow: {exc}")
+    raise ImportError("no TFLite interpreter importable (" + "; ".join(errors) + ")")
+
+
+class _Port(NamedTuple):
+    """One artifact input or output: how to reach it and how to convert it."""
+
+    name: str
+    index: int  # tensor index (used without a signature runner)
+    dtype: np.dtype  # the artifact tensor's dtype
+    scale: float
+    zero_point: int
+    convert: bool  # (de)quantize between float and the artifact's integer dtype
+    float_dtype: np.dtype  # the float dtype the caller feeds / gets when converting
+
+
+def _port(name: str, detail: Mapping[str, Any], spec: TensorSpec | None) -> _Port:
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail.get("quantization") or (0.0, 0)
+    want = np.dtype(spec.dtype) if spec is not None else np.dtype(np.float32)
+    convert = (dtype in _QUANTIZED and float(scale) != 0.0 and want.kind == "f")
+    return _Port(name, int(detail["index"]), dtype, float(scale), int(zero), convert,
+                 want if want.kind == "f" else np.dtype(np.float32))
+
+
+def quantize(x: np.ndarray, port: _Port) -> np.ndarray:
+    """float -> the tensor's integer dtype: round(x / scale) + zero_point, clipped."""
+    info = np.iinfo(port.dtype)
+    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(port.scale)) + port.zero_point
+    return np.clip(q, info.min, info.max).astype(port.dtype)
+
+
+def dequantize(q: np.ndarray, port: _Port) -> np.ndarray:
+    """integer tensor -> float: (q - zero_point) * scale."""
+    return ((q.astype(np.float32) - np.float32(port.zero_point))
+            * np.float32(port.scale)).astype(port.float_dtype, copy=False)
+
+
+class TFLiteBackend(Backend):
+    """Runs .tflite artifacts. One interpreter behind a lock: an Interpreter is not
+    thread-safe, and the signature runner resizes/allocates on every call."""
+
+    name = "tflite"
+
+    def __init__(self) -> None:
+        self._interp: Any = None
+        self._runner: Any = None
+        self._lock = threading.Lock()
+        self._asked: list[str] = []
+        self._in_use: list[str] = []
+        self._notes: list[str] = []
+        self._inputs: list[_Port] = []
+        self._outputs: list[_Port] = []
+        self._shapes: dict[int, tuple[int, ...]] = {}  # current input shapes (no runner)
+        self._version: str | None = None
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            flavour = _import_interpreter()
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"{flavour.label} {flavour.version}"
+
+    def open(self, path: str | Path, *, providers: Sequence[str] = (),
+             provider_options: Sequence[Mapping[str, Any]] = (),
+             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
+             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+        where = str(path)
+        try:
+            flavour = _import_interpreter()
+        except Exception as exc:
+            raise BackendError(str(exc), where=where,
+                               hint="pip install ai-edge-litert (or tflite-runtime)") from exc
+        self._version = f"{flavour.label} {flavour.version}"
+        asked = list(providers) or [XNNPACK]
+        opts = [dict(o) for o in provider_options] or [{} for _ in asked]
+        if len(opts) != len(asked):
+            raise BackendError("provider_options must have one entry per provider", where=where)
+        delegates: list[tuple[str, Any]] = []
+        for name, opt in zip(asked, opts):
+            if name == XNNPACK:
+                continue
+            if not name.startswith(DELEGATE_PREFIX) or len(name) == len(DELEGATE_PREFIX):
+                raise BackendError(f"unknown TFLite provider {name!r}", where=where,
+                                   hint=f"use {XNNPACK!r} or 'delegate:<library.so>'")
+            library = name[len(DELEGATE_PREFIX):]
+            try:
+                delegates.append((name, flavour.load_delegate(
+                    library, {str(k): str(v) for k, v in opt.items()} or None)))
+            except Exception as exc:  # missing library, bad options, no device attached
+                self._notes.append(f"{name} failed to load: {_one_line(exc)}")
+        num_threads = int(threads) if threads else None
+        try:
+            interp = flavour.interpreter(model_path=str(path), num_threads=num_threads,
+                                         experimental_delegates=[d for _, d in delegates] or None)
+        except Exception as exc:
+            if not delegates:
+                raise BackendError(f"interpreter creation failed: {_one_line(exc)}",
+                                   where=where) from exc
+            # A delegate that loads but cannot take this graph: run without delegates.
+            self._notes.append("delegates [" + ", ".join(n for n, _ in delegates)
+                               + f"] rejected the model: {_one_line(exc)}")
+            delegates = []
+            try:
+                interp = flavour.interpreter(model_path=str(path), num_threads=num_threads)
+            except Exception as exc2:
+                raise BackendError(f"interpreter creation failed: {_one_line(exc2)}",
+                                   where=where) from exc2
+        loaded = {n for n, _ in delegates}
+        in_use = [p for p in asked if p == XNNPACK or p in loaded]
+        if XNNPACK not in in_use:  # ops no delegate takes still run on the CPU path
+            in_use.append(XNNPACK)
+        self._bind(interp, options, inputs, outputs, where)
+        self._interp = interp
+        self._asked = asked
+        self._in_use = in_use
+
+    def _bind(self, interp: Any, options: Mapping[str, Any], inputs: Sequence[TensorSpec],
+              outputs: Sequence[TensorSpec], where: str) -> None:
+        """Signature runner when the model has a signature, else tensor names; ports + dtypes."""
+        specs = {s.name: s for s in (*inputs, *outputs)}
+        try:
+            signatures = dict(interp.get_signature_list() or {})
+        except Exception:  # interpreters too old for signatures
+            signatures = {}
+        if signatures:
+            key = options.get("signature_key")
+            if key is None:
+                key = "serving_default" if "serving_default" in signatures or \
+                    len(signatures) != 1 else next(iter(signatures))
+            if key not in signatures:
+                raise BackendError(f"model has no signature {key!r} (has {sorted(signatures)})",
+                                   where=where, hint="set the candidate's 'signature_key'")
+            try:
+                runner = interp.get_signature_runner(key)
+                in_details = runner.get_input_details()
+                out_details = runner.get_output_details()
+            except Exception as exc:
+                raise BackendError(f"signature {key!r} unusable: {_one_line(exc)}",
+                                   where=where) from exc
+            self._runner = runner
+        else:
+            try:
+                interp.allocate_tensors()
+            except Exception as exc:
+                raise BackendError(f"allocate_tensors failed: {_one_line(exc)}",
+                                   where=where) from exc
+            in_details = {d["name"]: d for d in interp.get_input_details()}
+            self._shapes = {int(d["index"]): tuple(int(x) for x in d["shape"])
+                            for d in in_details.values()}
+            out_details = {d["name"]: d for d in interp.get_output_details()}
+        # Signature order first (positional meaning), then any extra artifact tensors.
+        order_in = [s.name for s in inputs if s.name in in_details]
+        order_in += [n for n in in_details if n not in order_in]
+        order_out = [s.name for s in outputs if s.name in out_details]
+        order_out += [n for n in out_details if n not in order_out]
+        self._inputs = [_port(n, in_details[n], specs.get(n)) for n in order_in]
+        self._outputs = [_port(n, out_details[n], specs.get(n)) for n in order_out]
+
+    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+            ) -> dict[str, np.ndarray]:
+        ready: dict[str, np.ndarray] = {}
+        for port in self._inputs:
+            try:
+                arr = feeds[port.name]
+            except KeyError:
+                raise BackendError(f"missing input {port.name!r}") from None
+            if port.convert and not raw:
+                arr = quantize(arr, port)
+            ready[port.name] = np.ascontiguousarray(arr)
+        with self._lock:
+            interp = self._interp
+            if interp is None:
+                raise BackendError("interpreter is not open",
+                                   hint="open() first, or the model was closed")
+            try:
+                results = self._invoke(interp, ready)
+            except Exception as exc:
+                raise BackendError(f"inference failed: {_one_line(exc)}") from exc
+        out: dict[str, np.ndarray] = {}
+        for port in self._outputs:
+            arr = results[port.name]
+            out[port.name] = dequantize(arr, port) if port.convert and not raw else arr
+        return out
+
+    def _invoke(self, interp: Any, ready: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One invoke under the lock; resizes inputs when the batch (or any dim) changed."""
+        if self._runner is not None:
+            return dict(self._runner(**ready))  # resizes + allocates as needed itself
+        resized = False
+        for port in self._inputs:
+            shape = ready[port.name].shape
+            if self._shapes.get(port.index) != shape:
+                interp.resize_tensor_input(port.index, list(shape))
+                self._shapes[port.index] = shape
+                resized = True
+        if resized:
+            interp.allocate_tensors()
+        for port in self._inputs:
+            interp.set_tensor(port.index, ready[port.name])
+        interp.invoke()
+        return {port.name: interp.get_tensor(port.index) for port in self._outputs}
+
+    def close(self) -> None:
+        with self._lock:  # never free the interpreter under a running invoke
+            self._interp = None
+            self._runner = None
+
+    @property
+    def providers_in_use(self) -> list[str]:
+        return list(self._in_use)
+
+    @property
+    def providers_asked(self) -> list[str]:
+        return list(self._asked)
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    @property
+    def raw_input_dtypes(self) -> dict[str, str]:
+        return {p.name: p.dtype.name for p in self._inputs if p.convert}
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self._inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [p.name for p in self._outputs]
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
