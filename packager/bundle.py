@@ -17,6 +17,8 @@ import numpy as np
 import runtime
 from runtime.bundle import BUNDLE_FILE, list_bundle_files
 
+from .errors import BuildError
+
 RUNTIME_DIR = Path(runtime.__file__).resolve().parent
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -98,12 +100,14 @@ class BundleWriter:
         write_archive(self.root, archive_tmp, self.bundle_name)
         final_dir = self.out_dir / self.bundle_name
         final_archive = self.out_dir / f"{self.bundle_name}.tar.gz"
-        old = None
-        if final_dir.exists():
-            old = self.tmp / "previous"
-            os.replace(final_dir, old)
-        os.replace(self.root, final_dir)
+        for path, kind in ((final_archive, "file"), (final_dir, "folder")):
+            if path.exists() and (path.is_dir() != (kind == "folder") or path.is_symlink()):
+                raise BuildError(f"{path} exists and is not a {kind} edgepack wrote", where="--out",
+                                 hint="move it away, or choose another output folder")
         os.replace(archive_tmp, final_archive)
+        if final_dir.exists():
+            os.replace(final_dir, self.tmp / "previous")
+        os.replace(self.root, final_dir)
         self.discard()
         return final_dir, final_archive
 

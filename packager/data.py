@@ -203,6 +203,9 @@ def load_evaluation(manifest: Manifest) -> EvaluationSet | None:
         return None
     where = f"{manifest.file}: evaluation.entry"
     result = call_entry(ev.entry, manifest.base_dir, DataError, where)
+    if not isinstance(result, (tuple, list)) and not hasattr(result, "__iter__"):
+        raise DataError(f"{ev.entry} returned {type(result).__name__}", where=where,
+                        hint="return (feeds_dict, labels_array) or a list of such pairs")
     pairs = [result] if isinstance(result, tuple) else list(result)
     batched = manifest.symbolic_batch() is not None
     feeds, labels = [], []

@@ -11,11 +11,12 @@ from runtime.compare import DEFAULT_TOLERANCES, Tolerance
 from .config import Node, read_yaml
 from .errors import ManifestError
 
-FRAMEWORKS = ("torch", "onnx")
+FRAMEWORKS = ("torch", "onnx", "tensorflow")
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 LAYOUTS = ("NCHW", "NHWC", "NC", "NCW", "NWC", "any")
 EXPORTERS = ("auto", "dynamo", "torchscript")
-TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "max_mismatch")
+TORCHSCRIPT_METHODS = ("trace", "script")
+TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "max_mismatch", "max_range_error")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _ENTRY_RE = re.compile(r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -89,6 +90,7 @@ class Manifest:
     evaluation: EvaluationSpec | None
     opset: int
     exporter: str
+    torchscript: str
     base_dir: Path
     file: str
 
@@ -163,18 +165,20 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
         evaluation = EvaluationSpec(entry=entry, output=out,
                                     metric=ev.get("metric", str, "accuracy", choices=("accuracy",)))
 
-    opset, exporter = 17, "auto"
+    opset, exporter, torchscript = 17, "auto", "trace"
     ex = root.section("export")
     if ex:
-        ex.mapping(["opset", "exporter"])
+        ex.mapping(["opset", "exporter", "torchscript"])
         opset = ex.get("opset", int, 17, minimum=13)
         exporter = ex.get("exporter", str, "auto", choices=EXPORTERS)
+        torchscript = ex.get("torchscript", str, "trace", choices=TORCHSCRIPT_METHODS)
 
     return Manifest(name=name, description=root.get("description", str, ""), source=source,
                     inputs=inputs, outputs=outputs, calibration=calibration, golden=golden,
                     golden_from_calibration=golden_from_cal, targets=targets,
                     tolerances=tolerances, output_tolerances=output_tolerances,
-                    evaluation=evaluation, opset=opset, exporter=exporter, base_dir=base_dir,
+                    evaluation=evaluation, opset=opset, exporter=exporter, torchscript=torchscript,
+                    base_dir=base_dir,
                     file=file)
 
 
@@ -206,6 +210,16 @@ def _parse_source(node: Node, base_dir: Path) -> SourceSpec:
         if node.has("path"):
             raise node.fail("'path' is for onnx sources; a torch source uses 'entry'", "path")
         return SourceSpec(framework, entry=_entry(node, "entry"), kwargs=dict(kwargs))
+    if framework == "tensorflow":
+        if node.has("entry") == node.has("path"):
+            raise node.fail("a tensorflow source needs exactly one of 'entry' or 'path'",
+                            hint="path: a SavedModel folder or a .keras file; or entry: "
+                                 "file.py:function returning a keras.Model")
+        if node.has("entry"):
+            return SourceSpec(framework, entry=_entry(node, "entry"), kwargs=dict(kwargs))
+        if kwargs:
+            raise node.fail("'kwargs' only applies to an entry point", "kwargs")
+        return SourceSpec(framework, path=(base_dir / node.get("path", str)))
     if not node.has("path"):
         raise node.fail("an onnx source needs 'path'", "path", hint="path: model.onnx")
     if node.has("entry") or kwargs:
@@ -272,4 +286,6 @@ def _parse_tolerance(node: Node) -> dict[str, Any]:
             out[key] = None
             continue
         out[key] = node.get(key, float, minimum=0.0)
+        if key in ("min_cosine", "min_top1", "max_mismatch", "max_range_error") and out[key] > 1.0:
+            raise node.fail(f"{key} is a share between 0 and 1, got {out[key]}", key)
     return out

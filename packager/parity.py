@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .data import EvaluationSet, Feeds, SampleSet
-from .errors import ConversionError
+from .errors import ConversionError, UnsupportedError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+    from .pipeline import Made
+    from .targets import CandidateSpec
 
 Runner = Callable[[Feeds], dict[str, np.ndarray]]
 
@@ -27,12 +32,31 @@ class OnnxRunner:
         self.output_names = output_names
         self.where = where
 
+    def close(self) -> None:
+        self.session = None
+
     def __call__(self, feeds: Feeds) -> dict[str, np.ndarray]:
         try:
             values = self.session.run(self.output_names, feeds)
         except Exception as exc:
             raise ConversionError(f"onnxruntime failed to run the artifact: {exc}", where=self.where) from None
         return dict(zip(self.output_names, values))
+
+
+def host_runner(spec: "CandidateSpec", made: "Made", manifest: "Manifest", where: str) -> Any:
+    """How the host checks an artifact: onnxruntime's CPU provider for ONNX.
+
+    TFLite and TorchScript artifacts are checked through the runtime's own backends (the same
+    code the device runs); until this runtime has them, those candidates are reported unsupported.
+    """
+    if spec.format == "onnx":
+        return OnnxRunner(made.data, [o.name for o in manifest.outputs], where)
+    from runtime.backends import get_backend
+    if get_backend(spec.backend) is None:
+        raise UnsupportedError(f"this runtime has no {spec.backend} backend yet, so {spec.format} artifacts "
+                               "cannot be checked or run", where=where, hint="use onnx candidates for now")
+    raise UnsupportedError(f"host checks of {spec.format} artifacts are not wired up yet", where=where,
+                           hint="use onnx candidates for now")
 
 
 def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -50,7 +74,10 @@ def accuracy(runner: Runner, evaluation: EvaluationSet, output: str) -> float:
     correct = 0
     for feeds, labels in zip(evaluation.feeds, evaluation.labels):
         scores = np.asarray(runner(feeds)[output])
-        pred = scores.reshape(len(labels), -1).argmax(axis=-1)
+        if scores.dtype.kind in "iub" and scores.size == len(labels):  # already class ids
+            pred = scores.reshape(len(labels))
+        else:
+            pred = scores.reshape(len(labels), -1).argmax(axis=-1)
         correct += int((pred == labels).sum())
     return correct / max(len(evaluation), 1)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -22,15 +23,41 @@ from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
 from . import __version__
 from .bundle import BundleWriter
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
-from .errors import BuildError, EdgepackError, UnsupportedError
+from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
-from .parity import OnnxRunner, accuracy, first_feed, host_latency_ms, run_samples
+from .parity import accuracy, first_feed, host_latency_ms, host_runner, run_samples
 from .passes import PassResult
 from .progress import Progress
 from .sources import Source, load_source
 from .targets import CandidateSpec, Target, load_target
 from .texts import bundle_readme, requirements_txt
+
+
+SUPPORTED_FORMATS = {"torch": ("onnx", "torchscript"), "tensorflow": ("onnx", "tflite"), "onnx": ("onnx",)}
+UNSUPPORTED_ROUTES = {
+    ("torch", "tflite"): "PyTorch -> TFLite (through litert-torch) is not available in this edgepack "
+                         "version yet",
+    ("tensorflow", "torchscript"): "TorchScript is PyTorch's format: a TensorFlow model cannot be "
+                                   "turned into TorchScript",
+    ("onnx", "tflite"): "ONNX -> TFLite is not supported: its only converter, onnx2tf, pins old "
+                        "tensorflow/numpy/onnx releases that cannot be installed beside edgepack's; "
+                        "give the original PyTorch or TensorFlow model as the source instead",
+    ("onnx", "torchscript"): "ONNX -> TorchScript is not supported: there is no maintained converter; "
+                             "give the original PyTorch model as the source instead",
+}
+
+
+@dataclass
+class Made:
+    """A freshly made artifact before it is checked: bytes, file suffix, and its record."""
+
+    data: bytes
+    suffix: str
+    step: str
+    details: dict[str, Any]
+    notes: list[str]
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,10 +72,12 @@ class Artifact:
     parity: ParityReport
     accuracy: float | None
     host_latency_ms: float | None
+    suffix: str = ".onnx"
+    extras: dict[str, Any] = field(default_factory=dict)  # more candidate fields for bundle.json
 
     @property
     def filename(self) -> str:
-        return self.variant.split("-", 1)[1]
+        return self.variant.split("-", 1)[1] + self.suffix
 
 
 @dataclass
@@ -146,6 +175,8 @@ class Builder:
         self.warnings: list[str] = []
         self._artifacts: dict[str, Artifact | EdgepackError] = {}
         self.output_names = [o.name for o in manifest.outputs]
+        self.exporter = "none"
+        self.exporter_by_format: dict[str, str] = {}
 
     # -- shared, target-independent steps ----------------------------------------------------
     def _prepare_shared(self) -> None:
@@ -172,17 +203,36 @@ class Builder:
                                 looks_like_scores(self.reference[o.name]) if self.golden.batched else
                                 looks_like_scores(self.reference[o.name][0]))
                        for o in m.outputs}
-        self._base = self._base_model()
+        self._base: Any = None
+        self._base_error: EdgepackError | None = None
 
     def _record(self, result: PassResult) -> None:
         self.steps.append({"step": result.name, "details": result.details, "notes": result.notes})
+
+    def onnx_base(self) -> Any:
+        """The fp32 ONNX model every ONNX candidate starts from, made once (or its error, once)."""
+        if self._base is None and self._base_error is None:
+            try:
+                self._base = self._base_model()
+            except EdgepackError as exc:
+                self._base_error = exc
+        if self._base_error is not None:
+            raise self._base_error
+        return self._base
 
     def _base_model(self) -> Any:
         """Source -> ONNX (export or load), prepared and simplified: the fp32 starting point."""
         m = self.manifest
         from .passes.prepare import prepare
         from .passes.simplify import simplify
-        if m.source.framework == "torch":
+        if m.source.framework == "tensorflow":
+            from .convert.tf_to_onnx import tf_to_onnx
+            with self.progress.step("convert tensorflow -> onnx (tf2onnx)"):
+                model, how = tf_to_onnx(self.source, m.opset)  # type: ignore[arg-type]
+            self.exporter = how
+            self.steps.append({"step": "export", "details": {"exporter": how, "nodes": node_count(model)},
+                               "notes": []})
+        elif m.source.framework == "torch":
             from .convert.torch_to_onnx import export_torch
             with self.progress.step("export torch -> onnx"):
                 exported = export_torch(self.source.module, m, first_feed_batch(self.golden))  # type: ignore[attr-defined]
@@ -205,42 +255,84 @@ class Builder:
         return simplified.model
 
     # -- per variant ---------------------------------------------------------------------------
-    def _make_variant(self, spec: CandidateSpec) -> Artifact:
+    def _make_variant(self, spec: CandidateSpec, target: Target) -> Artifact:
+        route = (self.manifest.source.framework, spec.format)
+        if spec.format == "onnx":
+            made = self._onnx_variant(spec)
+        elif route == ("torch", "torchscript"):
+            made = self._torchscript_variant(spec, target)
+        elif route == ("tensorflow", "tflite"):
+            made = self._tflite_variant(spec)
+        else:
+            raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
+                                   hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
+                                        f"{route[0]} model")
+        runner = host_runner(spec, made, self.manifest, f"candidate {spec.id}")
+        try:
+            outputs = run_samples(runner, self.golden)
+            tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
+            parity = compare(self.reference, outputs, tolerances, scores=self.scores)
+            acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
+                   if self.evaluation and self.manifest.evaluation else None)
+            latency = host_latency_ms(runner, first_feed(self.golden))
+        finally:
+            runner.close()
+        return Artifact(variant=self._variant_key(spec, target), precision=spec.precision, data=made.data,
+                        passes=[{"step": made.step, "details": made.details}], notes=made.notes,
+                        parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
+                        extras=made.extras)
+
+    def _onnx_variant(self, spec: CandidateSpec) -> "Made":
         from .passes import quantize
-        if spec.format != "onnx":
-            raise UnsupportedError(
-                f"{spec.format} artifacts are not supported by edgepack {__version__} yet",
-                where=f"candidate {spec.id}", hint="use format: onnx for this target for now")
+        base = self.onnx_base()
         if spec.precision == "fp32":
-            result = PassResult(self._base, "fp32", modified=False)
+            result = PassResult(base, "fp32", modified=False)
         elif spec.precision == "fp16":
-            result = quantize.to_fp16(self._base)
+            result = quantize.to_fp16(base)
         elif spec.quantization and spec.quantization.mode == "dynamic":
-            result = quantize.int8_dynamic(self._base)
+            result = quantize.int8_dynamic(base)
         else:
             assert spec.quantization is not None and self.calibration is not None
             batches = list(self.calibration.batches(self.manifest.calibration.batch_size))
-            result = quantize.int8_static(self._base, spec.quantization, batches,
+            result = quantize.int8_static(base, spec.quantization, batches,
                                           random_data=self.calibration.random)
-        data = serialize(result.model)
-        runner = OnnxRunner(data, self.output_names, f"candidate {spec.id}")
-        outputs = run_samples(runner, self.golden)
-        tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
-        parity = compare(self.reference, outputs, tolerances, scores=self.scores)
-        acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
-               if self.evaluation and self.manifest.evaluation else None)
-        latency = host_latency_ms(runner, first_feed(self.golden))
-        return Artifact(variant=spec.variant, precision=spec.precision, data=data,
-                        passes=[{"step": result.name, "details": result.details}],
-                        notes=result.notes, parity=parity, accuracy=acc, host_latency_ms=latency)
+        return Made(serialize(result.model), ".onnx", result.name, result.details, result.notes)
 
-    def artifact(self, spec: CandidateSpec) -> Artifact:
+    def _torchscript_variant(self, spec: CandidateSpec, target: Target) -> "Made":
+        from .convert.torch_to_torchscript import to_torchscript
+        if spec.precision == "int8" and spec.quantization and spec.quantization.mode == "static":
+            raise UnsupportedError("TorchScript int8 is dynamic quantization only", where=f"candidate {spec.id}",
+                                   hint="use quantization: {mode: dynamic}, or an onnx int8 static candidate")
+        result = to_torchscript(self.source.module, self.manifest, first_feed_batch(self.golden),  # type: ignore[attr-defined]
+                                precision=spec.precision, arch=target.arch, method=self.manifest.torchscript)
+        extras = {"quantized_engine": result.details["quantized_engine"]} if "quantized_engine" in result.details else {}
+        self.exporter_by_format["torchscript"] = result.method
+        return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras)
+
+    def _tflite_variant(self, spec: CandidateSpec) -> "Made":
+        from .convert.tf_to_tflite import to_tflite
+        batches = (list(self.calibration.batches(self.manifest.calibration.batch_size))
+                   if self.calibration is not None else None)
+        mode = spec.quantization.mode if spec.quantization else None
+        result = to_tflite(self.source, precision=spec.precision, mode=mode, io=spec.io,  # type: ignore[arg-type]
+                           calibration=batches, random_data=bool(self.calibration and self.calibration.random))
+        self.exporter_by_format["tflite"] = result.details["converter"]
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes, {"io_map": result.io_map})
+
+    def _variant_key(self, spec: CandidateSpec, target: Target) -> str:
+        """Candidates with the same key share one artifact (torchscript int8 depends on the CPU)."""
+        if spec.format == "torchscript" and spec.precision == "int8":
+            from .convert.torch_to_torchscript import quantized_engine_for
+            return f"{spec.variant}-{quantized_engine_for(target.arch)}"
+        return spec.variant
+
+    def artifact(self, spec: CandidateSpec, target: Target) -> Artifact:
         """The artifact for a candidate, made once per variant; a failure is remembered too."""
-        key = spec.variant
+        key = self._variant_key(spec, target)
         if key not in self._artifacts:
             try:
                 with self.progress.step(f"make {key} + parity"):
-                    self._artifacts[key] = self._make_variant(spec)
+                    self._artifacts[key] = self._make_variant(spec, target)
             except EdgepackError as exc:
                 self._artifacts[key] = exc
         found = self._artifacts[key]
@@ -256,14 +348,14 @@ class Builder:
             cr = CandidateResult(id=spec.id, format=spec.format, precision=spec.precision, status="ok")
             result.candidates.append(cr)
             try:
-                art = self.artifact(spec)
+                art = self.artifact(spec, target)
             except UnsupportedError as exc:
                 cr.status, cr.message = "unsupported", str(exc.message)
                 continue
             except EdgepackError as exc:
                 cr.status, cr.message = "failed", f"{exc.message}" + (f" ({exc.where})" if exc.where else "")
                 continue
-            cr.file = f"models/{self.manifest.name}.{art.filename}.onnx"
+            cr.file = f"models/{self.manifest.name}.{art.filename}"
             cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
             cr.host_latency_ms, cr.notes = art.host_latency_ms, list(art.notes)
             if not art.parity.passed:
@@ -287,7 +379,14 @@ class Builder:
             result.message = ("parity failed for " + ", ".join(c.id for c in hard) +
                               " (set precision_fallback: true in the target, or pass --allow-parity-failure)"
                               if hard else "no candidate could be built")
+            result.message += self._remove_stale(f"{self.manifest.name}-{target.name}")
             return result
+        # candidates kept despite failing parity go after every candidate that passed
+        chosen.sort(key=lambda item: item[2].status == "parity-failed-allowed")
+        for _, _, cr in chosen:
+            if cr.status == "parity-failed-allowed":
+                self.warnings.append(f"{target.name}: {cr.id} FAILED parity and is in the bundle only "
+                                     "because of --allow-parity-failure")
         if broken:
             result.status = "partial"
             result.message = "built without " + ", ".join(f"{c.id} ({c.status})" for c in broken)
@@ -295,6 +394,18 @@ class Builder:
             bundle_dir, archive = self._write(target, chosen, result)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
+
+    def _remove_stale(self, bundle_name: str) -> str:
+        """A failed target must not leave an older bundle at its path that still verifies."""
+        removed = []
+        for path in (self.out_dir / bundle_name, self.out_dir / f"{bundle_name}.tar.gz"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(path.name)
+            elif path.exists():
+                path.unlink()
+                removed.append(path.name)
+        return f"; removed the previous bundle ({', '.join(removed)}) built from other inputs" if removed else ""
 
     def _write(self, target: Target, chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]],
                result: TargetResult) -> tuple[Path, Path]:
@@ -344,6 +455,7 @@ class Builder:
                 "size": len(art.data),
                 "status": cr.status,
                 "notes": cr.notes,
+                **art.extras,
             })
         skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
                    for c in result.candidates if c.status in ("failed", "unsupported")]
@@ -370,6 +482,7 @@ class Builder:
                 "source": {"framework": m.source.framework, "sha256": self.source.sha256,
                            "description": self.source.description},
                 "exporter": self.exporter,
+                "converters": dict(self.exporter_by_format),
                 "steps": self.steps,
                 "host": {"platform": platform.platform(), "machine": platform.machine()},
             },
@@ -421,7 +534,14 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     """Build every target of a manifest (or only ``targets``) into ``out_dir``."""
     manifest = load_manifest(manifest_path)
     names = targets or list(manifest.targets)
-    loaded = [load_target(t, manifest.base_dir) for t in names]
+    loaded = []
+    for i, name in enumerate(names):
+        try:
+            loaded.append(load_target(name, manifest.base_dir))
+        except TargetError as exc:
+            if targets is None and exc.where == name:  # name the manifest field, not just the name
+                exc.where = f"{manifest.file}: targets[{i}]"
+            raise
     check_out_dir(Path(out_dir))
     if on_loaded:
         on_loaded(manifest, loaded)

@@ -16,6 +16,10 @@ BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "tflite", "torchscript": "
 QUANT_MODES = ("static", "dynamic")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ARCHES = ("x86_64", "aarch64", "armv7l")
+IO_TYPES = ("float", "int8")
+# what runs a candidate when the target names nothing: onnxruntime EPs, TFLite delegates, torch devices
+DEFAULT_PROVIDERS = {"onnx": "CPUExecutionProvider", "tflite": "XNNPACK", "torchscript": "cpu"}
+TORCH_DEVICES = ("cpu", "cuda")
 KNOWN_ORT_PROVIDERS = (
     "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider",
     "OpenVINOExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider",
@@ -51,6 +55,7 @@ class CandidateSpec:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     provider_options: tuple[dict[str, Any], ...] = ()
     quantization: Quantization | None = None
+    io: str = "float"  # tflite full int8: float or int8 input/output tensors
 
     @property
     def variant(self) -> str:
@@ -61,7 +66,7 @@ class CandidateSpec:
             if q.mode == "static":
                 tag += ("-pc" if q.per_channel else "") + ("" if q.calibration_method == "minmax"
                                                            else f"-{q.calibration_method}")
-            return f"{self.format}-{tag}"
+            return f"{self.format}-{tag}" + ("-int8io" if self.io == "int8" else "")
         return f"{self.format}-{self.precision}"
 
 
@@ -168,7 +173,7 @@ def parse_target(data: Any, file: str) -> Target:
 
 def _parse_candidate(node: Node) -> CandidateSpec:
     node.mapping(["id", "format", "precision", "backend", "providers", "provider_options",
-                  "quantization"], required=["format", "precision"])
+                  "quantization", "io"], required=["format", "precision"])
     fmt = node.get("format", str, choices=FORMATS)
     precision = node.get("precision", str, choices=PRECISIONS)
     backend = node.get("backend", str, BACKEND_OF_FORMAT[fmt], choices=(BACKEND_OF_FORMAT[fmt],))
@@ -186,7 +191,22 @@ def _parse_candidate(node: Node) -> CandidateSpec:
     elif qnode is not None:
         raise node.fail(f"'quantization' only applies to int8, not {precision}", "quantization",
                         hint="remove it, or set precision: int8")
-    providers = tuple(node.strings("providers", default=["CPUExecutionProvider"]))
+    io = node.get("io", str, "float", choices=IO_TYPES)
+    if io == "int8" and not (fmt == "tflite" and quant and quant.mode == "static"):
+        raise node.fail("io: int8 applies to full-int8 TFLite candidates only", "io",
+                        hint="use format: tflite, precision: int8, quantization: {mode: static}")
+    providers = tuple(node.strings("providers", default=[DEFAULT_PROVIDERS[fmt]]))
+    if fmt == "torchscript":
+        for i, p in enumerate(providers):
+            if p not in TORCH_DEVICES:
+                raise node.child("providers").fail(f"{p!r} is not a torch device{did_you_mean(p, TORCH_DEVICES)}",
+                                                   i, hint="use cpu or cuda")
+    if fmt == "tflite":
+        for i, p in enumerate(providers):
+            if p != "XNNPACK" and not p.startswith("delegate:"):
+                raise node.child("providers").fail(
+                    f"{p!r} is not a TFLite delegate", i,
+                    hint="use XNNPACK (the default CPU path) or delegate:<library>, e.g. delegate:libedgetpu.so.1")
     if fmt == "onnx":
         for i, p in enumerate(providers):
             if not p.endswith("ExecutionProvider"):
@@ -202,7 +222,7 @@ def _parse_candidate(node: Node) -> CandidateSpec:
         raise node.fail(f"{len(options)} provider_options for {len(providers)} providers",
                         "provider_options", hint="give one mapping per provider (use {} for none)")
     spec = CandidateSpec(id="", format=fmt, precision=precision, backend=backend,
-                         providers=providers, provider_options=tuple(options), quantization=quant)
+                         providers=providers, provider_options=tuple(options), quantization=quant, io=io)
     cid = node.get("id", str, spec.variant)
     if not _NAME_RE.match(cid):
         raise node.fail(f"candidate id {cid!r} must be lower-case letters, digits, '.', '_' or '-'", "id")

@@ -84,3 +84,24 @@ def write_yaml(path: Path, text: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+DICT_MODEL = '''
+import torch
+from torch import nn
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        logits = self.fc(x.flatten(1))
+        return {"probs": torch.softmax(logits, -1), "logits": logits}
+
+
+def build():
+    torch.manual_seed(0)
+    return TwoHeads().eval()
+'''

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -69,7 +70,9 @@ def _export_torchscript(module: Any, args: tuple[Any, ...], manifest: Manifest, 
 
 def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]) -> ExportResult:
     """Export ``module`` to ONNX with the manifest's names, dims and opset."""
+    from ..sources.torch_source import ordered_outputs
     args = _example_args(manifest, feeds)
+    module = ordered_outputs(module, [o.name for o in manifest.outputs], args)
     order = {"auto": [DYNAMO, TORCHSCRIPT], "dynamo": [DYNAMO], "torchscript": [TORCHSCRIPT]}[manifest.exporter]
     runners = {DYNAMO: _export_dynamo, TORCHSCRIPT: _export_torchscript}
     torch_log = logging.getLogger("torch.onnx")
@@ -94,7 +97,7 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
                     runners[exporter](module, args, manifest, path)
                 model = onnx.load(str(path))
             except Exception as exc:
-                text = str(exc).strip().splitlines()
+                text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
                 errors.append(f"{exporter}: {type(exc).__name__}: {text[0] if text else ''}")
                 continue
             if errors:

@@ -29,5 +29,8 @@ def load_source(manifest: Manifest) -> Source:
     if manifest.source.framework == "onnx":
         from .onnx_source import OnnxSource
         return OnnxSource.load(manifest)
+    if manifest.source.framework == "tensorflow":
+        from .tf_source import TensorFlowSource
+        return TensorFlowSource.load(manifest)
     raise SourceError(f"unsupported framework {manifest.source.framework!r}",
                       where=f"{manifest.file}: source.framework")

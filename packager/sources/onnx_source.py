@@ -47,7 +47,12 @@ class OnnxSource:
                 raise SourceError(f"onnxruntime cannot run the source model: {exc}",
                                   where=f"{self.manifest.file}: source.path") from exc
         names = [o.name for o in self.manifest.outputs]
-        values = self._session.run(names, {s.name: feeds[s.name] for s in self.manifest.inputs})
+        try:
+            values = self._session.run(names, {s.name: feeds[s.name] for s in self.manifest.inputs})
+        except Exception as exc:
+            raise SourceError(f"onnxruntime failed to run the source model: {' '.join(str(exc).split())}",
+                              where=f"{self.manifest.file}: inputs",
+                              hint="check the manifest's input shapes against the model's") from None
         return dict(zip(names, values))
 
 
@@ -81,6 +86,11 @@ def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any],
             raise SourceError(f"input {name!r} has rank {len(dims)} in the model {dims}, "
                               f"{len(shape)} in the manifest {list(shape)}", where=where)
         for axis, (want, have) in enumerate(zip(shape, dims)):
+            if isinstance(want, str) and isinstance(have, int):
+                raise SourceError(f"input {name!r} axis {axis} is fixed to {have} in the model, the manifest "
+                                  f"makes it the symbol {want!r}", where=where,
+                                  hint=f"write {have} at axis {axis} of the input's shape, or re-export the "
+                                       "model with a dynamic axis")
             if isinstance(want, int) and isinstance(have, int) and want != have:
                 raise SourceError(f"input {name!r} axis {axis} is {have} in the model, {want} in "
                                   "the manifest", where=where, hint=f"the model's shape is {dims}")

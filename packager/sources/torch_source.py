@@ -64,12 +64,36 @@ class TorchSource:
         try:
             with torch.no_grad():
                 result = self.module(*args)
+            return outputs_to_dict(result, self.manifest)
+        except SourceError:
+            raise
         except Exception as exc:
             raise SourceError(f"running the torch model failed: {type(exc).__name__}: {exc}",
                               where=f"{self.manifest.file}: inputs",
                               hint="check that the manifest's inputs (order, dtype, shape) match "
                                    "the model's forward()") from exc
-        return outputs_to_dict(result, self.manifest)
+
+
+def ordered_outputs(module: Any, names: list[str], args: tuple[Any, ...]) -> Any:
+    """``module`` itself, or, when its forward() returns a dict, a wrapper returning a tuple in
+    the manifest's output order: exporters name outputs by position, not by dict key."""
+    torch = _import_torch()
+    with torch.no_grad():
+        if not isinstance(module(*args), dict):
+            return module
+
+    class Ordered(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *args: Any) -> Any:
+            result = self.inner(*args)
+            if isinstance(result, dict):
+                return tuple(result[n] for n in names)
+            return result
+
+    return Ordered().eval()
 
 
 def outputs_to_dict(result: Any, manifest: Manifest) -> dict[str, np.ndarray]:
@@ -87,4 +111,8 @@ def outputs_to_dict(result: Any, manifest: Manifest) -> dict[str, np.ndarray]:
             raise SourceError(f"the model returns {len(values)} output(s), the manifest lists "
                               f"{len(names)} ({names})", where=f"{manifest.file}: outputs",
                               hint="list one output name per returned tensor, in order")
+    bad = [n for n, v in zip(names, values) if not hasattr(v, "detach")]
+    if bad:
+        raise SourceError(f"output(s) {bad} of the model are not tensors", where=f"{manifest.file}: outputs",
+                          hint="forward() must return tensors (a tensor, a tuple/list or a dict of them)")
     return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}

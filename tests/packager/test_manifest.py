@@ -133,3 +133,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_not_a_mapping(tmp_path: Path) -> None:
     assert "expected a mapping" in error_of(tmp_path, "- a\n- b\n").message
+
+
+def test_duplicate_key_is_refused(tmp_path: Path) -> None:
+    err = error_of(tmp_path, GOOD + "targets: [rpi4]\n")
+    assert "'targets' appears twice" in err.message and "m.yaml:" in err.where
+
+
+def test_share_tolerances_are_at_most_one(tmp_path: Path) -> None:
+    err = error_of(tmp_path, GOOD + "tolerances:\n  fp32: {min_cosine: 2}\n")
+    assert "between 0 and 1" in err.message and err.where.endswith("tolerances.fp32.min_cosine")

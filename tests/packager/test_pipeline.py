@@ -100,8 +100,10 @@ def test_allowed_parity_failure_is_kept_and_marked(tiny_project: Callable[..., P
     result = build(manifest, tmp_path / "out", allow_parity_failure=True)
     assert result.targets[0].status == "ok"
     doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
-    assert doc["candidates"][0]["status"] == "parity-failed-allowed"
-    assert doc["candidates"][0]["parity"]["passed"] is False
+    # kept, marked, and ranked after the candidate that passed, with a warning
+    assert [c["status"] for c in doc["candidates"]] == ["ok", "parity-failed-allowed"]
+    assert doc["candidates"][1]["parity"]["passed"] is False
+    assert any("FAILED parity" in w for w in result.warnings)
 
 
 def test_precision_fallback_is_recorded(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
@@ -123,7 +125,7 @@ def test_unsupported_candidate_does_not_stop_the_others(tiny_project: Callable[.
     result = build(tiny_project(targets=[str(target), "x86-cpu"]), tmp_path / "out")
     mixed, x86 = result.targets
     assert mixed.status == "partial" and mixed.candidates[0].status == "unsupported"
-    assert "tflite" in mixed.candidates[0].message and not result.ok
+    assert "TFLite" in mixed.candidates[0].message and not result.ok
     assert x86.status == "ok" and (tmp_path / "out" / "tiny-strict-dev" / "bundle.json").is_file()
     doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
     assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("tflite-fp32", "unsupported")]
@@ -163,3 +165,26 @@ def test_onnx_source_old_opset_and_random_calibration_warning(tiny_project: Call
     assert steps["prepare"]["initializer_inputs_removed"] == 2
     assert any("RANDOM" in w for w in doc["warnings"])
     assert doc["provenance"]["exporter"] == "none (onnx source)"
+
+
+def test_dict_outputs_follow_the_manifest_order(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    from ..conftest import DICT_MODEL
+    (tmp_path / "heads.py").write_text(DICT_MODEL)
+    manifest = tiny_project(source={"framework": "torch", "entry": "heads.py:build"}, outputs=["logits", "probs"])
+    result = build(manifest, tmp_path / "out")
+    assert result.ok, [c.message for c in result.targets[0].candidates]
+    fp32 = result.targets[0].candidates[1]
+    assert fp32.parity and all(o.max_abs < 1e-4 for o in fp32.parity.outputs)
+    with np.load(tmp_path / "out" / "tiny-x86-cpu" / "golden" / "outputs.npz") as g:
+        assert np.allclose(g["probs"].sum(axis=1), 1.0) and not np.allclose(g["logits"].sum(axis=1), 1.0)
+
+
+def test_failed_rebuild_removes_the_stale_bundle(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    target = write_yaml(tmp_path / "strict.yaml", STRICT_TARGET)
+    build(tiny_project(targets=[str(target)]), tmp_path / "out")
+    assert (tmp_path / "out" / "tiny-strict-dev").is_dir()
+    result = build(tiny_project(targets=[str(target)], tolerances={"int8": {"min_cosine": 1.0, "atol": 0.0}}),
+                   tmp_path / "out")
+    assert result.targets[0].status == "failed" and "removed the previous bundle" in result.targets[0].message
+    assert not (tmp_path / "out" / "tiny-strict-dev").exists()
+    assert not (tmp_path / "out" / "tiny-strict-dev.tar.gz").exists()

@@ -1,0 +1,81 @@
+"""torch -> TorchScript: torch.jit.trace by default, torch.jit.script when the manifest asks.
+
+Precisions: fp32; int8 dynamic (quantize_dynamic on Linear/LSTM/GRU with the quantized engine of
+the target's CPU: qnnpack on ARM, x86 on x86-64); fp16 (for CUDA targets: the module in half).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConversionError
+from ..manifest import Manifest
+
+
+@dataclass
+class TorchScriptResult:
+    """Serialized TorchScript and how it was made."""
+
+    data: bytes
+    method: str
+    details: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def quantized_engine_for(arch: str) -> str:
+    """The quantized kernel library of a CPU architecture."""
+    return "qnnpack" if arch in ("aarch64", "armv7l") else "x86"
+
+
+def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray], *, precision: str,
+                   arch: str, method: str = "trace") -> TorchScriptResult:
+    """Script or trace ``module`` at ``precision`` and serialize it with torch.jit.save."""
+    import torch
+    where = f"{manifest.file}: source"
+    from ..sources.torch_source import ordered_outputs
+    example = tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in manifest.inputs)
+    model = ordered_outputs(copy.deepcopy(module).eval(), [o.name for o in manifest.outputs], example)
+    details: dict[str, Any] = {"method": f"torch.jit.{method}"}
+    if precision == "int8":
+        engine = quantized_engine_for(arch)
+        if engine not in torch.backends.quantized.supported_engines:
+            engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else engine
+        previous = torch.backends.quantized.engine
+        try:
+            torch.backends.quantized.engine = engine
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+        except Exception as exc:
+            raise ConversionError(f"int8 dynamic quantization of the torch model failed: {exc}",
+                                  where=where) from None
+        finally:
+            torch.backends.quantized.engine = previous
+        details.update(quantization="dynamic (Linear/LSTM/GRU weights int8)", quantized_engine=engine)
+        quantized = sum(1 for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized"))
+        if quantized == 0:
+            raise ConversionError("int8 dynamic quantization changed nothing: the model has no "
+                                  "Linear/LSTM/GRU layers", where=where,
+                                  hint="use onnx int8 static for convolutional models")
+        details["quantized_modules"] = quantized
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in manifest.inputs)
+    if precision == "fp16":
+        model = model.half()
+        args = tuple(a.half() if a.is_floating_point() else a for a in args)
+        details["dtype"] = "float16 (inputs cast by the runtime)"
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(model) if method == "script" else torch.jit.trace(model, args)
+            buf = io.BytesIO()
+            torch.jit.save(scripted, buf)
+    except Exception as exc:
+        other = "trace" if method == "script" else "script"
+        raise ConversionError(f"torch.jit.{method} failed: {type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+                              where=where, hint=f"try export.torchscript: {other} in the manifest") from None
+    return TorchScriptResult(data=buf.getvalue(), method=f"torch.jit.{method}", details=details)

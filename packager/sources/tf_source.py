@@ -1,0 +1,159 @@
+"""TensorFlow / Keras sources: a SavedModel folder, a .keras file, or an entry point returning a
+Keras model. The serving signature is checked against the manifest's inputs and outputs."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..entrypoints import call_entry
+from ..errors import SourceError
+from ..manifest import Manifest
+
+
+def import_tf() -> Any:
+    """TensorFlow, imported quietly; a clear error naming the extra when it is missing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise SourceError("a tensorflow source needs TensorFlow, which is not installed",
+                          hint="pip install 'edgepack[tensorflow]'") from None
+    return tf
+
+
+def _hash_tree(path: Path) -> str:
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        h.update(f.relative_to(path).as_posix().encode() if f != path else b"")
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@dataclass
+class TensorFlowSource:
+    """A model with a serving signature; ``saved_model`` is a folder every converter can read."""
+
+    manifest: Manifest
+    saved_model: Path
+    signature: Any
+    input_keys: dict[str, str]    # manifest input name -> signature input key
+    output_keys: dict[str, str]   # manifest output name -> signature output key
+    sha256: str
+    keras_model: Any = None
+    framework: str = "tensorflow"
+    _tmp: Any = field(default=None, repr=False)
+
+    @property
+    def description(self) -> str:
+        s = self.manifest.source
+        return f"tensorflow {'entry ' + s.entry if s.entry else 'file ' + str(s.path)}"
+
+    @classmethod
+    def load(cls, manifest: Manifest) -> "TensorFlowSource":
+        tf = import_tf()
+        src = manifest.source
+        where = f"{manifest.file}: source"
+        keras_model, tmp = None, None
+        if src.entry:
+            keras_model = call_entry(src.entry, manifest.base_dir, SourceError, f"{where}.entry", **src.kwargs)
+            if not hasattr(keras_model, "export"):
+                raise SourceError(f"{src.entry} returned {type(keras_model).__name__}, not a Keras model",
+                                  where=f"{where}.entry", hint="return a keras.Model with its weights")
+        else:
+            path = src.path
+            assert path is not None
+            if not path.exists():
+                raise SourceError(f"{path} not found", where=f"{where}.path",
+                                  hint="give a SavedModel folder or a .keras file (relative to the manifest)")
+            if path.is_file():
+                if path.suffix != ".keras":
+                    raise SourceError(f"{path.name} is not a .keras file or a SavedModel folder",
+                                      where=f"{where}.path")
+                import keras
+                try:
+                    keras_model = keras.models.load_model(path, compile=False)
+                except Exception as exc:
+                    raise SourceError(f"cannot load {path.name}: {exc}", where=f"{where}.path") from None
+        if keras_model is not None:
+            tmp = tempfile.TemporaryDirectory(prefix="edgepack-savedmodel-")
+            saved = Path(tmp.name) / "saved_model"
+            try:
+                keras_model.export(str(saved), format="tf_saved_model", verbose=False)
+            except Exception as exc:
+                raise SourceError(f"exporting the Keras model to a SavedModel failed: {exc}", where=where) from None
+            digest = _hash_tree(Path(src.path)) if src.path else _weights_sha256(keras_model)
+        else:
+            saved = src.path  # type: ignore[assignment]
+            digest = _hash_tree(saved)
+        try:
+            loaded = tf.saved_model.load(str(saved))
+            signature = loaded.signatures["serving_default"]
+        except Exception as exc:
+            raise SourceError(f"cannot load the SavedModel's serving_default signature: {exc}",
+                              where=f"{where}.path", hint="export the model with a serving signature") from None
+        in_keys, out_keys = check_signature(signature, manifest, keras_model)
+        source = cls(manifest=manifest, saved_model=Path(saved), signature=signature, input_keys=in_keys,
+                     output_keys=out_keys, sha256=digest, keras_model=keras_model, _tmp=tmp)
+        source._loaded = loaded  # keep the trackable alive while the signature is used
+        return source
+
+    def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = import_tf()
+        kwargs = {self.input_keys[s.name]: tf.constant(feeds[s.name]) for s in self.manifest.inputs}
+        try:
+            result = self.signature(**kwargs)
+        except Exception as exc:
+            raise SourceError(f"running the TensorFlow model failed: {str(exc).splitlines()[0]}",
+                              where=f"{self.manifest.file}: inputs") from None
+        return {o.name: result[self.output_keys[o.name]].numpy() for o in self.manifest.outputs}
+
+
+def _weights_sha256(model: Any) -> str:
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(w.path.encode() if hasattr(w, "path") else b"")
+        h.update(np.asarray(w.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def check_signature(signature: Any, manifest: Manifest, keras_model: Any = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Match the serving signature to the manifest: inputs by name, outputs by name or order."""
+    where = f"{manifest.file}: inputs"
+    specs = signature.structured_input_signature[1]
+    for s in manifest.inputs:
+        if s.name not in specs:
+            raise SourceError(f"the model's serving signature has no input {s.name!r} (it has {sorted(specs)})",
+                              where=where, hint="use the model's input names in the manifest")
+        spec = specs[s.name]
+        if spec.dtype.name != s.dtype:
+            raise SourceError(f"input {s.name!r} is {spec.dtype.name} in the model, {s.dtype} in the manifest",
+                              where=where, hint=f"set dtype: {spec.dtype.name}")
+        dims = spec.shape.as_list()
+        if s.shape is not None and len(dims) != len(s.shape):
+            raise SourceError(f"input {s.name!r} has rank {len(dims)} in the model {dims}, {len(s.shape)} "
+                              f"in the manifest {list(s.shape)}", where=where,
+                              hint="TensorFlow models are usually NHWC: [batch, height, width, channels]")
+        for axis, (want, have) in enumerate(zip(s.shape or (), dims)):
+            if isinstance(want, int) and have is not None and want != have:
+                raise SourceError(f"input {s.name!r} axis {axis} is {have} in the model, {want} in the manifest",
+                                  where=where, hint=f"the model's shape is {dims}")
+    extra = sorted(set(specs) - {s.name for s in manifest.inputs})
+    if extra:
+        raise SourceError(f"the model has input(s) {extra} the manifest does not list", where=where)
+    outs = list(signature.structured_outputs)
+    names = [o.name for o in manifest.outputs]
+    if set(names) <= set(outs):
+        return {s.name: s.name for s in manifest.inputs}, {n: n for n in names}
+    if len(outs) != len(names):
+        raise SourceError(f"the model has {len(outs)} output(s) {outs}, the manifest lists {len(names)} {names}",
+                          where=f"{manifest.file}: outputs")
+    # Keras exports name outputs output_0, output_1, ... in the model's output order
+    order = sorted(outs, key=lambda k: (len(k), k))
+    return {s.name: s.name for s in manifest.inputs}, dict(zip(names, order))

@@ -1,0 +1,128 @@
+"""TensorFlow/Keras sources and their conversions (tf2onnx, TFLiteConverter) on a small real model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from packager.convert.tf_to_onnx import tf_to_onnx  # noqa: E402
+from packager.convert.tf_to_tflite import to_tflite  # noqa: E402
+from packager.errors import SourceError  # noqa: E402
+from packager.manifest import load_manifest  # noqa: E402
+from packager.onnx_utils import serialize  # noqa: E402
+from packager.sources import load_source  # noqa: E402
+
+KERAS_MODEL = '''
+import numpy as np
+import keras
+
+
+def build(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(6, 6, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(5, name="scores")(x)
+    return keras.Model(inp, out)
+
+
+def samples(n=48):
+    rng = np.random.default_rng(2)
+    base = rng.random((n, 1, 1, 1)).astype(np.float32)
+    grid = np.linspace(0, 1, 6, dtype=np.float32)
+    yield {"image": (base * grid[None, :, None, None] + (1 - base) * grid[None, None, :, None]).astype(np.float32)}
+'''
+
+
+@pytest.fixture
+def keras_project(tiny_project: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    (tmp_path / "kmodel.py").write_text(KERAS_MODEL)
+
+    def make(**overrides: object) -> Path:
+        doc = dict(source={"framework": "tensorflow", "entry": "kmodel.py:build"},
+                   inputs=[{"name": "image", "dtype": "float32", "shape": ["batch", 6, 6, 1], "layout": "NHWC"}],
+                   outputs=["scores"], calibration={"entry": "kmodel.py:samples", "samples": 48})
+        doc.update(overrides)
+        return tiny_project(**doc)
+    return make
+
+
+def _feeds() -> dict[str, np.ndarray]:
+    return {"image": np.random.default_rng(0).random((4, 6, 6, 1)).astype(np.float32)}
+
+
+def test_keras_entry_source_reference(keras_project: Callable[..., Path]) -> None:
+    src = load_source(load_manifest(keras_project()))
+    out = src.reference(_feeds())["scores"]
+    assert out.shape == (4, 5) and src.framework == "tensorflow" and len(src.sha256) == 64
+    assert np.allclose(out, src.keras_model(_feeds()["image"]).numpy(), atol=1e-5)
+
+
+def test_keras_file_and_savedmodel_sources(keras_project: Callable[..., Path], tmp_path: Path) -> None:
+    src = load_source(load_manifest(keras_project()))
+    src.keras_model.save(tmp_path / "m.keras")
+    from_file = load_source(load_manifest(keras_project(source={"framework": "tensorflow", "path": "m.keras"})))
+    np.testing.assert_allclose(from_file.reference(_feeds())["scores"], src.reference(_feeds())["scores"], atol=1e-6)
+    src.keras_model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    from_sm = load_source(load_manifest(keras_project(source={"framework": "tensorflow", "path": "sm"})))
+    np.testing.assert_allclose(from_sm.reference(_feeds())["scores"], src.reference(_feeds())["scores"], atol=1e-6)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"inputs": [{"name": "img", "dtype": "float32", "shape": ["batch", 6, 6, 1]}], "calibration": {"random": True}},
+     "no input 'img'"),
+    ({"inputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 6, 6]}], "calibration": {"random": True}},
+     "axis 1 is 6 in the model, 1 in the manifest"),
+    ({"outputs": ["a", "b"]}, "1 output(s)"),
+])
+def test_signature_mismatch_is_clear(keras_project: Callable[..., Path], override: dict, message: str) -> None:
+    with pytest.raises(SourceError) as info:
+        load_source(load_manifest(keras_project(**override)))
+    assert message in info.value.message
+
+
+def test_tf2onnx_keeps_names_and_values(keras_project: Callable[..., Path]) -> None:
+    import onnxruntime as ort
+    m = load_manifest(keras_project())
+    src = load_source(m)
+    model, how = tf_to_onnx(src, 17)
+    assert "tf2onnx" in how
+    sess = ort.InferenceSession(serialize(model), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["scores"]
+    np.testing.assert_allclose(sess.run(None, _feeds())[0], src.reference(_feeds())["scores"], atol=1e-5)
+
+
+@pytest.mark.parametrize("precision, mode, io", [
+    ("fp32", None, "float"), ("fp16", None, "float"), ("int8", "dynamic", "float"),
+    ("int8", "static", "float"), ("int8", "static", "int8")])
+def test_tflite_conversions(keras_project: Callable[..., Path], precision: str, mode: str | None, io: str) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    m = load_manifest(keras_project())
+    src = load_source(m)
+    cal = [next(iter(_load_samples(m)))]
+    result = to_tflite(src, precision=precision, mode=mode, io=io, calibration=cal, random_data=False)
+    assert result.io_map == {"inputs": {"image": "image"}, "outputs": {"scores": "output_0"}}
+    runner = Interpreter(model_content=result.data).get_signature_runner()
+    x = _feeds()["image"][:1]
+    detail = runner.get_input_details()["image"]
+    if io == "int8":
+        assert detail["dtype"] == np.int8 and result.details["io"].startswith("int8")
+        scale, zero = detail["quantization"]
+        q = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)
+        out_d = runner.get_output_details()["output_0"]
+        raw = runner(image=q)["output_0"]
+        got = (raw.astype(np.float32) - out_d["quantization"][1]) * out_d["quantization"][0]
+    else:
+        got = runner(image=x)["output_0"]
+    ref = src.reference({"image": x})["scores"]
+    cos = float(np.dot(got.ravel(), ref.ravel()) / (np.linalg.norm(got) * np.linalg.norm(ref)))
+    assert cos > (0.9999 if precision == "fp32" else 0.98)
+
+
+def _load_samples(m):  # the manifest's real calibration data, as the build loads it
+    from packager.data import load_samples
+    return load_samples(m.calibration, m, "calibration").batches(48)
