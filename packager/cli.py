@@ -27,7 +27,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         try:
             t = load_target(str(path))
             rows.append((name, t, str(path)))
-            docs.append(dict(t.to_dict(), file=str(path), requirements=list(t.requirements),
+            docs.append(dict(t.to_dict(), file=str(path), requirements=t.requirements_for(set(t.backend_requirements)),
                              candidates=[{"id": c.id, "format": c.format, "precision": c.precision,
                                           "providers": list(c.providers)} for c in t.candidates]))
         except EdgepackError as exc:

@@ -1,62 +1,67 @@
 """Host-side checks of an artifact against the original model, using runtime's comparison maths."""
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .data import EvaluationSet, Feeds, SampleSet
-from .errors import ConversionError, UnsupportedError
+from .errors import ConversionError
+from .quiet import quiet
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
     from .pipeline import Made
     from .targets import CandidateSpec
 
 Runner = Callable[[Feeds], dict[str, np.ndarray]]
 
 
-class OnnxRunner:
-    """An artifact on onnxruntime's CPU provider, one thread (deterministic numbers for the bundle)."""
+# Host checks run on the CPU: delegates and GPUs are the device's business.
+HOST_PROVIDERS = {"onnx": "CPUExecutionProvider", "tflite": "XNNPACK", "torchscript": "cpu"}
 
-    def __init__(self, model_bytes: bytes, output_names: list[str], where: str) -> None:
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ConversionError(f"onnxruntime cannot load the artifact: {exc}", where=where) from None
-        self.output_names = output_names
+
+class RuntimeRunner:
+    """An artifact run through the runtime's own selection and backend: the device's code path.
+
+    The artifact sits in a one-candidate bundle in a temp folder; what the host measures is what
+    ``python -m runtime verify`` computes on the device (int8 I/O, io_map and all).
+    """
+
+    def __init__(self, spec: "CandidateSpec", made: "Made", signature: dict[str, Any], where: str) -> None:
+        from runtime.bundle import SCHEMA_VERSION, Bundle
+        from runtime.model import Model
+        from runtime.select import try_candidate
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgepack-check-")
+        rel = f"artifact{made.suffix}"
+        (Path(self._tmp.name) / rel).write_bytes(made.data)
+        candidate = {"id": spec.id, "file": rel, "format": spec.format, "precision": spec.precision,
+                     "backend": spec.backend, "providers": [HOST_PROVIDERS[spec.format]], "threads": 1,
+                     **made.extras}
+        doc = {"schema_version": SCHEMA_VERSION, "name": "host-check", "target": {}, "signature": signature,
+               "candidates": [candidate], "files": {}}
+        bundle = Bundle.from_dict(doc, Path(self._tmp.name))
+        with quiet():  # backends announce themselves on stderr (e.g. LiteRT's XNNPACK line)
+            backend, decision = try_candidate(bundle, bundle.candidates[0])
+        if backend is None:
+            self._tmp.cleanup()
+            raise ConversionError(f"the runtime cannot run the artifact on this host: {decision.reason}",
+                                  where=where, hint=f"install the {spec.backend} backend on the build machine "
+                                                    "(pip install 'edgepack[all]')")
+        self.model = Model(bundle, backend, bundle.candidates[0], [decision])
         self.where = where
 
     def close(self) -> None:
-        self.session = None
+        self.model.close()
+        self._tmp.cleanup()
 
     def __call__(self, feeds: Feeds) -> dict[str, np.ndarray]:
         try:
-            values = self.session.run(self.output_names, feeds)
+            return self.model.run(feeds)
         except Exception as exc:
-            raise ConversionError(f"onnxruntime failed to run the artifact: {exc}", where=self.where) from None
-        return dict(zip(self.output_names, values))
-
-
-def host_runner(spec: "CandidateSpec", made: "Made", manifest: "Manifest", where: str) -> Any:
-    """How the host checks an artifact: onnxruntime's CPU provider for ONNX.
-
-    TFLite and TorchScript artifacts are checked through the runtime's own backends (the same
-    code the device runs); until this runtime has them, those candidates are reported unsupported.
-    """
-    if spec.format == "onnx":
-        return OnnxRunner(made.data, [o.name for o in manifest.outputs], where)
-    from runtime.backends import get_backend
-    if get_backend(spec.backend) is None:
-        raise UnsupportedError(f"this runtime has no {spec.backend} backend yet, so {spec.format} artifacts "
-                               "cannot be checked or run", where=where, hint="use onnx candidates for now")
-    raise UnsupportedError(f"host checks of {spec.format} artifacts are not wired up yet", where=where,
-                           hint="use onnx candidates for now")
+            raise ConversionError(f"running the artifact failed: {exc}", where=self.where) from None
 
 
 def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
-from .parity import accuracy, first_feed, host_latency_ms, host_runner, run_samples
+from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
 from .passes import PassResult
 from .progress import Progress
 from .sources import Source, load_source
@@ -199,10 +199,17 @@ class Builder:
             self.evaluation = load_evaluation(m)
             self.reference_accuracy = (accuracy(self.source.reference, self.evaluation, m.evaluation.output)
                                        if self.evaluation and m.evaluation else None)
-        self.scores = {o.name: (o.scores if o.scores is not None else
+        self.scores: dict[str, bool] = {o.name: (o.scores if o.scores is not None else
                                 looks_like_scores(self.reference[o.name]) if self.golden.batched else
                                 looks_like_scores(self.reference[o.name][0]))
                        for o in m.outputs}
+        self.signature = {
+            "inputs": [s.to_dict() for s in m.inputs],
+            "outputs": [dict(o.to_dict(), shape=_output_shape(o.shape, self.reference[o.name], self.golden.batched,
+                                                             m.symbolic_batch()),
+                             dtype=str(self.reference[o.name].dtype), scores=self.scores[o.name])
+                        for o in m.outputs],
+        }
         self._base: Any = None
         self._base_error: EdgepackError | None = None
 
@@ -267,7 +274,7 @@ class Builder:
             raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
                                    hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
                                         f"{route[0]} model")
-        runner = host_runner(spec, made, self.manifest, f"candidate {spec.id}")
+        runner = RuntimeRunner(spec, made, self.signature, f"candidate {spec.id}")
         try:
             outputs = run_samples(runner, self.golden)
             tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
@@ -373,7 +380,9 @@ class Builder:
             chosen.append((spec, art, cr))
 
         hard = [c for c in result.candidates if c.status == "parity-failed"]
-        broken = [c for c in result.candidates if c.status in ("failed", "unsupported")]
+        # "unsupported" is a route this source cannot take (a torch model has no TFLite route without
+        # litert-torch, say): shown and recorded, but not a failure; "failed" is a real error
+        broken = [c for c in result.candidates if c.status == "failed"]
         if hard or not chosen:
             result.status = "failed"
             result.message = ("parity failed for " + ", ".join(c.id for c in hard) +
@@ -390,6 +399,9 @@ class Builder:
         if broken:
             result.status = "partial"
             result.message = "built without " + ", ".join(f"{c.id} ({c.status})" for c in broken)
+        skipped = [c.id for c in result.candidates if c.status == "unsupported"]
+        if skipped and not broken:
+            result.message = "skipped (route not supported for this source): " + ", ".join(skipped)
         with self.progress.step(f"write bundle {self.manifest.name}-{target.name}"):
             bundle_dir, archive = self._write(target, chosen, result)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
@@ -420,7 +432,7 @@ class Builder:
                     written.add(cr.file)
             writer.write_npz("golden/inputs.npz", self.golden.arrays)
             writer.write_npz("golden/outputs.npz", self.reference)
-            writer.write_text("requirements.txt", requirements_txt(target))
+            writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}))
             writer.write_text("README.md", bundle_readme(m, target, bundle_name, [c.id for _, _, c in chosen]))
             document = self._document(target, chosen, result)
             return writer.finish(document)
@@ -431,13 +443,7 @@ class Builder:
     def _document(self, target: Target, chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]],
                   result: TargetResult) -> dict[str, Any]:
         m = self.manifest
-        signature = {
-            "inputs": [s.to_dict() for s in m.inputs],
-            "outputs": [dict(o.to_dict(), shape=_output_shape(o.shape, self.reference[o.name], self.golden.batched,
-                                                             m.symbolic_batch()),
-                             dtype=str(self.reference[o.name].dtype), scores=self.scores[o.name])
-                        for o in m.outputs],
-        }
+        signature = self.signature
         candidates = []
         for spec, art, cr in chosen:
             tolerances: dict[str, Tolerance] = {o: m.tolerance_for(spec.precision, o) for o in self.output_names}

@@ -38,7 +38,7 @@ def _worst(c: CandidateResult) -> tuple[float | None, float | None, float | None
 
 
 _STATUS_WORDS = {"ok": "ok", "parity-failed": "PARITY FAILED", "parity-failed-allowed": "parity failed (allowed)",
-                 "dropped": "dropped (fallback)", "failed": "FAILED", "unsupported": "unsupported"}
+                 "dropped": "dropped (fallback)", "failed": "FAILED", "unsupported": "skipped: unsupported"}
 
 
 def format_build(result: BuildResult) -> str:
@@ -62,7 +62,7 @@ def format_build(result: BuildResult) -> str:
                 lines.append(f"  - {c.id}: {c.message}")
             if c.status in ("parity-failed", "parity-failed-allowed", "dropped") and c.parity:
                 lines.append(format_parity_rows(c.parity.outputs, indent="      "))
-        if t.message and t.status != "partial":
+        if t.message and t.status == "failed":
             lines.append(f"  {t.message}")
     if result.warnings:
         lines.append("")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,8 @@ class Target:
     python: str
     threads: int
     candidates: tuple[CandidateSpec, ...]
-    requirements: tuple[str, ...]
+    requirements: tuple[str, ...]                       # always installed
+    backend_requirements: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per backend in the bundle
     precision_fallback: bool = False
     notes: str = ""
     source: str = ""
@@ -88,6 +89,13 @@ class Target:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "arch": self.arch,
                 "python": self.python, "threads": self.threads}
+
+    def requirements_for(self, backends: set[str]) -> list[str]:
+        """Pins a bundle needs: the common ones plus those of the backends it contains."""
+        out = list(self.requirements)
+        for backend in sorted(backends):
+            out += [r for r in self.backend_requirements.get(backend, ()) if r not in out]
+        return out
 
 
 def target_search_dirs() -> list[Path]:
@@ -157,6 +165,7 @@ def parse_target(data: Any, file: str) -> Target:
     if dupes:
         raise root.fail(f"candidate id(s) {dupes} appear more than once", "candidates",
                         hint="give each candidate a distinct 'id:'")
+    common, per_backend = _parse_requirements(root, candidates)
     return Target(
         name=name,
         description=root.get("description", str, ""),
@@ -164,11 +173,32 @@ def parse_target(data: Any, file: str) -> Target:
         python=python,
         threads=threads,
         candidates=candidates,
-        requirements=tuple(root.strings("requirements")),
+        requirements=common,
+        backend_requirements=per_backend,
         precision_fallback=root.get("precision_fallback", bool, False),
         notes=root.get("notes", str, ""),
         source=file,
     )
+
+
+def _parse_requirements(root: Node, candidates: tuple[CandidateSpec, ...]
+                        ) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """``requirements:`` is a list (always installed) or a mapping {common, <backend>: [...]}.
+
+    Per-backend pins go into a bundle's requirements.txt only when one of its candidates uses
+    that backend, so a Pi bundle without a TFLite artifact does not ask for LiteRT.
+    """
+    if isinstance(root.value.get("requirements"), list):
+        return tuple(root.strings("requirements")), {}
+    node = root.child("requirements")
+    backends = sorted(set(BACKEND_OF_FORMAT.values()))
+    node.mapping(["common"] + backends)
+    per = {b: tuple(node.strings(b)) for b in backends if node.has(b)}
+    missing = sorted({c.backend for c in candidates} - set(per))
+    if missing:
+        raise node.fail(f"no pinned requirements for backend(s) {missing} that candidates use",
+                        hint=f"add e.g. {missing[0]}: [<package>==<version>]")
+    return tuple(node.strings("common")), per
 
 
 def _parse_candidate(node: Node) -> CandidateSpec:

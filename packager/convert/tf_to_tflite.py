@@ -6,16 +6,13 @@ target asks (the runtime quantizes/dequantizes int8 I/O with each tensor's scale
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import ConversionError
+from ..quiet import quiet
 from ..sources.tf_source import TensorFlowSource, import_tf
 
 
@@ -67,7 +64,7 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
         if random_data:
             notes.append("calibrated on RANDOM data (manifest asked for random: true)")
     try:
-        with _quiet():
+        with quiet("tensorflow"):
             data = conv.convert()
     except Exception as exc:
         first = next((line for line in str(exc).splitlines() if "error" in line.lower()), str(exc).splitlines()[0])
@@ -76,16 +73,3 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
                                                    "use an onnx candidate for it") from None
     io_map = {"inputs": dict(source.input_keys), "outputs": dict(source.output_keys)}
     return TFLiteResult(data=data, io_map=io_map, details=details, notes=notes)
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    tf_log = logging.getLogger("tensorflow")
-    level = tf_log.level
-    tf_log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        tf_log.setLevel(level)

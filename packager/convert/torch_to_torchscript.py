@@ -48,8 +48,10 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
         previous = torch.backends.quantized.engine
         try:
             torch.backends.quantized.engine = engine
-            model = torch.ao.quantization.quantize_dynamic(
-                model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+            with warnings.catch_warnings():  # torch's deprecation notice for quantized tensors
+                warnings.simplefilter("ignore")
+                model = torch.ao.quantization.quantize_dynamic(
+                    model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
         except Exception as exc:
             raise ConversionError(f"int8 dynamic quantization of the torch model failed: {exc}",
                                   where=where) from None

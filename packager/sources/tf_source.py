@@ -13,6 +13,7 @@ import numpy as np
 
 from ..entrypoints import call_entry
 from ..errors import SourceError
+from ..quiet import quiet
 from ..manifest import Manifest
 
 
@@ -20,7 +21,8 @@ def import_tf() -> Any:
     """TensorFlow, imported quietly; a clear error naming the extra when it is missing."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        import tensorflow as tf
+        with quiet("tensorflow", "absl"):
+            import tensorflow as tf
     except ImportError:
         raise SourceError("a tensorflow source needs TensorFlow, which is not installed",
                           hint="pip install 'edgepack[tensorflow]'") from None

@@ -27,13 +27,19 @@ def test_shipped_targets_all_load() -> None:
         assert name in found
         t = load_target(name)
         assert t.name == name and t.candidates and t.requirements
-        assert all(r.count("==") == 1 for r in t.requirements), "device requirements are pinned"
+        pins = t.requirements_for({c.backend for c in t.candidates})
+        assert pins and all(r.count("==") == 1 for r in pins), "device requirements are pinned"
+        assert {c.backend for c in t.candidates} <= set(t.backend_requirements)
 
 
 def test_device_facts() -> None:
     pi = load_target("rpi4")
-    assert pi.arch == "aarch64" and pi.candidates[0].precision == "int8"
-    assert all(c.providers == ("CPUExecutionProvider",) for c in pi.candidates)
+    first = pi.candidates[0]
+    assert pi.arch == "aarch64" and (first.format, first.precision, first.io) == ("tflite", "int8", "int8")
+    assert first.providers == ("XNNPACK",)
+    assert all(c.providers == ("CPUExecutionProvider",) for c in pi.candidates if c.format == "onnx")
+    assert pi.requirements_for({"onnxruntime"}) == ["numpy==2.2.6", "onnxruntime==1.22.1"]
+    assert "ai-edge-litert==2.3.0" in pi.requirements_for({"tflite"})
     jetson = load_target("jetson-orin-nano")
     assert jetson.python == "3.10"
     assert jetson.candidates[0].providers[0] == "TensorrtExecutionProvider"
@@ -96,5 +102,17 @@ def test_provider_options_count(tmp_path: Path) -> None:
 
 def test_variant_naming() -> None:
     rpi = load_target("rpi4")
-    assert rpi.candidates[0].variant == "onnx-int8-static-pc"
-    assert rpi.candidates[1].variant == "onnx-fp32"
+    assert rpi.candidates[0].variant == "tflite-int8-static-int8io"
+    assert rpi.candidates[1].variant == "onnx-int8-static-pc"
+    assert rpi.candidates[2].variant == "onnx-fp32"
+
+
+def test_requirements_per_backend_must_cover_the_candidates(tmp_path: Path) -> None:
+    e = err(tmp_path, BASE.replace("requirements: [numpy==2.2.6, onnxruntime==1.22.1]",
+                                   "requirements: {common: [numpy==2.2.6], tflite: [ai-edge-litert==2.3.0]}"))
+    assert "['onnxruntime']" in e.message and "add e.g. onnxruntime" in e.hint
+
+
+def test_io_int8_only_for_full_int8_tflite(tmp_path: Path) -> None:
+    e = err(tmp_path, BASE.replace("precision: fp32}", "precision: fp32, io: int8}"))
+    assert "full-int8 TFLite" in e.message
