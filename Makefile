@@ -17,7 +17,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/digits/train.py
 	$(VENV)/bin/edgepack build manifests/digits-cnn.yaml --out dist
-	$(PY) examples/digits/demo_device.py dist
+	$(PY) examples/digits/demo_device.py dist --name digits-cnn --target rpi4
+	$(PY) examples/keras_digits/train.py
+	$(VENV)/bin/edgepack build manifests/digits-keras.yaml --out dist
+	$(PY) examples/digits/demo_device.py dist --name digits-keras --target rpi4
 
 test: $(STAMP)
 	$(PY) -m pytest

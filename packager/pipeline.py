@@ -29,15 +29,15 @@ from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
 from .passes import PassResult
 from .progress import Progress
+from .quiet import quiet
 from .sources import Source, load_source
 from .targets import CandidateSpec, Target, load_target
 from .texts import bundle_readme, requirements_txt
 
 
-SUPPORTED_FORMATS = {"torch": ("onnx", "torchscript"), "tensorflow": ("onnx", "tflite"), "onnx": ("onnx",)}
+SUPPORTED_FORMATS = {"torch": ("onnx", "tflite", "torchscript"), "tensorflow": ("onnx", "tflite"),
+                     "onnx": ("onnx",)}
 UNSUPPORTED_ROUTES = {
-    ("torch", "tflite"): "PyTorch -> TFLite (through litert-torch) is not available in this edgepack "
-                         "version yet",
     ("tensorflow", "torchscript"): "TorchScript is PyTorch's format: a TensorFlow model cannot be "
                                    "turned into TorchScript",
     ("onnx", "tflite"): "ONNX -> TFLite is not supported: its only converter, onnx2tf, pins old "
@@ -58,6 +58,7 @@ class Made:
     details: dict[str, Any]
     notes: list[str]
     extras: dict[str, Any] = field(default_factory=dict)
+    converter: str = ""
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Artifact:
     host_latency_ms: float | None
     suffix: str = ".onnx"
     extras: dict[str, Any] = field(default_factory=dict)  # more candidate fields for bundle.json
+    converter: str = ""  # what made the file: exporter + pass, TFLiteConverter, litert-torch, ...
 
     @property
     def filename(self) -> str:
@@ -176,7 +178,6 @@ class Builder:
         self._artifacts: dict[str, Artifact | EdgepackError] = {}
         self.output_names = [o.name for o in manifest.outputs]
         self.exporter = "none"
-        self.exporter_by_format: dict[str, str] = {}
 
     # -- shared, target-independent steps ----------------------------------------------------
     def _prepare_shared(self) -> None:
@@ -270,24 +271,27 @@ class Builder:
             made = self._torchscript_variant(spec, target)
         elif route == ("tensorflow", "tflite"):
             made = self._tflite_variant(spec)
+        elif route == ("torch", "tflite"):
+            made = self._litert_variant(spec)
         else:
             raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
                                    hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
                                         f"{route[0]} model")
         runner = RuntimeRunner(spec, made, self.signature, f"candidate {spec.id}")
-        try:
-            outputs = run_samples(runner, self.golden)
-            tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
-            parity = compare(self.reference, outputs, tolerances, scores=self.scores)
-            acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
-                   if self.evaluation and self.manifest.evaluation else None)
-            latency = host_latency_ms(runner, first_feed(self.golden))
-        finally:
-            runner.close()
+        with quiet():  # backends print on the C++ side (e.g. LiteRT's delegate line)
+            try:
+                outputs = run_samples(runner, self.golden)
+                tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
+                parity = compare(self.reference, outputs, tolerances, scores=self.scores)
+                acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
+                       if self.evaluation and self.manifest.evaluation else None)
+                latency = host_latency_ms(runner, first_feed(self.golden))
+            finally:
+                runner.close()
         return Artifact(variant=self._variant_key(spec, target), precision=spec.precision, data=made.data,
                         passes=[{"step": made.step, "details": made.details}], notes=made.notes,
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
-                        extras=made.extras)
+                        extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}")
 
     def _onnx_variant(self, spec: CandidateSpec) -> "Made":
         from .passes import quantize
@@ -313,8 +317,7 @@ class Builder:
         result = to_torchscript(self.source.module, self.manifest, first_feed_batch(self.golden),  # type: ignore[attr-defined]
                                 precision=spec.precision, arch=target.arch, method=self.manifest.torchscript)
         extras = {"quantized_engine": result.details["quantized_engine"]} if "quantized_engine" in result.details else {}
-        self.exporter_by_format["torchscript"] = result.method
-        return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras)
+        return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras, result.method)
 
     def _tflite_variant(self, spec: CandidateSpec) -> "Made":
         from .convert.tf_to_tflite import to_tflite
@@ -323,8 +326,17 @@ class Builder:
         mode = spec.quantization.mode if spec.quantization else None
         result = to_tflite(self.source, precision=spec.precision, mode=mode, io=spec.io,  # type: ignore[arg-type]
                            calibration=batches, random_data=bool(self.calibration and self.calibration.random))
-        self.exporter_by_format["tflite"] = result.details["converter"]
-        return Made(result.data, ".tflite", "tflite", result.details, result.notes, {"io_map": result.io_map})
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes, {"io_map": result.io_map},
+                    result.details["converter"])
+
+    def _litert_variant(self, spec: CandidateSpec) -> "Made":
+        from .convert.torch_to_tflite import torch_to_tflite
+        batches = list((self.calibration or self.golden).batches(self.manifest.calibration.batch_size))
+        result = torch_to_tflite(self.source.module, self.manifest, batches,  # type: ignore[attr-defined]
+                                 precision=spec.precision, quantization=spec.quantization, io=spec.io)
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes,
+                    {"io_map": result.io_map, "static_batch": result.details["static_batch"]},
+                    result.details["converter"])
 
     def _variant_key(self, spec: CandidateSpec, target: Target) -> str:
         """Candidates with the same key share one artifact (torchscript int8 depends on the CPU)."""
@@ -357,10 +369,11 @@ class Builder:
             try:
                 art = self.artifact(spec, target)
             except UnsupportedError as exc:
-                cr.status, cr.message = "unsupported", str(exc.message)
+                cr.status, cr.message = "unsupported", exc.message + (f"; {exc.hint}" if exc.hint else "")
                 continue
             except EdgepackError as exc:
-                cr.status, cr.message = "failed", f"{exc.message}" + (f" ({exc.where})" if exc.where else "")
+                cr.status = "failed"
+                cr.message = exc.message + (f" ({exc.where})" if exc.where else "") + (f"; {exc.hint}" if exc.hint else "")
                 continue
             cr.file = f"models/{self.manifest.name}.{art.filename}"
             cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
@@ -461,6 +474,7 @@ class Builder:
                 "size": len(art.data),
                 "status": cr.status,
                 "notes": cr.notes,
+                "converter": art.converter,
                 **art.extras,
             })
         skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
@@ -488,7 +502,6 @@ class Builder:
                 "source": {"framework": m.source.framework, "sha256": self.source.sha256,
                            "description": self.source.description},
                 "exporter": self.exporter,
-                "converters": dict(self.exporter_by_format),
                 "steps": self.steps,
                 "host": {"platform": platform.platform(), "machine": platform.machine()},
             },

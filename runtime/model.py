@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends import Backend
 from .bundle import Bundle, Candidate, open_bundle
-from .errors import BackendError
+from .errors import BackendError, FeedError
 from .select import Decision, select
 from .signature import FeedValidator, TensorSpec
 
@@ -31,6 +31,10 @@ class Model:
         in_map = {s.name: candidate.artifact_input(s.name) for s in bundle.signature.inputs}
         self._in_map = in_map if any(k != v for k, v in in_map.items()) else None
         self._out_pairs = tuple((n, candidate.artifact_output(n)) for n in self._output_names)
+        # An artifact compiled for a fixed batch (litert-torch's TFLite, say) runs in slices.
+        static = candidate.raw.get("static_batch")
+        self._static_batch = static if isinstance(static, int) and not isinstance(static, bool) \
+            and static > 0 else None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -83,12 +87,32 @@ class Model:
             (self._raw_validator(backend) if raw else self._validate)(feeds)
         if self._in_map is not None:
             feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
-        out = backend.run(feeds, raw=True) if raw else backend.run(feeds)
+        if self._static_batch is not None:
+            out = self._run_in_slices(backend, feeds, raw)
+        else:
+            out = backend.run(feeds, raw=True) if raw else backend.run(feeds)
         try:
             return {name: out[art] for name, art in self._out_pairs}
         except KeyError as exc:
             raise BackendError(f"backend returned no output {exc.args[0]!r}",
                                where=self._candidate.id) from None
+
+    def _run_in_slices(self, backend: Backend, feeds: Mapping[str, np.ndarray],
+                       raw: bool) -> dict[str, np.ndarray]:
+        """Run a batch of n through a fixed-batch artifact, ``static_batch`` rows at a time."""
+        size = self._static_batch
+        assert size is not None
+        n = len(next(iter(feeds.values())))
+        if n == size:
+            return backend.run(feeds, raw=True) if raw else backend.run(feeds)
+        if n % size:
+            raise FeedError(f"batch of {n} does not split into the artifact's fixed batch of {size}",
+                            where=self._candidate.id, hint=f"send a multiple of {size} samples")
+        parts = []
+        for start in range(0, n, size):
+            chunk = {k: v[start:start + size] for k, v in feeds.items()}
+            parts.append(backend.run(chunk, raw=True) if raw else backend.run(chunk))
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _raw_validator(self, backend: Backend) -> FeedValidator:
         """The feed check with the artifact's raw input dtypes (built on first raw run)."""

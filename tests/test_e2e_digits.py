@@ -2,8 +2,8 @@
 onnxruntime can be imported (no packager, torch or onnxsim) - the bundle must stand alone."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,26 +13,9 @@ import numpy as np
 import pytest
 
 from .conftest import REPO
+from .device_env import LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated
 
 pytestmark = pytest.mark.slow
-
-
-def isolated_site(dest: Path) -> Path:
-    """A folder with only numpy and onnxruntime linked in: the device's whole Python world."""
-    import numpy
-    site = Path(numpy.__file__).resolve().parent.parent
-    dest.mkdir()
-    for name in ("numpy", "numpy.libs", "onnxruntime"):
-        if (site / name).exists():
-            (dest / name).symlink_to(site / name)
-    return dest
-
-
-def device_python(args: list[str], cwd: Path, site: Path) -> subprocess.CompletedProcess[str]:
-    """python -S: no site-packages (so no editable packager, no torch), PYTHONPATH = the isolated site."""
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(site), "HOME": str(cwd)}
-    return subprocess.run([sys.executable, "-S", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +30,23 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_int8_accuracy_within_one_point_of_fp32(built: Path) -> None:
     doc = json.loads((built / "digits-cnn-rpi4" / "bundle.json").read_text())
-    acc = {c["precision"]: c["accuracy"] for c in doc["candidates"]}
-    assert acc["fp32"] > 0.95, "the example model is trained properly"
-    assert acc["int8"] >= acc["fp32"] - 0.01
-    assert abs(acc["fp32"] - doc["evaluation"]["reference_accuracy"]) < 1e-9
+    fp32 = next(c["accuracy"] for c in doc["candidates"] if c["precision"] == "fp32")
+    int8 = {c["id"]: c["accuracy"] for c in doc["candidates"] if c["precision"] == "int8"}
+    assert fp32 > 0.95, "the example model is trained properly"
+    assert int8 and all(a >= fp32 - 0.01 for a in int8.values()), int8
+    assert abs(fp32 - doc["evaluation"]["reference_accuracy"]) < 1e-9
+
+
+@pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert-torch not installed")
+def test_tflite_from_torch_verified_with_only_litert(built: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(built / "digits-cnn-rpi4", bundle)
+    site = only_these_packages(tmp_path / "site", LITERT)
+    assert importable(bundle, site) == ["ai_edge_litert"]
+    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["passed"] and report["candidates"][0]["candidate"] == "tflite-int8-static-int8io"
 
 
 def test_bundle_stands_alone_on_the_device(built: Path, tmp_path: Path) -> None:
@@ -58,29 +54,26 @@ def test_bundle_stands_alone_on_the_device(built: Path, tmp_path: Path) -> None:
     device.mkdir()
     bundle = device / "digits-cnn-rpi4"
     shutil.copytree(built / "digits-cnn-rpi4", bundle)
-    site = isolated_site(tmp_path / "site")
-    probe = device_python(["-c", "import importlib.util as u; print([m for m in "
-                           "('torch', 'packager', 'onnxsim', 'onnx', 'yaml') if u.find_spec(m)])"], bundle, site)
-    assert probe.stdout.strip() == "[]", probe.stderr
-    verify = device_python(["-m", "runtime", "verify", "--json"], bundle, site)
+    site = only_these_packages(tmp_path / "site", ONNXRUNTIME)
+    assert importable(bundle, site) == ["onnxruntime"]
+    verify = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
     assert verify.returncode == 0, verify.stderr + verify.stdout
     report = json.loads(verify.stdout)
     assert report["passed"] is True
-    verify_all = device_python(["-m", "runtime", "verify", "--all"], bundle, site)
+    verify_all = run_isolated(bundle, site, "-m", "runtime", "verify", "--all")
     assert verify_all.returncode == 0 and "onnx-fp32" in verify_all.stdout
 
 
 def test_run_on_the_archive_matches_golden(built: Path, tmp_path: Path) -> None:
-    site = isolated_site(tmp_path / "site")
+    site = only_these_packages(tmp_path / "site", ONNXRUNTIME)
     with np.load(built / "digits-cnn-x86-cpu" / "golden" / "inputs.npz") as g:
         np.save(tmp_path / "x.npy", g["image"][:8])
     with np.load(built / "digits-cnn-x86-cpu" / "golden" / "outputs.npz") as g:
         expected = g["logits"][:8]
     runtime_copy = tmp_path / "rt"
     shutil.copytree(built / "digits-cnn-x86-cpu" / "runtime", runtime_copy / "runtime")
-    proc = device_python(["-m", "runtime", "run", str(built / "digits-cnn-x86-cpu.tar.gz"), "--prefer",
-                          "onnx-fp32", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npz")],
-                         runtime_copy, site)
+    proc = run_isolated(runtime_copy, site, "-m", "runtime", "run", str(built / "digits-cnn-x86-cpu.tar.gz"),
+                        "--prefer", "onnx-fp32", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npz"))
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "y.npz") as y:
         np.testing.assert_allclose(y["logits"], expected, atol=1e-4, rtol=1e-3)
@@ -90,6 +83,17 @@ def test_tampered_bundle_is_refused_on_the_device(built: Path, tmp_path: Path) -
     bundle = tmp_path / "b"
     shutil.copytree(built / "digits-cnn-rpi4", bundle)
     (bundle / "runtime" / "compare.py").write_text((bundle / "runtime" / "compare.py").read_text() + "\n# x\n")
-    site = isolated_site(tmp_path / "site")
-    proc = device_python(["-m", "runtime", "verify"], bundle, site)
+    site = only_these_packages(tmp_path / "site", ONNXRUNTIME)
+    proc = run_isolated(bundle, site, "-m", "runtime", "verify")
     assert proc.returncode == 2 and "runtime/compare.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_torchscript_candidate_verified_with_only_torch(built: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(built / "digits-cnn-x86-cpu", bundle)
+    site = only_these_packages(tmp_path / "site", TORCH)
+    assert importable(bundle, site) == ["torch"]
+    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["passed"] and report["candidates"][0]["candidate"] == "torchscript-fp32"

@@ -1,6 +1,6 @@
 """The device half of `make demo`: use a built bundle the way a device would, in separate processes.
 
-    python examples/digits/demo_device.py DIST [--target rpi4]
+    python examples/digits/demo_device.py DIST [--name digits-cnn] [--target rpi4]
 
 It unpacks the bundle's .tar.gz into a fresh folder (as if copied to the device), then runs the
 bundle's own runtime from inside it: info, verify, run and bench. On a real device the same
@@ -27,11 +27,12 @@ def sh(args: list[str], cwd: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dist", type=Path)
+    parser.add_argument("--name", default="digits-cnn", help="the manifest's model name")
     parser.add_argument("--target", default="rpi4")
     args = parser.parse_args()
-    archive = args.dist / f"digits-cnn-{args.target}.tar.gz"
+    archive = args.dist / f"{args.name}-{args.target}.tar.gz"
     if not archive.is_file():
-        print(f"error: {archive} not found; run: edgepack build manifests/digits-cnn.yaml --out {args.dist}",
+        print(f"error: {archive} not found; run: edgepack build manifests/{args.name}.yaml --out {args.dist}",
               file=sys.stderr)
         return 2
     device = Path(tempfile.mkdtemp(prefix="edgepack-device-"))
@@ -41,14 +42,14 @@ def main() -> int:
         bundle = device / archive.name.removesuffix(".tar.gz")
         print(f"unpacked {archive} into {bundle} (a stand-in for the device)")
         with np.load(bundle / "golden" / "inputs.npz") as g:
-            np.save(device / "x.npy", g["image"][:4])
+            np.save(device / "x.npy", g[g.files[0]][:4])  # the model's one input
         codes = [sh(["python", "-m", "runtime", "info"], bundle),
                  sh(["python", "-m", "runtime", "verify"], bundle),
                  sh(["python", "-m", "runtime", "run", "--input", str(device / "x.npy"),
                      "--output", str(device / "y.npz")], bundle),
                  sh(["python", "-m", "runtime", "bench", "--runs", "200"], bundle)]
         with np.load(device / "y.npz") as y:
-            print(f"\npredicted digits for 4 golden images: {y['logits'].argmax(axis=1).tolist()}")
+            print(f"\npredicted digits for 4 golden images: {y[y.files[0]].argmax(axis=1).tolist()}")
         ok = all(c == 0 for c in codes)
         print("\ndemo: " + ("OK - the bundle verified against the build's golden outputs" if ok else "FAILED"))
         return 0 if ok else 1

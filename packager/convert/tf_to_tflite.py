@@ -71,5 +71,16 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
         raise ConversionError(f"TFLite conversion ({precision}{' ' + mode if mode else ''}) failed: {first}",
                               where="tflite", hint="the model may use an op TFLite cannot express; "
                                                    "use an onnx candidate for it") from None
+    if precision == "int8" and not _has_int8_tensors(data):
+        raise ConversionError("int8 quantization changed nothing: TFLite only quantizes weight tensors "
+                              "with 1024 or more elements, and this model has none", where="tflite",
+                              hint="use an fp32/fp16 TFLite candidate or int8 static for this model")
     io_map = {"inputs": dict(source.input_keys), "outputs": dict(source.output_keys)}
     return TFLiteResult(data=data, io_map=io_map, details=details, notes=notes)
+
+
+def _has_int8_tensors(data: bytes) -> bool:
+    """Whether a converted flatbuffer holds any int8 tensor (i.e. quantization did something)."""
+    tf = import_tf()
+    details = tf.lite.Interpreter(model_content=data).get_tensor_details()
+    return any(np.dtype(d["dtype"]) in (np.int8, np.uint8) for d in details)

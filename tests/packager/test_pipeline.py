@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Callable
@@ -48,7 +49,10 @@ def test_build_writes_a_complete_verified_bundle(tiny_project: Callable[..., Pat
     assert "onnxruntime==1.22.1" in (root / "requirements.txt").read_text()
     doc = json.loads((root / "bundle.json").read_text())
     assert doc["schema_version"] == 1 and doc["target"]["name"] == "rpi4"
-    assert [c["id"] for c in doc["candidates"]] == ["onnx-int8-static-pc", "onnx-fp32"]
+    # the Pi prefers TFLite int8; a torch model gets it through litert-torch when that is installed
+    tflite = ["tflite-int8-static-int8io"] if importlib.util.find_spec("litert_torch") else []
+    assert [c["id"] for c in doc["candidates"]] == tflite + ["onnx-int8-static-pc", "onnx-fp32"]
+    assert doc["candidates"][-1]["converter"] == "torch.onnx.export(dynamo=True) + fp32"
     assert doc["signature"]["inputs"][0]["shape"] == ["batch", 1, 4, 4]
     assert doc["signature"]["outputs"][0]["shape"] == ["batch", 5]
     assert doc["provenance"]["exporter"] == "torch.onnx.export(dynamo=True)"
@@ -60,7 +64,7 @@ def test_build_writes_a_complete_verified_bundle(tiny_project: Callable[..., Pat
     assert "runtime/__init__.py" in doc["files"] and "models/tiny.fp32.onnx" in doc["files"]
     assert doc["files"]["models/tiny.fp32.onnx"]["sha256"] == sha(root / "models/tiny.fp32.onnx")
     open_bundle(root).verify()
-    fp32 = doc["candidates"][1]
+    fp32 = next(c for c in doc["candidates"] if c["id"] == "onnx-fp32")
     assert fp32["parity"]["passed"] and fp32["parity"]["outputs"][0]["max_abs"] < 1e-4
     # golden outputs are the ORIGINAL model's outputs
     with np.load(root / "golden/outputs.npz") as g:
@@ -145,15 +149,15 @@ def test_failing_candidate_makes_the_target_partial(tiny_project: Callable[..., 
 def test_unsupported_candidate_does_not_stop_the_others(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
     target = write_yaml(tmp_path / "mixed.yaml", STRICT_TARGET.replace(
         "  - {format: onnx, precision: int8, quantization: {mode: static}}",
-        "  - {format: tflite, precision: fp32}"))
+        "  - {format: tflite, precision: fp16}"))
     result = build(tiny_project(targets=[str(target), "x86-cpu"]), tmp_path / "out")
     mixed, x86 = result.targets
     assert mixed.status == "ok" and mixed.candidates[0].status == "unsupported"
     assert "TFLite" in mixed.candidates[0].message and "skipped" in mixed.message
     assert x86.status == "ok" and (tmp_path / "out" / "tiny-strict-dev" / "bundle.json").is_file()
     doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
-    assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("tflite-fp32", "unsupported")]
-    assert any("tflite-fp32" in w for w in doc["warnings"])
+    assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("tflite-fp16", "unsupported")]
+    assert any("tflite-fp16" in w for w in doc["warnings"])
 
 
 def test_fixed_batch_of_one_is_verified_per_sample(tiny_project: Callable[..., Path], tmp_path: Path) -> None:

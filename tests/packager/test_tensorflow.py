@@ -11,7 +11,7 @@ pytest.importorskip("tensorflow")
 
 from packager.convert.tf_to_onnx import tf_to_onnx  # noqa: E402
 from packager.convert.tf_to_tflite import to_tflite  # noqa: E402
-from packager.errors import SourceError  # noqa: E402
+from packager.errors import ConversionError, SourceError  # noqa: E402
 from packager.manifest import load_manifest  # noqa: E402
 from packager.onnx_utils import serialize  # noqa: E402
 from packager.sources import load_source  # noqa: E402
@@ -104,6 +104,12 @@ def test_tflite_conversions(keras_project: Callable[..., Path], precision: str, 
     m = load_manifest(keras_project())
     src = load_source(m)
     cal = [next(iter(_load_samples(m)))]
+    if (precision, mode) == ("int8", "dynamic"):
+        # TFLite's dynamic range quantization skips weight tensors under 1024 elements: this tiny
+        # model has none, and an "int8" artifact that is really fp32 is refused, not shipped
+        with pytest.raises(ConversionError, match="changed nothing"):
+            to_tflite(src, precision=precision, mode=mode, io=io, calibration=cal, random_data=False)
+        return
     result = to_tflite(src, precision=precision, mode=mode, io=io, calibration=cal, random_data=False)
     assert result.io_map == {"inputs": {"image": "image"}, "outputs": {"scores": "output_0"}}
     runner = Interpreter(model_content=result.data).get_signature_runner()

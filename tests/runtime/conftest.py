@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import onnx
 import pytest
+
+from .. import device_env
 from onnx import TensorProto, helper, numpy_helper
 
 from runtime.bundle import BUNDLE_FILE, SCHEMA_VERSION, list_bundle_files
@@ -271,21 +273,8 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"x", **attrs: Any
 
 # --------------------------------------------------------------------------- isolation
 
-def only_these_packages(dest: Path, names: list[str]) -> Path:
-    """A folder of symlinks to some site-packages entries: PYTHONPATH for ``python -S``."""
-    site = Path(np.__file__).resolve().parents[1]
-    dest.mkdir()
-    for name in names:
-        if (site / name).exists():
-            (dest / name).symlink_to(site / name)
-    return dest
-
-
-def run_isolated(root: Path, packages: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env["PYTHONPATH"] = str(packages)
-    return subprocess.run([sys.executable, "-S", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+only_these_packages = device_env.only_these_packages
+run_isolated = device_env.run_isolated
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""End to end on the Keras example: TFLite full int8 for the Pi, ONNX through tf2onnx for x86, and the
+Pi bundle verified where only numpy and LiteRT can be imported."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .device_env import LITERT, importable, only_these_packages, run_isolated
+
+pytest.importorskip("tensorflow")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    subprocess.run([sys.executable, "examples/keras_digits/train.py"], cwd=REPO, check=True, timeout=600)
+    out = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([sys.executable, "-m", "packager", "build", "manifests/digits-keras.yaml",
+                           "--out", str(out), "--json"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return out
+
+
+def test_formats_and_accuracy_per_artifact(built: Path) -> None:
+    pi = json.loads((built / "digits-keras-rpi4" / "bundle.json").read_text())
+    assert [c["id"] for c in pi["candidates"]] == ["tflite-int8-static-int8io", "onnx-int8-static-pc", "onnx-fp32"]
+    acc = {c["id"]: c["accuracy"] for c in pi["candidates"]}
+    assert acc["onnx-fp32"] > 0.95
+    assert acc["tflite-int8-static-int8io"] >= acc["onnx-fp32"] - 0.01
+    tfl = pi["candidates"][0]
+    assert tfl["file"].endswith(".tflite") and tfl["io_map"]["inputs"] == {"image": "image"}
+    assert pi["signature"]["inputs"][0]["layout"] == "NHWC"
+    assert "ai-edge-litert==2.3.0" in (built / "digits-keras-rpi4" / "requirements.txt").read_text()
+    x86 = json.loads((built / "digits-keras-x86-cpu" / "bundle.json").read_text())
+    assert [c["id"] for c in x86["candidates"]] == ["onnx-int8-static-pc", "onnx-fp32"]
+    assert x86["skipped"] == [{"candidate": "torchscript-fp32", "status": "unsupported",
+                               "reason": x86["skipped"][0]["reason"]}]
+    assert "tf2onnx" in x86["provenance"]["exporter"]
+
+
+def test_pi_bundle_verified_with_only_litert(built: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "digits-keras-rpi4"
+    shutil.copytree(built / "digits-keras-rpi4", bundle)
+    site = only_these_packages(tmp_path / "site", LITERT)
+    assert importable(bundle, site) == ["ai_edge_litert"]
+    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["passed"] and report["candidates"][0]["candidate"] == "tflite-int8-static-int8io"
