@@ -82,5 +82,6 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
 def _has_int8_tensors(data: bytes) -> bool:
     """Whether a converted flatbuffer holds any int8 tensor (i.e. quantization did something)."""
     tf = import_tf()
-    details = tf.lite.Interpreter(model_content=data).get_tensor_details()
+    with quiet("tensorflow"):  # tf.lite.Interpreter warns that LiteRT replaces it; reading types is fine
+        details = tf.lite.Interpreter(model_content=data).get_tensor_details()
     return any(np.dtype(d["dtype"]) in (np.int8, np.uint8) for d in details)
