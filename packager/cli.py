@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import traceback
-from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
@@ -136,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: nothing was written at the output path", file=sys.stderr)
         return 130
     except Exception as exc:
-        from runtime.errors import RuntimeBundleError
-        if not isinstance(exc, (EdgepackError, RuntimeBundleError)):
+        from runtime.errors import HintedError
+        if not isinstance(exc, HintedError):
             if args.debug:
                 raise
             print(f"internal error: {type(exc).__name__}: {exc}\n  hint: rerun with --debug for the "

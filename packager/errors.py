@@ -1,8 +1,10 @@
 """The packager's one exception tree. Every user error names what is wrong, where, and the fix."""
 from __future__ import annotations
 
+from runtime.errors import HintedError
 
-class EdgepackError(Exception):
+
+class EdgepackError(HintedError):
     """Base of every error the packager raises on purpose (the CLI prints it without a traceback).
 
     ``where`` is the file and field (``manifests/x.yaml: inputs[0].dtype``) or the step concerned;
@@ -10,21 +12,6 @@ class EdgepackError(Exception):
     """
 
     code = "edgepack-error"
-
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.where = where
-        self.hint = hint
-
-    def __str__(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {"error": self.code, "message": self.message, "where": self.where, "hint": self.hint}
 
 
 class ConfigError(EdgepackError):

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 
-class RuntimeBundleError(Exception):
-    """Base of every error the runtime raises on purpose.
+class HintedError(Exception):
+    """A user-facing error: what is wrong (``message``), where, and how to fix it (``hint``).
 
-    ``where`` names the file, input or candidate concerned; ``hint`` says how to fix it.
+    Both exception trees (this runtime's and the packager's) derive from it, so the CLIs print
+    and serialise every error the same way; ``code`` is a stable id for scripts and tests.
     """
 
-    code = "runtime-error"
+    code = "error"
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
         super().__init__(message)
@@ -24,6 +25,15 @@ class RuntimeBundleError(Exception):
 
     def to_dict(self) -> dict[str, str | None]:
         return {"error": self.code, "message": self.message, "where": self.where, "hint": self.hint}
+
+
+class RuntimeBundleError(HintedError):
+    """Base of every error the runtime raises on purpose.
+
+    ``where`` names the file, input or candidate concerned; ``hint`` says how to fix it.
+    """
+
+    code = "runtime-error"
 
 
 class BundleFormatError(RuntimeBundleError):

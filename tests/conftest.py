@@ -105,3 +105,14 @@ def build():
     torch.manual_seed(0)
     return TwoHeads().eval()
 '''
+
+
+def build_example(out: Path, train_script: str, manifest: str) -> Path:
+    """Train a shipped example (skipped when its weights exist) and build its manifest into ``out``."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, train_script], cwd=REPO, check=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "packager", "build", manifest, "--out", str(out), "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return out

@@ -5,14 +5,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from .conftest import build_example
 from .device_env import LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated
 
 pytestmark = pytest.mark.slow
@@ -20,12 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    subprocess.run([sys.executable, "examples/digits/train.py"], cwd=REPO, check=True, timeout=600)
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "packager", "build", "manifests/digits-cnn.yaml",
-                           "--out", str(out), "--json"], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return out
+    return build_example(tmp_path_factory.mktemp("dist"), "examples/digits/train.py", "manifests/digits-cnn.yaml")
 
 
 def test_int8_accuracy_within_one_point_of_fp32(built: Path) -> None:

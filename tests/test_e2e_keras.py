@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
+from .conftest import build_example
 from .device_env import LITERT, importable, only_these_packages, run_isolated
 
 pytest.importorskip("tensorflow")
@@ -19,12 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    subprocess.run([sys.executable, "examples/keras_digits/train.py"], cwd=REPO, check=True, timeout=600)
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "packager", "build", "manifests/digits-keras.yaml",
-                           "--out", str(out), "--json"], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return out
+    return build_example(tmp_path_factory.mktemp("dist"), "examples/keras_digits/train.py", "manifests/digits-keras.yaml")
 
 
 def test_formats_and_accuracy_per_artifact(built: Path) -> None:

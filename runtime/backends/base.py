@@ -64,20 +64,29 @@ class Backend:
         """Release the session; safe to call twice."""
         raise NotImplementedError
 
+    def __init__(self) -> None:
+        # What ``open`` found out; subclasses fill these in and the properties below report them.
+        self._asked: list[str] = []
+        self._in_use: list[str] = []
+        self._notes: list[str] = []
+        self._input_names: list[str] = []
+        self._output_names: list[str] = []
+        self._version: str | None = None
+
     @property
     def providers_in_use(self) -> list[str]:
         """Execution providers/delegates the open session actually runs on."""
-        return []
+        return list(self._in_use)
 
     @property
     def providers_asked(self) -> list[str]:
         """Providers requested in ``open``."""
-        return []
+        return list(self._asked)
 
     @property
     def notes(self) -> list[str]:
         """What happened while opening that the decision table should show (a failed delegate)."""
-        return []
+        return list(self._notes)
 
     @property
     def raw_input_dtypes(self) -> dict[str, str]:
@@ -87,16 +96,16 @@ class Backend:
 
     @property
     def input_names(self) -> list[str]:
-        return []
+        return list(self._input_names)
 
     @property
     def output_names(self) -> list[str]:
-        return []
+        return list(self._output_names)
 
     @property
     def version(self) -> str | None:
         """Framework version, for reports."""
-        return None
+        return self._version
 
     def __enter__(self) -> "Backend":
         return self

@@ -28,11 +28,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self) -> None:
         self._session: Any = None
-        self._asked: list[str] = []
-        self._in_use: list[str] = []
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
-        self._version: str | None = None
+        super().__init__()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -75,8 +71,8 @@ class OnnxRuntimeBackend(Backend):
         self._session = session
         self._asked = asked
         self._in_use = list(session.get_providers())
-        self._inputs = [i.name for i in session.get_inputs()]
-        self._outputs = [o.name for o in session.get_outputs()]
+        self._input_names = [i.name for i in session.get_inputs()]
+        self._output_names = [o.name for o in session.get_outputs()]
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
@@ -84,32 +80,12 @@ class OnnxRuntimeBackend(Backend):
         if session is None:
             raise BackendError("session is not open", hint="open() first, or the model was closed")
         try:
-            results = session.run(self._outputs, dict(feeds))
+            results = session.run(self._output_names, dict(feeds))
         except Exception as exc:
             text = " ".join(str(exc).split())
             raise BackendError(f"inference failed: {text}") from exc
-        return dict(zip(self._outputs, results))
+        return dict(zip(self._output_names, results))
 
     def close(self) -> None:
         # A run already in flight keeps its own reference to the session and completes.
         self._session = None
-
-    @property
-    def providers_in_use(self) -> list[str]:
-        return list(self._in_use)
-
-    @property
-    def providers_asked(self) -> list[str]:
-        return list(self._asked)
-
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
-
-    @property
-    def version(self) -> str | None:
-        return self._version

@@ -106,13 +106,10 @@ class TFLiteBackend(Backend):
         self._interp: Any = None
         self._runner: Any = None
         self._lock = threading.Lock()
-        self._asked: list[str] = []
-        self._in_use: list[str] = []
-        self._notes: list[str] = []
+        super().__init__()
         self._inputs: list[_Port] = []
         self._outputs: list[_Port] = []
         self._shapes: dict[int, tuple[int, ...]] = {}  # current input shapes (no runner)
-        self._version: str | None = None
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -217,6 +214,8 @@ class TFLiteBackend(Backend):
         order_out += [n for n in out_details if n not in order_out]
         self._inputs = [_port(n, in_details[n], specs.get(n)) for n in order_in]
         self._outputs = [_port(n, out_details[n], specs.get(n)) for n in order_out]
+        self._input_names = [p.name for p in self._inputs]
+        self._output_names = [p.name for p in self._outputs]
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
@@ -267,33 +266,15 @@ class TFLiteBackend(Backend):
             self._interp = None
             self._runner = None
 
-    @property
-    def providers_in_use(self) -> list[str]:
-        return list(self._in_use)
 
-    @property
-    def providers_asked(self) -> list[str]:
-        return list(self._asked)
 
-    @property
-    def notes(self) -> list[str]:
-        return list(self._notes)
 
     @property
     def raw_input_dtypes(self) -> dict[str, str]:
         return {p.name: p.dtype.name for p in self._inputs if p.convert}
 
-    @property
-    def input_names(self) -> list[str]:
-        return [p.name for p in self._inputs]
 
-    @property
-    def output_names(self) -> list[str]:
-        return [p.name for p in self._outputs]
 
-    @property
-    def version(self) -> str | None:
-        return self._version
 
 
 def _one_line(exc: BaseException) -> str:

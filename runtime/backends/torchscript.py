@@ -35,12 +35,7 @@ class TorchScriptBackend(Backend):
         self._torch: Any = None
         self._device: Any = None
         self._half: Any = None  # the module's half dtype when the candidate is fp16
-        self._asked: list[str] = []
-        self._in_use: list[str] = []
-        self._notes: list[str] = []
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
-        self._version: str | None = None
+        super().__init__()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -83,8 +78,8 @@ class TorchScriptBackend(Backend):
             raise BackendError(f"torch.jit.load failed: {_one_line(exc)}", where=where) from exc
         if options.get("precision") == "fp16":
             self._half = _half_dtype(torch, module)
-        self._inputs = [s.name for s in inputs] or _forward_arg_names(module)
-        self._outputs = [s.name for s in outputs]
+        self._input_names = [s.name for s in inputs] or _forward_arg_names(module)
+        self._output_names = [s.name for s in outputs]
         self._module, self._torch, self._device = module, torch, device
         self._asked = asked
         self._in_use = [str(device.type if device.index is None else device)]
@@ -113,7 +108,7 @@ class TorchScriptBackend(Backend):
         if module is None:
             raise BackendError("module is not open", hint="open() first, or the model was closed")
         try:
-            args = [self._tensor(feeds[name]) for name in self._inputs]
+            args = [self._tensor(feeds[name]) for name in self._input_names]
         except KeyError as exc:
             raise BackendError(f"missing input {exc.args[0]!r}") from None
         try:
@@ -135,7 +130,7 @@ class TorchScriptBackend(Backend):
 
     def _collect(self, result: Any) -> dict[str, np.ndarray]:
         """Map a tensor / tuple / list / dict result onto the output names, as float32 numpy."""
-        names = self._outputs
+        names = self._output_names
         if isinstance(result, dict):
             missing = [n for n in names if n not in result]
             if missing:
@@ -166,29 +161,11 @@ class TorchScriptBackend(Backend):
         # A run in flight keeps its own reference to the module and completes.
         self._module = None
 
-    @property
-    def providers_in_use(self) -> list[str]:
-        return list(self._in_use)
 
-    @property
-    def providers_asked(self) -> list[str]:
-        return list(self._asked)
 
-    @property
-    def notes(self) -> list[str]:
-        return list(self._notes)
 
-    @property
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
 
-    @property
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
 
-    @property
-    def version(self) -> str | None:
-        return self._version
 
 
 def _half_dtype(torch: Any, module: Any) -> Any:

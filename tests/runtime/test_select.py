@@ -27,7 +27,7 @@ class FakeBackend(Backend):
     opened: list["FakeBackend"] = []
 
     def __init__(self) -> None:
-        self._asked: list[str] = []
+        super().__init__()
         self.closed = False
 
     @classmethod
