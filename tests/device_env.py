@@ -43,3 +43,17 @@ def importable(root: Path, packages: Path) -> list[str]:
     proc = run_isolated(root, packages, "-c", PROBE)
     assert proc.returncode == 0, proc.stderr
     return eval(proc.stdout.strip())  # a list literal printed by PROBE
+
+
+def verify_on_device(bundle: Path, tmp: Path, packages: list[str], expect_backend: str) -> dict:
+    """Copy ``bundle`` to a fresh folder, prove only ``expect_backend`` (of the heavy modules) is
+    importable there, run ``python -m runtime verify --json`` from inside it, and return the report."""
+    import json
+    import shutil
+    device = tmp / "device" / bundle.name
+    shutil.copytree(bundle, device)
+    site = only_these_packages(tmp / "site", packages)
+    assert importable(device, site) == [expect_backend]
+    proc = run_isolated(device, site, "-m", "runtime", "verify", "--json")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return json.loads(proc.stdout)

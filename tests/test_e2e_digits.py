@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from .conftest import build_example
-from .device_env import LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated
+from .device_env import (LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated,
+                         verify_on_device)
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +33,7 @@ def test_int8_accuracy_within_one_point_of_fp32(built: Path) -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="litert-torch not installed")
 def test_tflite_from_torch_verified_with_only_litert(built: Path, tmp_path: Path) -> None:
-    bundle = tmp_path / "b"
-    shutil.copytree(built / "digits-cnn-rpi4", bundle)
-    site = only_these_packages(tmp_path / "site", LITERT)
-    assert importable(bundle, site) == ["ai_edge_litert"]
-    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    report = json.loads(proc.stdout)
+    report = verify_on_device(built / "digits-cnn-rpi4", tmp_path, LITERT, "ai_edge_litert")
     assert report["passed"] and report["candidates"][0]["candidate"] == "tflite-int8-static-int8io"
 
 
@@ -82,11 +77,5 @@ def test_tampered_bundle_is_refused_on_the_device(built: Path, tmp_path: Path) -
 
 
 def test_torchscript_candidate_verified_with_only_torch(built: Path, tmp_path: Path) -> None:
-    bundle = tmp_path / "b"
-    shutil.copytree(built / "digits-cnn-x86-cpu", bundle)
-    site = only_these_packages(tmp_path / "site", TORCH)
-    assert importable(bundle, site) == ["torch"]
-    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    report = json.loads(proc.stdout)
+    report = verify_on_device(built / "digits-cnn-x86-cpu", tmp_path, TORCH, "torch")
     assert report["passed"] and report["candidates"][0]["candidate"] == "torchscript-fp32"

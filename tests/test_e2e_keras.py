@@ -3,13 +3,12 @@ Pi bundle verified where only numpy and LiteRT can be imported."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from .conftest import build_example
-from .device_env import LITERT, importable, only_these_packages, run_isolated
+from .device_env import LITERT, verify_on_device
 
 pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.slow
@@ -38,11 +37,5 @@ def test_formats_and_accuracy_per_artifact(built: Path) -> None:
 
 
 def test_pi_bundle_verified_with_only_litert(built: Path, tmp_path: Path) -> None:
-    bundle = tmp_path / "digits-keras-rpi4"
-    shutil.copytree(built / "digits-keras-rpi4", bundle)
-    site = only_these_packages(tmp_path / "site", LITERT)
-    assert importable(bundle, site) == ["ai_edge_litert"]
-    proc = run_isolated(bundle, site, "-m", "runtime", "verify", "--json")
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    report = json.loads(proc.stdout)
+    report = verify_on_device(built / "digits-keras-rpi4", tmp_path, LITERT, "ai_edge_litert")
     assert report["passed"] and report["candidates"][0]["candidate"] == "tflite-int8-static-int8io"

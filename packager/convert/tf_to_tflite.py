@@ -6,28 +6,18 @@ target asks (the runtime quantizes/dequantizes int8 I/O with each tensor's scale
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
 
+from . import TFLiteArtifact
 from ..errors import ConversionError
 from ..quiet import quiet
 from ..sources.tf_source import TensorFlowSource, import_tf
 
 
-@dataclass
-class TFLiteResult:
-    """The flatbuffer, its signature-key mapping, and how it was made."""
-
-    data: bytes
-    io_map: dict[str, dict[str, str]]
-    details: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
 def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io: str,
-              calibration: list[dict[str, np.ndarray]] | None, random_data: bool) -> TFLiteResult:
+              calibration: list[dict[str, np.ndarray]] | None, random_data: bool) -> TFLiteArtifact:
     """Convert the source's SavedModel at ``precision`` (``mode`` static/dynamic for int8)."""
     tf = import_tf()
     conv = tf.lite.TFLiteConverter.from_saved_model(str(source.saved_model))
@@ -76,7 +66,7 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
                               "with 1024 or more elements, and this model has none", where="tflite",
                               hint="use an fp32/fp16 TFLite candidate or int8 static for this model")
     io_map = {"inputs": dict(source.input_keys), "outputs": dict(source.output_keys)}
-    return TFLiteResult(data=data, io_map=io_map, details=details, notes=notes)
+    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes)
 
 
 def _has_int8_tensors(data: bytes) -> bool:

@@ -7,25 +7,15 @@ Precisions: fp32; int8 static (PT2E, calibrated on real samples; int8 I/O); int8
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import TFLiteArtifact
 from ..errors import ConversionError, UnsupportedError
 from ..manifest import Manifest
 from ..quiet import quiet
 from ..targets import Quantization
-
-
-@dataclass
-class LiteRTResult:
-    """The flatbuffer, its signature-key mapping, and how it was made."""
-
-    data: bytes
-    io_map: dict[str, dict[str, str]]
-    details: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def _import_litert_torch() -> Any:
@@ -39,7 +29,7 @@ def _import_litert_torch() -> Any:
 
 
 def torch_to_tflite(module: Any, manifest: Manifest, calibration: list[dict[str, np.ndarray]] | None, *,
-                    precision: str, quantization: Quantization | None, io: str) -> LiteRTResult:
+                    precision: str, quantization: Quantization | None, io: str) -> TFLiteArtifact:
     """Convert ``module`` with litert-torch for a batch of one sample."""
     import torch
 
@@ -82,7 +72,7 @@ def torch_to_tflite(module: Any, manifest: Manifest, calibration: list[dict[str,
     names_out = [o.name for o in manifest.outputs]
     io_map = {"inputs": {n: f"args_{i}" for i, n in enumerate(names_in)},
               "outputs": {n: f"output_{i}" for i, n in enumerate(names_out)}}
-    return LiteRTResult(data=data, io_map=io_map, details=details, notes=notes)
+    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes)
 
 
 def _pt2e(litert_torch: Any, model: Any, args: tuple[Any, ...], manifest: Manifest,
