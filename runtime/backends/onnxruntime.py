@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..signature import TensorSpec
+from .ort_providers import TRT, options_for_providers
 from .base import EMPTY_OPTIONS, Backend
 
 
@@ -42,7 +43,7 @@ class OnnxRuntimeBackend(Backend):
              provider_options: Sequence[Mapping[str, Any]] = (),
              threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
              inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
-        # options/inputs/outputs are not needed: ONNX artifacts carry their own names.
+        # inputs/outputs are not needed: ONNX artifacts carry their own names.
         try:
             ort = _import_ort()
         except Exception as exc:
@@ -50,21 +51,28 @@ class OnnxRuntimeBackend(Backend):
                                hint="pip install -r requirements.txt") from exc
         self._version = getattr(ort, "__version__", None)
         asked = list(providers) or ["CPUExecutionProvider"]
-        options = [dict(o) for o in provider_options] or [{} for _ in asked]
+        given = [dict(o) for o in provider_options] or [{} for _ in asked]
         available = list(ort.get_available_providers())
-        for p in asked:
-            if p not in available:
-                raise BackendError(f"provider {p} not available (available: {available})",
-                                   where=str(path),
-                                   hint="install the onnxruntime build for this provider, or "
-                                        "let the runtime fall back to the next candidate")
+        if asked[0] not in available:
+            # the candidate exists for its first provider; the next candidate covers its absence
+            raise BackendError(f"provider {asked[0]} not available (available: {available})",
+                               where=str(path),
+                               hint="install the onnxruntime build for this provider, or "
+                                    "let the runtime fall back to the next candidate")
+        usable = [(p, o) for p, o in zip(asked, given) if p in available]
+        self._notes = [f"{p} is not in this onnxruntime build" for p in asked if p not in available]
+        names = [p for p, _ in usable]
+        opts = options_for_providers(names, [o for _, o in usable], model_path=Path(path),
+                                precision=options.get("precision"), ort_version=str(self._version))
+        if TRT in names:
+            Path(opts[names.index(TRT)]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = int(threads)
         so.log_severity_level = 3  # we report provider fallbacks ourselves
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=asked,
-                                           provider_options=options)
+            session = ort.InferenceSession(str(path), sess_options=so, providers=names,
+                                           provider_options=opts)
         except Exception as exc:
             text = " ".join(str(exc).split())
             raise BackendError(f"session creation failed: {text}", where=str(path)) from exc
