@@ -97,3 +97,70 @@ def set_min_ir_version(model: onnx.ModelProto) -> None:
 def serialize(model: onnx.ModelProto) -> bytes:
     """Deterministic bytes of a model (same model -> same bytes -> same hash)."""
     return model.SerializeToString(deterministic=True)
+
+
+def rename_outputs(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
+    """Rename graph outputs (and every use of those values) from a converter's names to ours."""
+    missing = [o.name for o in model.graph.output if o.name not in mapping]
+    if missing:
+        raise ConversionError(f"converter produced unexpected outputs {missing} (expected {sorted(mapping)})",
+                              where="onnx")
+    _rename_values(model, mapping)
+
+
+def canonical_names(model: onnx.ModelProto) -> None:
+    """Name nodes, intermediate values and initializers by position in the graph.
+
+    Converters such as tf2onnx number names with process-wide counters, so two runs of the same
+    conversion differ; positional names make the bytes (and the bundle hash) reproducible.
+    """
+    graph = model.graph
+    graph.doc_string = ""  # e.g. "converted from __inference_serving_906": a per-process counter
+    keep = {i.name for i in graph.input} | {o.name for o in graph.output}
+    mapping: dict[str, str] = {}
+    # initializers: named and ordered by first use, since converters list them in counter order
+    inits = {init.name: init for init in graph.initializer}
+    order = [name for node in graph.node for name in node.input if name in inits]
+    order = list(dict.fromkeys(order)) + [n for n in inits if n not in set(order)]
+    reordered = [inits[n] for n in order]
+    del graph.initializer[:]
+    graph.initializer.extend(reordered)
+    for i, name in enumerate(order):
+        if name not in keep:
+            mapping[name] = f"init_{i}"
+    for i, node in enumerate(graph.node):
+        node.name = f"{node.op_type}_{i}"
+        for j, out in enumerate(node.output):
+            if out and out not in keep:
+                mapping[out] = f"{node.op_type}_{i}_out{j}"
+    _rename_values(model, mapping)
+    # symbolic dims the converter numbered (unk__79): renumbered by first appearance
+    dims: dict[str, str] = {}
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param.startswith("unk__"):
+                d.dim_param = dims.setdefault(d.dim_param, f"dim_{len(dims)}")
+
+
+def set_input_dims(model: onnx.ModelProto, shapes: dict[str, tuple[int | str, ...] | None]) -> None:
+    """Write the manifest's symbolic dims (``batch``) onto the graph inputs' dynamic axes."""
+    for vi in model.graph.input:
+        shape = shapes.get(vi.name)
+        if not shape:
+            continue
+        for d, want in zip(vi.type.tensor_type.shape.dim, shape):
+            if isinstance(want, str) and not d.HasField("dim_value"):
+                d.dim_param = want
+
+
+def _rename_values(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
+    graph = model.graph
+    for node in graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name in mapping:
+                    names[i] = mapping[name]
+    for seq in (graph.output, graph.value_info, graph.initializer):
+        for item in seq:
+            if item.name in mapping:
+                item.name = mapping[item.name]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,15 +150,26 @@ class BuildResult:
                 "targets": [t.to_dict() for t in self.targets]}
 
 
-def tool_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the artifacts (recorded in every bundle)."""
-    out = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("onnx", "onnxruntime", "onnxsim", "torch", "onnxscript"):
-        m = sys.modules.get(mod)
-        if m is None and mod in ("onnx", "onnxruntime", "onnxsim"):
-            m = __import__(mod)
-        if m is not None:
-            out[mod] = getattr(m, "__version__", "unknown")
+def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:
+    """Versions of the distributions that shaped this bundle's artifacts (from package metadata,
+    so the record depends on what was used, not on what happened to be imported)."""
+    from importlib import metadata
+    names = ["numpy", "onnx", "onnxruntime", "onnxsim"]
+    names += {"torch": ["torch", "onnxscript"], "tensorflow": ["tensorflow-cpu", "keras"], "onnx": []}[framework]
+    if framework == "tensorflow" and "onnx" in formats:
+        names.append("tf2onnx")
+    if "tflite" in formats:
+        names += ["ai-edge-litert"] + (["litert-torch"] if framework == "torch" else [])
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name == "tensorflow-cpu":
+                try:
+                    out["tensorflow"] = metadata.version("tensorflow")
+                except metadata.PackageNotFoundError:
+                    pass
     return out
 
 
@@ -475,6 +485,9 @@ class Builder:
                 "status": cr.status,
                 "notes": cr.notes,
                 "converter": art.converter,
+                "conversion": art.passes[0]["details"],
+                **({"io": "int8" if str(art.passes[0]["details"].get("io", "")).startswith("int8") else "float"}
+                   if spec.format == "tflite" else {}),
                 **art.extras,
             })
         skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
@@ -498,7 +511,7 @@ class Builder:
             if self.evaluation else None,
             "provenance": {
                 "edgepack": __version__,
-                "tools": tool_versions(),
+                "tools": tool_versions(m.source.framework, {spec.format for spec, _, _ in chosen}),
                 "source": {"framework": m.source.framework, "sha256": self.source.sha256,
                            "description": self.source.description},
                 "exporter": self.exporter,

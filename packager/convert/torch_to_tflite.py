@@ -3,7 +3,8 @@
 litert-torch lowers a torch.export graph to TFLite. It handles static shapes only (a symbolic
 batch fails on reshapes), so the artifact is compiled for a batch of 1 and the runtime feeds a
 larger batch one slice at a time (``static_batch`` in bundle.json).
-Precisions: fp32; int8 static (PT2E, calibrated on real samples; int8 I/O); int8 dynamic (PT2E).
+Precisions: fp32; int8 static (PT2E, calibrated on real samples; int8 I/O). int8 dynamic is refused:
+litert-torch 0.10's PT2E dynamic path gives wrong outputs.
 """
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def torch_to_tflite(module: Any, manifest: Manifest, calibration: list[dict[str,
     from ..sources.torch_source import ordered_outputs
     if precision == "fp16":
         raise UnsupportedError("fp16 TFLite from PyTorch is not offered: litert-torch has no float16 "
-                               "weight mode", hint="use fp32 or int8 for a PyTorch model's TFLite artifact")
+                               "weight mode", hint="use fp32 or int8 static for a PyTorch model's TFLite artifact")
+    if quantization is not None and quantization.mode == "dynamic":
+        # checked with litert-torch 0.10: PT2E dynamic int8 lowers to a model whose outputs are garbage
+        raise UnsupportedError("int8 dynamic TFLite from PyTorch is not offered: litert-torch's PT2E dynamic "
+                               "path produces wrong results", hint="use int8 static (calibrated) or fp32")
     litert_torch = _import_litert_torch()
     if calibration is None or not calibration:
         raise ConversionError("no sample data to trace the model with", where="tflite")

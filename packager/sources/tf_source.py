@@ -151,11 +151,18 @@ def check_signature(signature: Any, manifest: Manifest, keras_model: Any = None)
         raise SourceError(f"the model has input(s) {extra} the manifest does not list", where=where)
     outs = list(signature.structured_outputs)
     names = [o.name for o in manifest.outputs]
+    ins = {s.name: s.name for s in manifest.inputs}
     if set(names) <= set(outs):
-        return {s.name: s.name for s in manifest.inputs}, {n: n for n in names}
-    if len(outs) != len(names):
-        raise SourceError(f"the model has {len(outs)} output(s) {outs}, the manifest lists {len(names)} {names}",
-                          where=f"{manifest.file}: outputs")
-    # Keras exports name outputs output_0, output_1, ... in the model's output order
-    order = sorted(outs, key=lambda k: (len(k), k))
-    return {s.name: s.name for s in manifest.inputs}, dict(zip(names, order))
+        return ins, {n: n for n in names}
+    # Keras exports name the signature's outputs output_0, output_1, ... in the model's output order
+    model_names = list(getattr(keras_model, "output_names", None) or [])
+    if model_names and set(names) <= set(model_names):
+        keys = {n: f"output_{model_names.index(n)}" for n in names}
+        if set(keys.values()) <= set(outs):
+            return ins, keys
+    if len(outs) == len(names) == 1:
+        return ins, {names[0]: outs[0]}
+    shown = model_names or outs
+    raise SourceError(f"the manifest's outputs {names} do not name the model's outputs {shown}",
+                      where=f"{manifest.file}: outputs",
+                      hint=f"list outputs by the model's own names: {shown}")

@@ -44,6 +44,8 @@ candidates:
   - {format: torchscript, precision: fp16}
   - {id: ts-int8-static, format: torchscript, precision: int8, quantization: {mode: static}}
   - {format: tflite, precision: fp32}
+  - {format: tflite, precision: int8, quantization: {mode: static}, io: int8}
+  - {id: tfl-int8-dynamic, format: tflite, precision: int8, quantization: {mode: dynamic}}
 requirements: [numpy==2.2.6, onnxruntime==1.22.1, torch==2.13.0]
 """
 
@@ -94,7 +96,8 @@ requirements: [numpy==2.2.6, onnxruntime==1.22.1]
 # torch -> TFLite goes through the optional litert-torch: without it the cell is "unsupported"
 HAVE_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
 TORCH_OK = ["onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "torchscript-fp32",
-            "torchscript-int8-dynamic", "torchscript-fp16"] + (["tflite-fp32"] if HAVE_LITERT_TORCH else [])
+            "torchscript-int8-dynamic", "torchscript-fp16"] + (
+                ["tflite-fp32", "tflite-int8-static-int8io"] if HAVE_LITERT_TORCH else [])
 TF_OK = ["onnx-fp32", "onnx-int8-static", "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic",
          "tflite-int8-static", "tflite-int8-static-int8io"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "tflite": ".tflite"}
@@ -257,11 +260,14 @@ def test_torch_unsupported_cells_are_reported_not_fatal(torch_build: tuple[Build
         assert tfl.file is None and tfl.parity is None
     static = cands["ts-int8-static"]
     assert static.status == "unsupported" and "dynamic quantization" in static.message
+    dyn = cands["tfl-int8-dynamic"]  # litert-torch's PT2E dynamic int8 computes garbage: refused
+    assert dyn.status == "unsupported" and "wrong results" in dyn.message
     # unsupported routes are skipped, not failures: the target is ok and says what it skipped
     assert x86.status == "ok" and "skipped" in x86.message and "ts-int8-static" in x86.message
     assert ("tflite-fp32" in x86.message) is not HAVE_LITERT_TORCH
     doc = bundle_doc(out / "tiny-routes-x86")
-    skipped = [("ts-int8-static", "unsupported")] + ([] if HAVE_LITERT_TORCH else [("tflite-fp32", "unsupported")])
+    skipped = [("ts-int8-static", "unsupported"), ("tfl-int8-dynamic", "unsupported")] + (
+        [] if HAVE_LITERT_TORCH else [("tflite-fp32", "unsupported"), ("tflite-int8-static-int8io", "unsupported")])
     assert sorted((s["candidate"], s["status"]) for s in doc["skipped"]) == sorted(skipped)
     assert "ts-int8-static" not in [c["id"] for c in doc["candidates"]]
 
