@@ -1,7 +1,8 @@
-"""Device CLI: ``python -m runtime {info,run,verify,bench} [BUNDLE]``.
+"""Device CLI: ``python -m runtime {info,run,verify,bench,doctor,tune} [BUNDLE]``.
 
-Exit codes: 0 ok; 1 no candidate loads (info) or parity failed (verify); 2 user error (bad
-bundle, bad input); 3 internal error (rerun with --debug for the traceback).
+Exit codes: 0 ok; 1 no candidate loads (info), parity failed (verify), the device does not match
+the bundle (doctor) or no candidate passes (tune); 2 user error (bad bundle, bad input);
+3 internal error (rerun with --debug for the traceback).
 """
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ import numpy as np
 
 from . import __version__
 from .bench import benchmark, device_info
-from .bundle import Bundle, open_bundle
+from .bundle import BUNDLE_FILE, Bundle, open_bundle
 from .compare import format_parity_rows, looks_like_scores
 from .errors import FeedError, NoCandidateError, RuntimeBundleError
 from .golden import check_parity, first_sample, load_golden, load_npz
-from .model import Model, load
+from .model import Model, choose, load
 from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
-                     try_candidate, walk)
+                     try_candidate)
 from .signature import TensorSpec
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
@@ -102,7 +103,8 @@ def _open(args: argparse.Namespace) -> Bundle:
 
 
 def _load(args: argparse.Namespace, bundle: Bundle) -> Model:
-    return load(bundle, prefer=args.prefer, strict=args.strict, verify_hashes=False)
+    return load(bundle, prefer=args.prefer, strict=args.strict, verify_hashes=False,
+                tuned=not args.no_tuned)
 
 
 def _selection_text(model: Model) -> str:
@@ -115,7 +117,8 @@ def _selection_text(model: Model) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     """Signature and the decision table for every candidate."""
     bundle = _open(args)
-    chosen, decisions = walk(bundle, prefer=args.prefer, strict=args.strict, probe_all=True)
+    chosen, decisions, tuning = choose(bundle, prefer=args.prefer, strict=args.strict,
+                                       probe_all=True, tuned=not args.no_tuned)
     if chosen is not None:
         chosen[0].close()
     selected = chosen[1].id if chosen else None
@@ -123,12 +126,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         _emit_json({"ok": chosen is not None, "bundle": bundle.name, "root": str(bundle.root),
                     "target": bundle.target, "signature": bundle.signature.to_dict(),
                     "selected": selected, "candidates": [d.to_dict() for d in decisions],
-                    "warnings": bundle.warnings, "device": device_info()})
+                    "tuning": tuning.to_dict(), "warnings": bundle.warnings,
+                    "device": device_info()})
     else:
         print(f"bundle: {bundle.name}  target: {bundle.target.get('name', '-')}")
         print("\n".join(_signature_lines(bundle)))
         print("candidates:")
         print(format_decisions(decisions, indent="  "))
+        print(f"tuning: {tuning.text}")
         for w in bundle.warnings:
             print(f"warning: {w}")
         if selected is None:
@@ -267,6 +272,61 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Device report; with a bundle, whether this device matches its target and how to fix it."""
+    from .doctor import format_report, report
+
+    path = args.bundle
+    if path is None and Path(BUNDLE_FILE).is_file():  # run from inside a bundle
+        path = "."
+    bundle = open_bundle(path) if path is not None else None
+    doc = report(bundle, deep=args.deep)
+    if args.json:
+        _emit_json(doc)
+    else:
+        print(format_report(doc))
+    return EXIT_OK if doc["ok"] else EXIT_FAIL
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Verify and time every candidate that loads; record the fastest that passes beside the
+    bundle, for load() on this device."""
+    from .tune import format_measurements, tune
+
+    bundle = _open(args)
+    result = tune(bundle, runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds,
+                  strict=args.strict, write=not args.no_write)
+    warning = ("emulated: timings under emulation are not device timings (" + result.emulation
+               + "); the choice is recorded with \"emulated\": true") if result.emulated else None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        _emit_json({"ok": result.chosen is not None, "bundle": bundle.name,
+                    "chosen": result.chosen, "file": str(result.path),
+                    "written": result.written, "emulated": result.emulated,
+                    "warning": warning, "fingerprint": result.fingerprint,
+                    "tuned_at": result.entry["tuned_at"], "settings": result.entry["settings"],
+                    "measurements": result.measurements})
+    else:
+        print(f"bundle: {bundle.name}  target: {bundle.target.get('name', '-')}")
+        print(format_measurements(result.measurements))
+        if result.chosen is None:
+            print("no candidate loads and passes golden parity here; nothing written",
+                  file=sys.stderr)
+        else:
+            row = next(r for r in result.measurements if r["candidate"] == result.chosen)
+            print(f"chosen: {result.chosen} (p50 {row['p50_ms']:.3f} ms)")
+            print(f"wrote {result.path}" if result.written else "not written (--no-write)")
+    return EXIT_OK if result.chosen is not None else EXIT_FAIL
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
 # --------------------------------------------------------------------------- parser / main
 
 def _positive(text: str) -> int:
@@ -292,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse degraded sessions (fewer providers than asked); with "
                              "--prefer, refuse to fall back to another candidate")
     common.add_argument("--prefer", metavar="CANDIDATE_ID", help="try this candidate first")
+    common.add_argument("--no-tuned", action="store_true",
+                        help="ignore the tuned choice beside the bundle (X.tuned.json)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
 
     parser = argparse.ArgumentParser(prog="python -m runtime",
@@ -314,11 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per inference taken from batched golden inputs (default 1)")
     p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
                    help="as for run; default: the first golden sample")
+    p = sub.add_parser("doctor", help="device report; with a bundle: does it fit, how to fix it")
+    p.add_argument("bundle", nargs="?", default=None,
+                   help="bundle directory or .tar.gz (default: . when it holds bundle.json)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--deep", action="store_true",
+                   help="import every installed backend (torch too) to list its devices")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = sub.add_parser("tune", parents=[common],
+                       help="time every candidate that passes parity; record the fastest")
+    p.add_argument("--warmup", type=_non_negative, default=5)
+    p.add_argument("--runs", type=_positive, default=20,
+                   help="minimum timed runs per candidate; more until the median is stable")
+    p.add_argument("--max-seconds", type=_seconds, default=3.0,
+                   help="time cap per candidate (default 3)")
+    p.add_argument("--no-write", action="store_true", help="measure only; write no file")
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "info": cmd_info, "run": cmd_run, "verify": cmd_verify, "bench": cmd_bench}
+    "info": cmd_info, "run": cmd_run, "verify": cmd_verify, "bench": cmd_bench,
+    "doctor": cmd_doctor, "tune": cmd_tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

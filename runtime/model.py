@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Mapping
 
@@ -11,16 +12,19 @@ import numpy as np
 from .backends import Backend
 from .bundle import Bundle, Candidate, open_bundle
 from .errors import BackendError, FeedError
-from .select import Decision, select
+from .select import (AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates,
+                     try_candidate, walk)
 from .signature import FeedValidator, TensorSpec
+from .tune import TunedLookup, lookup_tuned
 
 
 class Model:
     """A loaded bundle. ``run`` may be called from several threads at once."""
 
     def __init__(self, bundle: Bundle, backend: Backend, candidate: Candidate,
-                 decisions: list[Decision]) -> None:
+                 decisions: list[Decision], tuning: TunedLookup | None = None) -> None:
         self.bundle = bundle
+        self._tuning = tuning
         self._backend: Backend | None = backend
         self._candidate = candidate
         self._decisions = decisions
@@ -68,8 +72,18 @@ class Model:
         return any(d.degraded for d in self._decisions if d.candidate == self._candidate.id)
 
     def explain(self) -> list[dict[str, Any]]:
-        """The selection table: every candidate, its status and why."""
+        """The selection table: every candidate, its status and why (the selected row also says
+        whether a tuned choice was used, in its reason or notes)."""
         return [d.to_dict() for d in self._decisions]
+
+    @property
+    def tuning(self) -> dict[str, Any]:
+        """Whether the choice came from ``X.tuned.json`` beside the bundle, and why (not)."""
+        if self._tuning is None:
+            return {"used": False, "candidate": None, "status": "not-looked-up",
+                    "text": "no tuned choice: not looked up", "file": None, "tuned_at": None,
+                    "emulated": None}
+        return self._tuning.to_dict()
 
     def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True,
             raw: bool = False) -> dict[str, np.ndarray]:
@@ -140,14 +154,65 @@ class Model:
                 f"providers={self.providers})")
 
 
+def choose(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
+           probe_all: bool = False, tuned: bool = True
+           ) -> tuple[tuple[Backend, Candidate] | None, list[Decision], TunedLookup]:
+    """The candidate to run: the tuned choice when it applies and loads, else ``walk``'s.
+
+    ``prefer`` wins over a tuned choice (the caller asked for a candidate by name).
+    """
+    if not tuned:
+        lookup = TunedLookup(None, "disabled", "tuned choice ignored (tuned=False)")
+    elif prefer is not None:
+        lookup = TunedLookup(None, "prefer", f"no tuned choice: prefer={prefer} given")
+    else:
+        lookup = lookup_tuned(bundle)
+    if lookup.candidate is not None:
+        cand = bundle.candidate(lookup.candidate)
+        assert cand is not None  # lookup_tuned checked it
+        backend, dec = try_candidate(bundle, cand, strict=strict)
+        if backend is not None:
+            dec.reason = f"{lookup.text}; {dec.reason}"
+            decisions = [dec]
+            for other in order_candidates(bundle, None):
+                if other is cand:
+                    continue
+                if probe_all:
+                    b, d = try_candidate(bundle, other, strict=strict)
+                    if b is not None:
+                        b.close()
+                        d.status = AVAILABLE
+                else:
+                    d = Decision(other.id, NOT_TRIED, f"{cand.id} was selected first (tuned)",
+                                 other.backend, other.precision, list(other.providers))
+                decisions.append(d)
+            return (backend, cand), decisions, lookup
+        lookup = TunedLookup(None, "tuned-fails",
+                             f"no tuned choice: tuned candidate {cand.id} from "
+                             f"{Path(lookup.path or '').name} does not load now ({dec.reason})",
+                             lookup.path, lookup.entry)
+    chosen, decisions = walk(bundle, prefer=prefer, strict=strict, probe_all=probe_all)
+    if chosen is not None:
+        for d in decisions:
+            if d.candidate == chosen[1].id:
+                d.notes.append(lookup.text)
+    return chosen, decisions, lookup
+
+
 def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
-         strict: bool = False, verify_hashes: bool = True, probe_all: bool = False) -> Model:
+         strict: bool = False, verify_hashes: bool = True, probe_all: bool = False,
+         tuned: bool = True) -> Model:
     """Open a bundle (dir or .tar.gz), check its files, and load the best working candidate.
 
-    Hashes are checked before any artifact is loaded, so a tampered bundle never runs.
+    Hashes are checked before any artifact is loaded, so a tampered bundle never runs. "Best" is
+    the tuned choice recorded by ``python -m runtime tune`` for this device when one applies
+    (``tuned=False`` ignores it), else the first candidate that loads in the bundle's order.
     """
     bundle = path if isinstance(path, Bundle) else open_bundle(path)
     if verify_hashes:
         bundle.verify()
-    backend, cand, decisions = select(bundle, prefer=prefer, strict=strict, probe_all=probe_all)
-    return Model(bundle, backend, cand, decisions)
+    chosen, decisions, lookup = choose(bundle, prefer=prefer, strict=strict,
+                                       probe_all=probe_all, tuned=tuned)
+    if chosen is None:
+        raise no_candidate_error(bundle, decisions)
+    return Model(bundle, chosen[0], chosen[1], decisions, tuning=lookup)

@@ -170,3 +170,86 @@ def test_prefer_unknown_and_strict(bundle_factory: Callable[..., Path],
     proc = cli("verify", str(root), "--prefer", "cuda", "--strict")
     assert proc.returncode == 2 and "no candidate could be loaded" in proc.stderr
     assert cli("info", str(root), "--prefer", "cuda", "--strict").returncode == 1
+
+
+# --------------------------------------------------------------------------- doctor / tune
+
+def _for_this_device(root: Path, kit: types.ModuleType) -> Path:
+    """The kit's target says x86_64 / 3.11: point it at whatever runs the tests."""
+    import platform
+
+    doc = json.loads((root / "bundle.json").read_text())
+    doc["target"].update(arch=platform.machine(), python="%d.%d" % sys.version_info[:2])
+    kit.write_bundle_json(root, doc)
+    return root
+
+
+def test_doctor_json_device_only_and_with_bundle(bundle_factory: Callable[..., Path],
+                                                 kit: types.ModuleType) -> None:
+    proc = cli("doctor", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = js(proc)
+    assert doc["ok"] is True and doc["bundle"] is None
+    assert doc["device"]["python"] and doc["device"]["cpu"]["model"]
+    assert {b["name"] for b in doc["backends"]} >= {"onnxruntime", "tflite", "torchscript"}
+    root = _for_this_device(bundle_factory(), kit)
+    doc = js(cli("doctor", "--json", str(root)))
+    assert doc["ok"] is True and doc["bundle"]["selected"] == "onnx-fp32"
+    # run from inside the bundle, the bundle is checked without naming it
+    assert js(cli("doctor", "--json", cwd=root))["bundle"]["name"] == "tiny"
+    proc = cli("doctor", str(root))
+    assert proc.returncode == 0
+    for section in ("device:", "accelerators:", "backends:", "bundle: tiny", "requirements.txt:",
+                    "candidates here:", "no problems found"):
+        assert section in proc.stdout, section
+
+
+def test_doctor_exit_1_with_fixes(bundle_factory: Callable[..., Path],
+                                  kit: types.ModuleType) -> None:
+    root = _for_this_device(bundle_factory(requirements="numpy\nonnxruntime==1.0.1\n"), kit)
+    proc = cli("doctor", "--json", str(root))
+    assert proc.returncode == 1
+    doc = js(proc)
+    assert doc["ok"] is False and "pip install onnxruntime==1.0.1" in doc["fixes"]
+    proc = cli("doctor", str(root))
+    assert proc.returncode == 1 and "pip install onnxruntime==1.0.1" in proc.stdout
+    assert cli("doctor", str(root.parent / "nope")).returncode == 2
+
+
+def test_tune_json_then_info_uses_it(bundle_factory: Callable[..., Path],
+                                     kit: types.ModuleType) -> None:
+    root = bundle_factory(candidates=[kit.candidate("a"), kit.candidate("b")])
+    proc = cli("tune", "--json", "--runs", "5", "--warmup", "1", "--max-seconds", "0.3",
+               str(root))
+    assert proc.returncode == 0, proc.stderr
+    doc = js(proc)
+    assert doc["ok"] is True and doc["chosen"] in ("a", "b") and doc["emulated"] is False
+    assert Path(doc["file"]) == root.parent / "tiny-cpu.tuned.json" and doc["written"]
+    assert [m["status"] for m in doc["measurements"]] == ["passed", "passed"]
+    info = js(cli("info", "--json", str(root)))
+    assert info["selected"] == doc["chosen"] and info["tuning"]["used"] is True
+    info = js(cli("info", "--json", "--no-tuned", str(root)))
+    assert info["selected"] == "a" and info["tuning"]["status"] == "disabled"
+    proc = cli("info", str(root))
+    assert "tuning: tuned choice from tiny-cpu.tuned.json (fingerprint match)" in proc.stdout
+    proc = cli("tune", str(root), "--runs", "3", "--max-seconds", "0.2", "--no-write")
+    assert proc.returncode == 0 and "chosen:" in proc.stdout and "not written" in proc.stdout
+
+
+def test_tune_exit_1_when_nothing_passes_and_warns_when_emulated(
+        bundle_factory: Callable[..., Path]) -> None:
+    root = bundle_factory(perturb=0.01)
+    proc = cli("tune", "--json", "--runs", "3", "--max-seconds", "0.2", str(root))
+    assert proc.returncode == 1
+    doc = js(proc)
+    assert doc["chosen"] is None and doc["measurements"][0]["status"] == "parity-failed"
+    ok = bundle_factory()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["EDGEPACK_EMULATED"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "runtime", "tune", "--json", "--runs", "3",
+                           "--max-seconds", "0.2", str(ok)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: emulated" in proc.stderr
+    doc = js(proc)
+    assert doc["emulated"] is True and "not device timings" in doc["warning"]
