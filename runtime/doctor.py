@@ -490,8 +490,9 @@ KNOWN_BAD: tuple[KnownBad, ...] = (
     KnownBad(
         id="ort-cpu-and-gpu-both", package="onnxruntime", versions=(),
         with_package=("onnxruntime-gpu", ()),
-        reason="onnxruntime and onnxruntime-gpu are both installed: they share the onnxruntime "
-               "module, whichever was installed last wins, often leaving only the CPU provider",
+        reason="onnxruntime and onnxruntime-gpu side by side (installed, or one installed and the "
+               "other pinned by requirements.txt): they share the onnxruntime module, whichever "
+               "was installed last wins, often leaving only the CPU provider",
         fix="pip uninstall -y onnxruntime onnxruntime-gpu, then install only the one "
             "requirements.txt names",
         source="https://onnxruntime.ai/docs/install/"),

@@ -5,7 +5,8 @@
 #   sh scripts/gpu-check.sh BUNDLE [OUT_DIR]
 #
 # It prints the device report, the selection table, golden parity of every candidate that loads,
-# and a benchmark of the chosen one; with OUT_DIR it also saves each command's --json there.
+# a benchmark of the chosen one and the tuned choice; with OUT_DIR it also saves each command's
+# --json there.
 # What to look for: a TorchScript candidate on [cuda] selected and passing, and ONNX candidates
 # that ask for TensorRT/CUDA reported as not available (a CPU-only onnxruntime) rather than
 # silently running on the CPU.
@@ -15,7 +16,7 @@ OUT=${2:-}
 PY=${PYTHON:-python3}
 cd "$BUNDLE" || exit 2
 status=0
-for cmd in "doctor" "info" "verify --all" "bench --runs 200"; do
+for cmd in "doctor" "info" "verify --all" "bench --runs 200" "tune"; do
   echo "== python -m runtime $cmd"
   $PY -m runtime $cmd || status=1
   if [ -n "$OUT" ]; then
