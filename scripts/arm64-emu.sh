@@ -3,7 +3,8 @@
 # that Pi bundles install and compute the same on ARM.
 #
 #   scripts/arm64-emu.sh DEST REQUIREMENTS_TXT     (e.g. a bundle's requirements.txt)
-#   QEMU_CPU=cortex-a72 DEST/python-aarch64 -m runtime verify      (cortex-a76 for a Pi 5)
+#   -> prints the interpreter for exactly those requirements: DEST/envs/<hash>/python-aarch64
+#   QEMU_CPU=cortex-a72 DEST/envs/<hash>/python-aarch64 -m runtime verify   (cortex-a76: a Pi 5)
 #
 # How: qemu-user-static runs aarch64 binaries; Debian's arm64 python3.11 packages are unpacked into
 # DEST/sysroot (no chroot, no binfmt); the requirements' aarch64 wheels go into DEST/site through
@@ -12,7 +13,7 @@
 # /proc/cpuinfo while loading and crashes on the host's x86 text under qemu, so the wrapper
 # bind-mounts a Raspberry Pi cpuinfo over it in a private mount namespace (unshare -m).
 # Emulated timings say nothing about a real device's speed: never report them as device timings.
-# Needs root. The sysroot is reused; the site is rebuilt when the requirements change.
+# Needs root. The sysroot is shared; each distinct requirements file gets its own site.
 set -eu
 DEST=${1:?usage: arm64-emu.sh DEST REQUIREMENTS_TXT}
 REQS=${2:?usage: arm64-emu.sh DEST REQUIREMENTS_TXT}
@@ -38,26 +39,28 @@ for v in 2014 2_17 2_24 2_27 2_28 2_31 2_34 2_35 2_36; do
     *) PLAT="$PLAT --platform manylinux_${v}_aarch64" ;;
   esac
 done
-STAMP="$DEST/site/.requirements"
-if [ ! -f "$STAMP" ] || ! cmp -s "$REQS" "$STAMP"; then
-  rm -rf "$DEST/site"
+ENV="$DEST/envs/$(sha256sum "$REQS" | cut -c1-16)"
+if [ ! -f "$ENV/requirements.txt" ]; then
+  rm -rf "$ENV"
+  mkdir -p "$ENV"
   python3 -m pip download -q --only-binary=:all: $PLAT --python-version 3.11 --implementation cp \
     -d "$DEST/wheels" -r "$REQS"
-  python3 -m pip install -q --no-index --find-links "$DEST/wheels" --target "$DEST/site" --upgrade \
+  python3 -m pip install -q --no-index --find-links "$DEST/wheels" --target "$ENV/site" --upgrade \
     --only-binary=:all: $PLAT --python-version 3.11 --implementation cp -r "$REQS"
-  cp "$REQS" "$STAMP"
+  cp "$REQS" "$ENV/requirements.txt"
 fi
 : > "$DEST/cpuinfo"
 for i in 0 1 2 3; do
   printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' $i >> "$DEST/cpuinfo"
 done
 printf 'Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >> "$DEST/cpuinfo"
-cat > "$DEST/python-aarch64" <<EOW
+cat > "$ENV/python-aarch64" <<EOW
 #!/bin/sh
-export PYTHONPATH="$DEST/site\${PYTHONPATH:+:\$PYTHONPATH}"
+export PYTHONPATH="$ENV/site\${PYTHONPATH:+:\$PYTHONPATH}"
 export QEMU_CPU="\${QEMU_CPU:-cortex-a72}"
 export EDGEPACK_EMULATED=1
 exec unshare -m sh -c 'mount --bind "\$0" /proc/cpuinfo && s=\$1 && shift && exec qemu-aarch64-static -L "\$s" "\$s/usr/bin/python3.11" "\$@"' "$DEST/cpuinfo" "$DEST/sysroot" "\$@"
 EOW
-chmod +x "$DEST/python-aarch64"
-"$DEST/python-aarch64" -c 'import platform, sys; print(platform.machine(), sys.version.split()[0])'
+chmod +x "$ENV/python-aarch64"
+"$ENV/python-aarch64" -c 'import platform, sys; print(platform.machine(), sys.version.split()[0])' >&2
+echo "$ENV/python-aarch64"

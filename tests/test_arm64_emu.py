@@ -39,18 +39,13 @@ def pi_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def emulator(pi_bundles: Path) -> Path:
-    requirements = {(pi_bundles / f"{n}-{t}" / "requirements.txt").read_text() for n, _ in EXAMPLES for t in PI_CPU}
-    reqs = pi_bundles / "pi-requirements.txt"
-    # every Pi bundle pins the same packages (tflite + onnxruntime): one environment serves them all
-    lines = sorted({line for text in requirements for line in text.splitlines() if line and not line.startswith("#")})
-    reqs.write_text("\n".join(lines) + "\n")
-    proc = subprocess.run(["sh", str(REPO / "scripts" / "arm64-emu.sh"), str(EMU), str(reqs)],
+def emulator_for(requirements: Path) -> Path:
+    """The emulated interpreter with exactly this requirements.txt installed (as aarch64 wheels)."""
+    proc = subprocess.run(["sh", str(REPO / "scripts" / "arm64-emu.sh"), str(EMU), str(requirements)],
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, "the bundle's requirements must install on aarch64:\n" + proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("aarch64 3.11")
-    return EMU / "python-aarch64"
+    assert "aarch64 3.11" in proc.stderr
+    return Path(proc.stdout.strip().splitlines()[-1])
 
 
 def on_pi(python: Path, cpu: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,10 +55,10 @@ def on_pi(python: Path, cpu: str, cwd: Path, *args: str) -> subprocess.Completed
 
 @pytest.mark.parametrize("target", sorted(PI_CPU))
 @pytest.mark.parametrize("name", [n for n, _ in EXAMPLES])
-def test_every_candidate_verifies_on_emulated_pi(pi_bundles: Path, emulator: Path, tmp_path: Path,
-                                                name: str, target: str) -> None:
+def test_every_candidate_verifies_on_emulated_pi(pi_bundles: Path, tmp_path: Path, name: str, target: str) -> None:
     bundle = tmp_path / f"{name}-{target}"
     shutil.copytree(pi_bundles / f"{name}-{target}", bundle)
+    emulator = emulator_for(bundle / "requirements.txt")
     probe = on_pi(emulator, PI_CPU[target], bundle, "-c", "import platform; print(platform.machine())")
     assert probe.stdout.strip() == "aarch64", probe.stderr
     proc = on_pi(emulator, PI_CPU[target], bundle, "-m", "runtime", "verify", "--all", "--json")
@@ -83,3 +78,17 @@ def test_every_candidate_verifies_on_emulated_pi(pi_bundles: Path, emulator: Pat
     with np.load(tmp_path / "y.npz") as y, np.load(bundle / "golden" / "outputs.npz") as g:
         out, ref = y[y.files[0]], g[g.files[0]][:3]
         assert out.shape == ref.shape and (out.argmax(1) == ref.argmax(1)).all()
+
+
+def test_doctor_on_the_emulated_pi_finds_nothing_to_fix(pi_bundles: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "digits-cnn-rpi4"
+    shutil.copytree(pi_bundles / "digits-cnn-rpi4", bundle)
+    emulator = emulator_for(bundle / "requirements.txt")
+    proc = on_pi(emulator, PI_CPU["rpi4"], bundle, "-m", "runtime", "doctor", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # arch, Python and every pin match
+    report = json.loads(proc.stdout)
+    text = json.dumps(report)
+    assert "aarch64" in text and "Cortex-A72" in text
+    tune = on_pi(emulator, PI_CPU["rpi4"], bundle, "-m", "runtime", "tune", "--json", "--no-write")
+    assert tune.returncode == 0, tune.stderr
+    assert json.loads(tune.stdout)["emulated"] is True, "emulated timings are flagged, never passed off as a Pi's"
