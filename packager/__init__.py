@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
-          allow_parity_failure: bool = False) -> "BuildResult":
+          allow_parity_failure: bool = False, sign: str | Path | None = None) -> "BuildResult":
     """Build one verified bundle per target of a manifest into ``out_dir``.
 
     The pipeline is imported here, not at package import, because it pulls in onnx.
     """
     from .pipeline import build as _build
-    return _build(manifest_path, out_dir, targets=targets, allow_parity_failure=allow_parity_failure)
+    return _build(manifest_path, out_dir, targets=targets, allow_parity_failure=allow_parity_failure, sign=sign)
 
 
 __all__ = ["__version__", "build", "load_manifest", "load_target", "available_targets", "Manifest",

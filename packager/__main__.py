@@ -1,3 +1,11 @@
-from .cli import main
+"""python -m packager: the edgepack command (Ctrl-C while it starts up still exits cleanly)."""
+import sys
 
-raise SystemExit(main())
+try:
+    from .cli import main
+
+    code = main()
+except KeyboardInterrupt:
+    print("interrupted: nothing was written at the output path", file=sys.stderr)
+    code = 130
+raise SystemExit(code)

@@ -1,6 +1,8 @@
 """Write a bundle directory and its deterministic archive, atomically."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import io
 import json
@@ -10,7 +12,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -18,6 +20,9 @@ import runtime
 from runtime.bundle import BUNDLE_FILE, list_bundle_files
 
 from .errors import BuildError
+
+SIGNATURE_FILE = "bundle.sig"
+LOCK_FILE = ".edgepack.lock"  # in the output folder: serialises moving bundles into place
 
 RUNTIME_DIR = Path(runtime.__file__).resolve().parent
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -62,6 +67,38 @@ def write_archive(src_dir: Path, archive: Path, top: str) -> None:
         gz.write(raw.getvalue())
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) on ``path`` for the block; released if the process dies."""
+    with path.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_stale_temps(out_dir: Path) -> list[str]:
+    """Temp folders left by builds that were killed (their process is gone): safe to delete."""
+    removed = []
+    for tmp in out_dir.glob(".*.pid*-tmp-*"):
+        pid = tmp.name.rsplit(".pid", 1)[-1].split("-tmp-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class BundleWriter:
     """Builds a bundle in a temp folder next to the output, then moves it into place at once.
 
@@ -72,7 +109,7 @@ class BundleWriter:
         self.out_dir = out_dir
         self.bundle_name = bundle_name
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_name}.tmp-", dir=out_dir))
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_name}.pid{os.getpid()}-tmp-", dir=out_dir))
         self.root = self.tmp / bundle_name
         self.root.mkdir()
 
@@ -90,24 +127,36 @@ class BundleWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_npz(path, arrays)
 
-    def finish(self, document: dict[str, Any]) -> tuple[Path, Path]:
-        """Add the runtime and bundle.json (with every file's hash), archive, and move into place."""
+    def finish(self, document: dict[str, Any], sign_key: Any = None) -> tuple[Path, Path]:
+        """Add the runtime and bundle.json (with every file's hash), sign it if asked, archive, and
+        move into place."""
         copy_runtime(self.root / "runtime")
         document = dict(document, files=list_bundle_files(self.root))
-        (self.root / BUNDLE_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n",
-                                             encoding="utf-8")
+        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        (self.root / BUNDLE_FILE).write_bytes(data)
+        if sign_key is not None:
+            from .signing import sign
+            (self.root / SIGNATURE_FILE).write_text(json.dumps(sign(data, sign_key), indent=2) + "\n",
+                                                    encoding="utf-8")
         archive_tmp = self.tmp / f"{self.bundle_name}.tar.gz"
         write_archive(self.root, archive_tmp, self.bundle_name)
         final_dir = self.out_dir / self.bundle_name
         final_archive = self.out_dir / f"{self.bundle_name}.tar.gz"
-        for path, kind in ((final_archive, "file"), (final_dir, "folder")):
-            if path.exists() and (path.is_dir() != (kind == "folder") or path.is_symlink()):
-                raise BuildError(f"{path} exists and is not a {kind} edgepack wrote", where="--out",
-                                 hint="move it away, or choose another output folder")
-        os.replace(archive_tmp, final_archive)
-        if final_dir.exists():
-            os.replace(final_dir, self.tmp / "previous")
-        os.replace(self.root, final_dir)
+        # one build at a time moves a bundle into place: two builds into the same folder end with
+        # one whole bundle, never the folder of one and the archive of the other
+        with _locked(self.out_dir / LOCK_FILE):
+            for path, kind in ((final_archive, "file"), (final_dir, "folder")):
+                if path.exists() and (path.is_dir() != (kind == "folder") or path.is_symlink()):
+                    raise BuildError(f"{path} exists and is not a {kind} edgepack wrote", where="--out",
+                                     hint="move it away, or choose another output folder")
+            # old archive out first: a kill between these steps leaves a whole (old or new) folder
+            # and no archive, never an archive that disagrees with the folder
+            if final_archive.exists():
+                final_archive.unlink()
+            if final_dir.exists():
+                os.replace(final_dir, self.tmp / "previous")
+            os.replace(self.root, final_dir)
+            os.replace(archive_tmp, final_archive)
         self.discard()
         return final_dir, final_archive
 

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
@@ -61,12 +62,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .report import format_build
     progress = Progress(quiet=args.quiet or args.json)
     result = build(args.manifest, args.out, targets=args.target or None,
-                   allow_parity_failure=args.allow_parity_failure, progress=progress)
+                   allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign)
     if args.json:
         _emit_json(result.to_dict())
     else:
         print(format_build(result))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .signing import generate_keypair
+    private, public = generate_keypair(Path(args.folder))
+    if args.json:
+        _emit_json({"private_key": str(private), "public_key": str(public)})
+    else:
+        print(f"private key: {private}  (keep it secret: edgepack build --sign {private})")
+        print(f"public key:  {public}  (give it to devices: python -m runtime verify --key {public.name})")
+    return EXIT_OK
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -116,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-parity-failure", action="store_true",
                    help="keep candidates that fail parity in the bundle (marked as failed) instead of "
                         "failing the build")
+    p.add_argument("--sign", metavar="KEY", help="sign every bundle.json with this ed25519 private key (PEM; "
+                                                "see 'edgepack keygen')")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    p = add("keygen", cmd_keygen, "make an ed25519 key pair for signing bundles")
+    p.add_argument("folder", help="folder for edgepack-signing.key (private) and edgepack-signing.pub")
 
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +20,10 @@ def resolve_entry(entry: str, base_dir: Path, error: type[EdgepackError], where:
         if not path.is_file():
             raise error(f"entry point file {module_ref!r} not found (looked at {path})", where=where,
                         hint="paths in a manifest are relative to the manifest's folder")
-        module_name = "_edgepack_entry_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        # named by content, not location: the name ends up inside TorchScript artifacts, and the
+        # same model file must give the same bytes wherever the project is checked out
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        module_name = f"_edgepack_entry_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
         module = sys.modules.get(module_name)
         if module is None:
             spec = importlib.util.spec_from_file_location(module_name, path)

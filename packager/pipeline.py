@@ -20,7 +20,8 @@ from runtime.bundle import SCHEMA_VERSION
 from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
 
 from . import __version__
-from .bundle import BundleWriter
+from .bundle import BundleWriter, remove_stale_temps
+from .signing import cryptography_pin, load_private_key
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
@@ -177,8 +178,10 @@ class Builder:
     """Runs one manifest's build; shared work is memoised across targets."""
 
     def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
-                 allow_parity_failure: bool = False, progress: Progress | None = None) -> None:
+                 allow_parity_failure: bool = False, progress: Progress | None = None,
+                 sign_key: Any = None) -> None:
         self.manifest = manifest
+        self.sign_key = sign_key
         self.targets = targets
         self.out_dir = out_dir
         self.allow_parity_failure = allow_parity_failure
@@ -455,10 +458,12 @@ class Builder:
                     written.add(cr.file)
             writer.write_npz("golden/inputs.npz", self.golden.arrays)
             writer.write_npz("golden/outputs.npz", self.reference)
-            writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}))
+            extra = [cryptography_pin()] if self.sign_key is not None else []
+            writer.write_text("requirements.txt",
+                              requirements_txt(target, {spec.backend for spec, _, _ in chosen}, extra))
             writer.write_text("README.md", bundle_readme(m, target, bundle_name, [c.id for _, _, c in chosen]))
             document = self._document(target, chosen, result)
-            return writer.finish(document)
+            return writer.finish(document, sign_key=self.sign_key)
         except BaseException:
             writer.discard()
             raise
@@ -562,8 +567,11 @@ def check_out_dir(out_dir: Path) -> None:
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
+          sign: str | Path | None = None,
           on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
-    """Build every target of a manifest (or only ``targets``) into ``out_dir``."""
+    """Build every target of a manifest (or only ``targets``) into ``out_dir``; with ``sign`` (an
+    ed25519 private key PEM) every bundle.json is signed."""
+    sign_key = load_private_key(Path(sign)) if sign is not None else None  # fail before the slow work
     manifest = load_manifest(manifest_path)
     names = targets or list(manifest.targets)
     loaded = []
@@ -575,10 +583,13 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
                 exc.where = f"{manifest.file}: targets[{i}]"
             raise
     check_out_dir(Path(out_dir))
+    stale = remove_stale_temps(Path(out_dir))
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
-                     progress=progress).run()
+                     progress=progress, sign_key=sign_key).run()
+    if stale:
+        result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")
     report = Path(out_dir) / f"{manifest.name}.build.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -7,12 +7,12 @@ from .manifest import Manifest
 from .targets import Target
 
 
-def requirements_txt(target: Target, backends: set[str]) -> str:
+def requirements_txt(target: Target, backends: set[str], extra: list[str] | None = None) -> str:
     """The target's pinned device requirements for the backends in the bundle, one per line."""
     head = f"# Device requirements for target {target.name} ({target.arch}, Python {target.python}).\n" \
            "# Install on the device with: python -m pip install -r requirements.txt\n"
     notes = "".join(f"# {line}\n" for line in textwrap.wrap(target.notes, 96))
-    return head + notes + "".join(f"{r}\n" for r in target.requirements_for(backends))
+    return head + notes + "".join(f"{r}\n" for r in target.requirements_for(backends) + (extra or []))
 
 
 def bundle_readme(manifest: Manifest, target: Target, bundle_name: str, candidates: list[str]) -> str:

@@ -97,6 +97,8 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
                     runners[exporter](module, args, manifest, path)
                 model = onnx.load(str(path))
             except Exception as exc:
+                if _caused_by_interrupt(exc):  # the exporter wraps Ctrl-C: it must stop the build
+                    raise KeyboardInterrupt from exc
                 text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
                 errors.append(f"{exporter}: {type(exc).__name__}: {text[0] if text else ''}")
                 continue
@@ -107,3 +109,15 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
                           where=f"{manifest.file}: source",
                           hint="run torch.onnx.export on the model by hand to see the full error; "
                                "export.exporter: torchscript in the manifest forces the older exporter")
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt sits anywhere in an exception's cause/context chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -6,8 +6,10 @@ the target's CPU: qnnpack on ARM, x86 on x86-64); fp16 (for CUDA targets: the mo
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,4 +82,25 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
         raise ConversionError(f"torch.jit.{method} failed: {type(exc).__name__}: "
                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
                               where=where, hint=f"try export.torchscript: {other} in the manifest") from None
-    return TorchScriptResult(data=buf.getvalue(), method=f"torch.jit.{method}", details=details)
+    return TorchScriptResult(data=canonical_zip(buf.getvalue()), method=f"torch.jit.{method}", details=details)
+
+
+def canonical_zip(data: bytes) -> bytes:
+    """torch.jit.save's archive made reproducible: the random ``.data/serialization_id`` becomes a
+    hash of the content, and the ``*.debug_pkl`` files (source ranges with absolute paths, only
+    used for error messages) are left out. torch.jit.load reads the result as before."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    names = [n for n in src.namelist() if not n.endswith(".debug_pkl")]
+    digest = hashlib.sha256()
+    for name in names:
+        if not name.endswith(".data/serialization_id"):
+            digest.update(name.encode())
+            digest.update(src.read(name))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for name in names:
+            content = src.read(name)
+            if name.endswith(".data/serialization_id"):
+                content = str(int(digest.hexdigest()[:16], 16)).encode()
+            dst.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
+    return out.getvalue()

@@ -91,7 +91,7 @@ def test_rebuild_replaces_the_old_bundle(tiny_project: Callable[..., Path], tmp_
     (tmp_path / "tiny-x86-cpu" / "stale.txt").write_text("old")
     build(manifest, tmp_path)
     assert not (tmp_path / "tiny-x86-cpu" / "stale.txt").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp folders left"
+    assert not [p for p in tmp_path.iterdir() if "-tmp-" in p.name], "no temp folders left"
 
 
 def test_parity_failure_fails_the_target_without_writing(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
