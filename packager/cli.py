@@ -60,9 +60,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .pipeline import build
     from .progress import Progress
     from .report import format_build
+    from .cache import BuildCache
     progress = Progress(quiet=args.quiet or args.json)
+    cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
+                       max_bytes=int(args.cache_max_mb * 1024 * 1024))
     result = build(args.manifest, args.out, targets=args.target or None,
-                   allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign)
+                   allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign,
+                   cache=cache)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -130,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "failing the build")
     p.add_argument("--sign", metavar="KEY", help="sign every bundle.json with this ed25519 private key (PEM; "
                                                 "see 'edgepack keygen')")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the build cache")
+    p.add_argument("--cache-dir", help="build cache folder (default: $EDGEPACK_CACHE_DIR/build or "
+                                       "~/.cache/edgepack/build)")
+    p.add_argument("--cache-max-mb", type=float, default=2048.0,
+                   help="evict least recently used cache entries above this size (default: 2048)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
     p = add("keygen", cmd_keygen, "make an ed25519 key pair for signing bundles")

@@ -6,6 +6,8 @@ target that asks for it.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import platform
 import shutil
@@ -21,6 +23,7 @@ from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
 
 from . import __version__
 from .bundle import BundleWriter, remove_stale_temps
+from .cache import BuildCache, Entry, hash_arrays, make_key, tool_versions as cache_tool_versions
 from .signing import cryptography_pin, load_private_key
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
@@ -76,6 +79,7 @@ class Artifact:
     suffix: str = ".onnx"
     extras: dict[str, Any] = field(default_factory=dict)  # more candidate fields for bundle.json
     converter: str = ""  # what made the file: exporter + pass, TFLiteConverter, litert-torch, ...
+    cached: bool = False  # came from the build cache
 
     @property
     def filename(self) -> str:
@@ -97,6 +101,7 @@ class CandidateResult:
     host_latency_ms: float | None = None
     message: str | None = None
     notes: list[str] = field(default_factory=list)
+    cached: bool = False
 
     @property
     def in_bundle(self) -> bool:
@@ -107,7 +112,7 @@ class CandidateResult:
                 "status": self.status, "file": self.file, "size": self.size,
                 "parity": self.parity.to_dict() if self.parity else None,
                 "accuracy": self.accuracy, "host_latency_ms": self.host_latency_ms,
-                "message": self.message, "notes": self.notes}
+                "message": self.message, "notes": self.notes, "cached": self.cached}
 
 
 @dataclass
@@ -139,6 +144,7 @@ class BuildResult:
     warnings: list[str]
     reference_accuracy: float | None
     golden: dict[str, Any]
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -147,7 +153,7 @@ class BuildResult:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
                 "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
-                "golden": self.golden, "steps": self.steps,
+                "golden": self.golden, "steps": self.steps, "cache": self.cache,
                 "targets": [t.to_dict() for t in self.targets]}
 
 
@@ -179,9 +185,10 @@ class Builder:
 
     def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
                  allow_parity_failure: bool = False, progress: Progress | None = None,
-                 sign_key: Any = None) -> None:
+                 sign_key: Any = None, cache: BuildCache | None = None) -> None:
         self.manifest = manifest
         self.sign_key = sign_key
+        self.cache = cache or BuildCache(enabled=False)
         self.targets = targets
         self.out_dir = out_dir
         self.allow_parity_failure = allow_parity_failure
@@ -226,6 +233,16 @@ class Builder:
         }
         self._base: Any = None
         self._base_error: EdgepackError | None = None
+        # what cached steps depend on besides the model: the real data they saw
+        self.data_key = make_key(hash_arrays(self.calibration.arrays) if self.calibration else None,
+                                 m.calibration.batch_size, hash_arrays(self.golden.arrays),
+                                 hash_arrays(self.evaluation.feeds) if self.evaluation else None,
+                                 hash_arrays([{"labels": l} for l in self.evaluation.labels]) if self.evaluation else None)
+        self.model_key = make_key(self.source.cache_key, m.source.framework, [s.to_dict() for s in m.inputs],
+                                  [o.name for o in m.outputs], m.opset, m.exporter, m.torchscript,
+                                  cache_tool_versions("torch", "onnxscript", "onnx", "onnxsim", "onnxruntime", "tensorflow",
+                                                "tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert", "litert-torch",
+                                                "edgepack"))
 
     def _record(self, result: PassResult) -> None:
         self.steps.append({"step": result.name, "details": result.details, "notes": result.notes})
@@ -234,12 +251,30 @@ class Builder:
         """The fp32 ONNX model every ONNX candidate starts from, made once (or its error, once)."""
         if self._base is None and self._base_error is None:
             try:
-                self._base = self._base_model()
+                self._base = self._cached_base_model()
             except EdgepackError as exc:
                 self._base_error = exc
         if self._base_error is not None:
             raise self._base_error
         return self._base
+
+    def _cached_base_model(self) -> Any:
+        """The base model from the cache, or made and stored (its step records travel with it)."""
+        import onnx
+        key = make_key("onnx-base", self.model_key)
+        hit = self.cache.get(key, "onnx base model")
+        if hit is not None:
+            self.progress.note("  onnx base model ... cached")
+            self.exporter = hit.meta["exporter"]
+            self.steps.extend(hit.meta["steps"])
+            self.warnings.extend(hit.meta["warnings"])
+            return onnx.load_from_string(hit.blobs["model.onnx"])
+        steps_before, warnings_before = len(self.steps), len(self.warnings)
+        model = self._base_model()
+        self.cache.put(key, Entry({"exporter": self.exporter, "steps": self.steps[steps_before:],
+                                   "warnings": self.warnings[warnings_before:]},
+                                  {"model.onnx": serialize(model)}))
+        return model
 
     def _base_model(self) -> Any:
         """Source -> ONNX (export or load), prepared and simplified: the fp32 starting point."""
@@ -277,34 +312,67 @@ class Builder:
 
     # -- per variant ---------------------------------------------------------------------------
     def _make_variant(self, spec: CandidateSpec, target: Target) -> Artifact:
+        variant = self._variant_key(spec, target)
+        key = make_key("artifact", self.model_key, self.data_key, variant, spec.format, spec.precision,
+                       spec.quantization.to_dict() if spec.quantization else None, spec.io)
+        hit = self.cache.get(key, f"artifact {variant}")
+        if hit is not None:
+            made = Made(hit.blobs["artifact"], **hit.meta)
+            if spec.format == "onnx":
+                self.onnx_base()  # its record (exporter, steps) belongs in the provenance; a cache hit too
+        else:
+            made = self._convert(spec, target)
+            self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
+                                       "notes": made.notes, "extras": made.extras, "converter": made.converter},
+                                      {"artifact": made.data}))
+        outputs, acc, latency = self._check(spec, made)
+        tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
+        parity = compare(self.reference, outputs, tolerances, scores=self.scores)
+        return Artifact(variant=variant, precision=spec.precision, data=made.data,
+                        passes=[{"step": made.step, "details": made.details}], notes=made.notes,
+                        parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
+                        extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
+                        cached=hit is not None)
+
+    def _convert(self, spec: CandidateSpec, target: Target) -> "Made":
         route = (self.manifest.source.framework, spec.format)
         if spec.format == "onnx":
-            made = self._onnx_variant(spec)
-        elif route == ("torch", "torchscript"):
-            made = self._torchscript_variant(spec, target)
-        elif route == ("tensorflow", "tflite"):
-            made = self._tflite_variant(spec)
-        elif route == ("torch", "tflite"):
-            made = self._litert_variant(spec)
-        else:
-            raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
-                                   hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
-                                        f"{route[0]} model")
+            return self._onnx_variant(spec)
+        if route == ("torch", "torchscript"):
+            return self._torchscript_variant(spec, target)
+        if route == ("tensorflow", "tflite"):
+            return self._tflite_variant(spec)
+        if route == ("torch", "tflite"):
+            return self._litert_variant(spec)
+        raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
+                               hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
+                                    f"{route[0]} model")
+
+    def _check(self, spec: CandidateSpec, made: "Made") -> tuple[dict[str, np.ndarray], float | None, float | None]:
+        """Golden outputs, accuracy and host latency of an artifact, through the runtime's backend.
+
+        Cached by the artifact's bytes, the data and this host (latency is a host measurement)."""
+        key = make_key("check", hashlib.sha256(made.data).hexdigest(), self.data_key, self.signature,
+                       spec.format, spec.backend, spec.precision, made.extras, platform.machine(),
+                       platform.processor(), cache_tool_versions("onnxruntime", "ai-edge-litert", "torch", "numpy"))
+        hit = self.cache.get(key, f"check {spec.variant}")
+        if hit is not None:
+            with np.load(io.BytesIO(hit.blobs["outputs.npz"]), allow_pickle=False) as npz:
+                outputs = {k: npz[k] for k in npz.files}
+            return outputs, hit.meta["accuracy"], hit.meta["latency"]
         runner = RuntimeRunner(spec, made, self.signature, f"candidate {spec.id}")
         with quiet():  # backends print on the C++ side (e.g. LiteRT's delegate line)
             try:
                 outputs = run_samples(runner, self.golden)
-                tolerances = {o: self.manifest.tolerance_for(spec.precision, o) for o in self.output_names}
-                parity = compare(self.reference, outputs, tolerances, scores=self.scores)
                 acc = (accuracy(runner, self.evaluation, self.manifest.evaluation.output)
                        if self.evaluation and self.manifest.evaluation else None)
                 latency = host_latency_ms(runner, first_feed(self.golden))
             finally:
                 runner.close()
-        return Artifact(variant=self._variant_key(spec, target), precision=spec.precision, data=made.data,
-                        passes=[{"step": made.step, "details": made.details}], notes=made.notes,
-                        parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
-                        extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}")
+        buf = io.BytesIO()
+        np.savez(buf, **outputs)
+        self.cache.put(key, Entry({"accuracy": acc, "latency": latency}, {"outputs.npz": buf.getvalue()}))
+        return outputs, acc, latency
 
     def _onnx_variant(self, spec: CandidateSpec) -> "Made":
         from .passes import quantize
@@ -320,7 +388,8 @@ class Builder:
             batches = list(self.calibration.batches(self.manifest.calibration.batch_size))
             result = quantize.int8_static(base, spec.quantization, batches,
                                           random_data=self.calibration.random)
-        return Made(serialize(result.model), ".onnx", result.name, result.details, result.notes)
+        return Made(serialize(result.model), ".onnx", result.name, result.details, result.notes,
+                    converter=f"{self.exporter} + {result.name}")
 
     def _torchscript_variant(self, spec: CandidateSpec, target: Target) -> "Made":
         from .convert.torch_to_torchscript import to_torchscript
@@ -390,7 +459,7 @@ class Builder:
                 continue
             cr.file = f"models/{self.manifest.name}.{art.filename}"
             cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
-            cr.host_latency_ms, cr.notes = art.host_latency_ms, list(art.notes)
+            cr.host_latency_ms, cr.notes, cr.cached = art.host_latency_ms, list(art.notes), art.cached
             if not art.parity.passed:
                 reasons = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in art.parity.outputs if not o.passed)
                 nxt = next((c.id for c in target.candidates[i + 1:]), None)
@@ -534,7 +603,8 @@ class Builder:
         return BuildResult(name=self.manifest.name, manifest=self.manifest.file, targets=results,
                            steps=self.steps, warnings=self.warnings,
                            reference_accuracy=self.reference_accuracy,
-                           golden={"samples": len(self.golden), "source": self.golden.source})
+                           golden={"samples": len(self.golden), "source": self.golden.source},
+                           cache=self.cache.summary())
 
 
 def first_feed_batch(samples: SampleSet) -> dict[str, np.ndarray]:
@@ -567,7 +637,7 @@ def check_out_dir(out_dir: Path) -> None:
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
-          sign: str | Path | None = None,
+          sign: str | Path | None = None, cache: BuildCache | None = None,
           on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
     """Build every target of a manifest (or only ``targets``) into ``out_dir``; with ``sign`` (an
     ed25519 private key PEM) every bundle.json is signed."""
@@ -587,7 +657,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
-                     progress=progress, sign_key=sign_key).run()
+                     progress=progress, sign_key=sign_key, cache=cache).run()
     if stale:
         result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")
     report = Path(out_dir) / f"{manifest.name}.build.json"

@@ -55,7 +55,7 @@ def format_build(result: BuildResult) -> str:
             max_abs, cos, top = _worst(c)
             rows.append((c.id, c.precision, human_size(c.size), _num(max_abs, ".3g"), _num(cos, ".6f"),
                          _num(top, ".3f"), _num(c.accuracy, ".4f"), _num(c.host_latency_ms, ".3f"),
-                         _STATUS_WORDS.get(c.status, c.status)))
+                         _STATUS_WORDS.get(c.status, c.status) + (" (cached)" if c.cached else "")))
         lines.append(table(rows))
         for c in t.candidates:
             if c.message:
@@ -64,6 +64,10 @@ def format_build(result: BuildResult) -> str:
                 lines.append(format_parity_rows(c.parity.outputs, indent="      "))
         if t.message and t.status == "failed":
             lines.append(f"  {t.message}")
+    if result.cache.get("enabled"):
+        lines.append("")
+        lines.append(f"cache: {len(result.cache['hits'])} hit(s), {len(result.cache['misses'])} miss(es) in "
+                     f"{result.cache['dir']}")
     if result.warnings:
         lines.append("")
         lines.extend(f"warning: {w}" for w in result.warnings)

@@ -116,3 +116,10 @@ def build_example(out: Path, train_script: str, manifest: str) -> Path:
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _build_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """CLI builds in tests use a cache of their own, never the user's ~/.cache/edgepack."""
+    import os
+    os.environ["EDGEPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgepack-cache"))

@@ -16,6 +16,11 @@ class Source(Protocol):
     sha256: str
     description: str
 
+    @property
+    def cache_key(self) -> str:
+        """What identifies the model for the build cache (weights and, where it can, code)."""
+        ...
+
     def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs of the original model, keyed by the manifest's output names."""
         ...

@@ -23,6 +23,10 @@ class OnnxSource:
     _session: Any = None
 
     @property
+    def cache_key(self) -> str:
+        return self.sha256
+
+    @property
     def description(self) -> str:
         return f"onnx file {self.manifest.source.path}"
 

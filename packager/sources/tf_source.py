@@ -53,6 +53,12 @@ class TensorFlowSource:
     _tmp: Any = field(default=None, repr=False)
 
     @property
+    def cache_key(self) -> str:
+        """Weights and graph: a Keras model's config joins its weights' hash."""
+        config = self.keras_model.to_json() if self.keras_model is not None else ""
+        return hashlib.sha256(f"{self.sha256}|{config}".encode()).hexdigest()
+
+    @property
     def description(self) -> str:
         s = self.manifest.source
         return f"tensorflow {'entry ' + s.entry if s.entry else 'file ' + str(s.path)}"

@@ -45,6 +45,21 @@ class TorchSource:
     def description(self) -> str:
         return f"torch entry {self.manifest.source.entry}"
 
+    @property
+    def cache_key(self) -> str:
+        """Weights AND code: the source of every non-torch module class, so an edited forward()
+        with unchanged weights is a different model."""
+        import inspect
+        codes = []
+        for cls in sorted({type(m) for m in self.module.modules()}, key=lambda c: c.__qualname__):
+            if not cls.__module__.startswith("torch."):
+                try:
+                    codes.append(inspect.getsource(cls))
+                except (OSError, TypeError):
+                    codes.append(f"{cls.__module__}.{cls.__qualname__}")
+        return hashlib.sha256("\n".join([self.sha256, *codes, repr(sorted(self.manifest.source.kwargs.items()))])
+                              .encode()).hexdigest()
+
     @classmethod
     def load(cls, manifest: Manifest) -> "TorchSource":
         torch = _import_torch()

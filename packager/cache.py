@@ -1,0 +1,152 @@
+"""A content-addressed build cache: a step's result is stored under a hash of everything it depends on.
+
+Keys chain: an artifact's key holds its input's key, the step name and config, and the versions of
+the tools that shape its output, so a changed weight, manifest field, target or tool version is a
+different key (never a stale hit). Entries are written atomically (temp folder + rename) and their
+blobs are checked against recorded hashes on read, so a killed build cannot corrupt the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+DEFAULT_MAX_BYTES = 2 * 1024**3
+
+
+def default_cache_dir() -> Path:
+    """$EDGEPACK_CACHE_DIR/build, else $XDG_CACHE_HOME/edgepack/build, else ~/.cache/edgepack/build."""
+    if os.environ.get("EDGEPACK_CACHE_DIR"):
+        return Path(os.environ["EDGEPACK_CACHE_DIR"]) / "build"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepack" / "build"
+
+
+def tool_versions(*names: str) -> dict[str, str]:
+    """Installed versions of distributions (absent ones as 'none'): part of every key."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "none"
+    return out
+
+
+def make_key(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (dict order does not matter)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hash_arrays(arrays: dict[str, np.ndarray] | Iterable[dict[str, np.ndarray]]) -> str:
+    """A hash of named arrays' names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for group in ([arrays] if isinstance(arrays, dict) else arrays):
+        for name in sorted(group):
+            a = np.ascontiguousarray(group[name])
+            h.update(f"{name}|{a.dtype}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Entry:
+    """A cached step result: JSON metadata and named binary blobs."""
+
+    meta: dict[str, Any]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+class BuildCache:
+    """Get/put entries by key under ``root``; ``enabled=False`` makes every get a miss and put a no-op."""
+
+    def __init__(self, root: Path | None = None, *, enabled: bool = True,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.root = root or default_cache_dir()
+        self.enabled = enabled
+        self.max_bytes = max_bytes
+        self.hits: list[str] = []
+        self.misses: list[str] = []
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def get(self, key: str, label: str) -> Entry | None:
+        """The entry, if present and intact (a damaged one is removed and counts as a miss)."""
+        if not self.enabled:
+            return None
+        folder = self._dir(key)
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            blobs = {}
+            for name, digest in meta.pop("_blobs").items():
+                data = (folder / name).read_bytes()
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise ValueError(f"blob {name} does not match its hash")
+                blobs[name] = data
+        except FileNotFoundError:
+            self.misses.append(label)
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            shutil.rmtree(folder, ignore_errors=True)  # damaged: rebuild it
+            self.misses.append(label)
+            return None
+        now = time.time()
+        os.utime(folder, (now, now))  # recently used: evicted last
+        self.hits.append(label)
+        return Entry(meta, blobs)
+
+    def put(self, key: str, entry: Entry) -> None:
+        """Store atomically; a concurrent writer of the same key wins harmlessly (same content)."""
+        if not self.enabled:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".put-", dir=self.root))
+        try:
+            digests = {}
+            for name, data in entry.blobs.items():
+                (tmp / name).write_bytes(data)
+                digests[name] = hashlib.sha256(data).hexdigest()
+            (tmp / "meta.json").write_text(json.dumps(dict(entry.meta, _blobs=digests), default=str),
+                                           encoding="utf-8")
+            final = self._dir(key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:  # already there (another build put it first)
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.evict()
+
+    def evict(self) -> list[str]:
+        """Remove least recently used entries until the cache fits ``max_bytes``."""
+        if not self.root.is_dir():
+            return []
+        entries = []
+        total = 0
+        for folder in self.root.glob("??/*"):
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            entries.append((folder.stat().st_mtime, size, folder))
+            total += size
+        removed = []
+        for _, size, folder in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+            removed.append(folder.name)
+        return removed
+
+    def summary(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "dir": str(self.root), "hits": list(self.hits),
+                "misses": list(self.misses)}
