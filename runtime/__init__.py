@@ -8,13 +8,15 @@ from __future__ import annotations
 from .bundle import Bundle, open_bundle
 from .compare import OutputReport, ParityReport, Tolerance, compare
 from .errors import (ArchiveError, BackendError, BundleFormatError, FeedError, IntegrityError,
-                     NoCandidateError, RuntimeBundleError, UnknownCandidateError)
+                     NoCandidateError, RuntimeBundleError, SignatureError, UnknownCandidateError)
 from .model import Model, load
 from .signature import TensorSpec
+from .signing import verify_signature
 
 __version__ = "0.1.0"
 
 __all__ = ["ArchiveError", "BackendError", "Bundle", "BundleFormatError", "FeedError",
            "IntegrityError", "Model", "NoCandidateError", "OutputReport", "ParityReport",
-           "RuntimeBundleError", "TensorSpec", "Tolerance", "UnknownCandidateError", "__version__",
-           "compare", "load", "open_bundle"]
+           "RuntimeBundleError", "SignatureError", "TensorSpec", "Tolerance",
+           "UnknownCandidateError", "__version__", "compare", "load", "open_bundle",
+           "verify_signature"]

@@ -20,7 +20,7 @@ from . import __version__
 from .bench import benchmark, device_info
 from .bundle import BUNDLE_FILE, Bundle, open_bundle
 from .compare import format_parity_rows, looks_like_scores
-from .errors import FeedError, NoCandidateError, RuntimeBundleError
+from .errors import BundleFormatError, FeedError, NoCandidateError, RuntimeBundleError
 from .golden import check_parity, first_sample, load_golden, load_npz
 from .model import Model, choose, load
 from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
@@ -61,10 +61,15 @@ def _signature_lines(bundle: Bundle) -> list[str]:
 
 def _load_array(path: str) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise FeedError(f"cannot read array: {exc}", where=path,
                         hint="give a .npy file written with np.save (no pickles)") from exc
+    if not isinstance(arr, np.ndarray):  # an .npz under another name
+        arr.close()
+        raise FeedError("not a single .npy array", where=path,
+                        hint="give NAME=path.npy, or pass the .npz file itself")
+    return arr
 
 
 def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
@@ -96,10 +101,24 @@ def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, 
     return feeds
 
 
-def _open(args: argparse.Namespace) -> Bundle:
-    bundle = open_bundle(args.bundle)
-    bundle.verify()
+def _open(args: argparse.Namespace, *, verify: bool = True) -> Bundle:
+    """Open the bundle; with --key, its signature is checked first (before parsing)."""
+    bundle = open_bundle(args.bundle, public_key=args.key)
+    if verify:
+        bundle.verify()
     return bundle
+
+
+def _signature_doc(bundle: Bundle) -> dict[str, Any]:
+    """For --json: whether a signature was checked (only with --key) and by which key."""
+    if bundle.signed_by is None:
+        return {"checked": False}
+    return bundle.signed_by.to_dict()
+
+
+def _signature_line(bundle: Bundle) -> str | None:
+    info = bundle.signed_by
+    return None if info is None else f"signature: ok ({info.algorithm}, key {info.key_id})"
 
 
 def _load(args: argparse.Namespace, bundle: Bundle) -> Model:
@@ -127,9 +146,11 @@ def cmd_info(args: argparse.Namespace) -> int:
                     "target": bundle.target, "signature": bundle.signature.to_dict(),
                     "selected": selected, "candidates": [d.to_dict() for d in decisions],
                     "tuning": tuning.to_dict(), "warnings": bundle.warnings,
-                    "device": device_info()})
+                    "signature_check": _signature_doc(bundle), "device": device_info()})
     else:
         print(f"bundle: {bundle.name}  target: {bundle.target.get('name', '-')}")
+        if _signature_line(bundle):
+            print(_signature_line(bundle))
         print("\n".join(_signature_lines(bundle)))
         print("candidates:")
         print(format_decisions(decisions, indent="  "))
@@ -168,7 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.json:
             doc: dict[str, Any] = {"ok": True, "candidate": model.candidate_spec.id,
                                    "providers": model.providers, "degraded": model.degraded,
-                                   "input_source": source, "outputs": {}}
+                                   "input_source": source,
+                                   "signature_check": _signature_doc(bundle), "outputs": {}}
             for spec in model.outputs:
                 arr = outputs[spec.name]
                 entry: dict[str, Any] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
@@ -219,9 +241,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"ok": True, "passed": passed, "batched": batched,
                     "samples": bundle.golden.samples if bundle.golden else None,
+                    "signature_check": _signature_doc(bundle),
                     "candidates": [{k: v for k, v in r.items() if k != "_report"}
                                    for r in results], "decisions": decisions})
     else:
+        if _signature_line(bundle):
+            print(_signature_line(bundle))
         for r in results:
             note = " (DEGRADED)" if r["degraded"] else ""
             print(f"candidate {r['candidate']} on [{', '.join(r['providers'])}]{note}: "
@@ -236,7 +261,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Load time, first inference, then latency percentiles and throughput."""
-    bundle = open_bundle(args.bundle)
+    bundle = _open(args, verify=False)
     t0 = time.perf_counter()
     bundle.verify()
     verify_ms = (time.perf_counter() - t0) * 1e3
@@ -256,6 +281,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             _emit_json({"ok": True, "candidate": model.candidate_spec.id,
                         "providers": model.providers, "degraded": model.degraded,
                         "backend_version": model.backend_version, "verify_ms": verify_ms,
+                        "signature_check": _signature_doc(bundle),
                         **result.to_dict(), "device": dev})
         else:
             print(f"device: {dev['platform']} ({dev['machine']}, {dev['cpus']} cpus, "
@@ -279,8 +305,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     path = args.bundle
     if path is None and Path(BUNDLE_FILE).is_file():  # run from inside a bundle
         path = "."
-    bundle = open_bundle(path) if path is not None else None
+    if path is None and args.key is not None:
+        raise BundleFormatError("--key needs a bundle to check", where="--key",
+                                hint="python -m runtime doctor BUNDLE --key PUB.pem")
+    bundle = open_bundle(path, public_key=args.key) if path is not None else None
     doc = report(bundle, deep=args.deep)
+    if bundle is not None and args.key is not None and isinstance(doc.get("bundle"), dict):
+        doc["bundle"]["signature_check"] = _signature_doc(bundle)
     if args.json:
         _emit_json(doc)
     else:
@@ -355,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--no-tuned", action="store_true",
                         help="ignore the tuned choice beside the bundle (X.tuned.json)")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--key", metavar="PUB.pem",
+                        help="refuse the bundle unless bundle.sig is a good ed25519 signature by "
+                             "this public key (PEM file, PEM text or base64 raw key)")
 
     parser = argparse.ArgumentParser(prog="python -m runtime",
                                      description="Run and verify an edgepack bundle on this device.")
@@ -383,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true",
                    help="import every installed backend (torch too) to list its devices")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--key", metavar="PUB.pem",
+                   help="check the bundle's signature with this public key first")
     p = sub.add_parser("tune", parents=[common],
                        help="time every candidate that passes parity; record the fastest")
     p.add_argument("--warmup", type=_non_negative, default=5)

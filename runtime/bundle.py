@@ -18,11 +18,21 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .compare import Tolerance
-from .errors import ArchiveError, BundleFormatError, IntegrityError
+from .errors import ArchiveError, BundleFormatError, IntegrityError, SignatureError
 from .signature import Signature
+from .signing import SIGNATURE_FILE, PublicKey, SignatureInfo, verify_signature
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
+# The only unlisted names the integrity check accepts (at the bundle root, as regular files):
+# bundle.json cannot hash itself, and bundle.sig signs bundle.json (see runtime/signing.py).
+UNLISTED_FILES = frozenset({BUNDLE_FILE, SIGNATURE_FILE})
+
+# Archive limits: a bundle is models + golden data + a small runtime; anything far bigger is a
+# decompression bomb or not a bundle. Overridable for genuinely huge models.
+MAX_ARCHIVE_BYTES = 4 << 30
+MAX_ARCHIVE_BYTES_ENV = "EDGEPACK_MAX_ARCHIVE_BYTES"
+MAX_ARCHIVE_MEMBERS = 100_000
 
 # Unlisted files with these suffixes (code or model artifacts) make a bundle untrusted.
 RISKY_SUFFIXES = frozenset({".py", ".onnx", ".tflite", ".pt", ".so", ".pyd", ".dll", ".dylib",
@@ -68,11 +78,12 @@ def _walk(root: Path) -> list[tuple[PurePosixPath, Path]]:
 
 
 def list_bundle_files(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The ``files`` section for a bundle dir: relpath -> {"sha256", "size"}, bundle.json excluded."""
+    """The ``files`` section for a bundle dir: relpath -> {"sha256", "size"}; bundle.json and
+    bundle.sig excluded (one cannot hash itself, the other is written after it)."""
     root = Path(root)
     files: dict[str, dict[str, Any]] = {}
     for rel, full in _walk(root):
-        if str(rel) == BUNDLE_FILE:
+        if str(rel) in UNLISTED_FILES:
             continue
         files[str(rel)] = {"sha256": sha256_file(full), "size": full.stat().st_size}
     return files
@@ -80,8 +91,9 @@ def list_bundle_files(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
 
 def _check_relpath(rel: str, where: str) -> PurePosixPath:
     """A path named in bundle.json must stay inside the bundle."""
-    p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or ".." in p.parts or "\\" in rel or ":" in p.parts[0]:
+    p = PurePosixPath(rel) if isinstance(rel, str) else PurePosixPath()
+    if (not rel or not p.parts or p.is_absolute() or ".." in p.parts or "\\" in rel
+            or ":" in p.parts[0] or "\x00" in rel):
         raise BundleFormatError(f"path {rel!r} is not a relative path inside the bundle",
                                 where=where, hint="use POSIX relative paths without '..'")
     return p
@@ -100,8 +112,14 @@ def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, 
     for rel, meta in sorted(files.items()):
         _check_relpath(rel, f"{BUNDLE_FILE}: files")
         full = root / rel
-        if full.is_symlink() or not full.is_file():
-            missing.append(rel if not full.is_symlink() else f"{rel} (symlink)")
+        if full.is_symlink():
+            missing.append(f"{rel} (symlink)")
+            continue
+        if not full.is_file():
+            missing.append(rel if not full.exists() else f"{rel} (not a regular file)")
+            continue
+        if not isinstance(meta, Mapping):
+            modified.append(f"{rel} (no sha256 in bundle.json)")
             continue
         size = full.stat().st_size
         if meta.get("size") is not None and size != meta["size"]:
@@ -111,7 +129,7 @@ def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, 
     unexpected: list[str] = []
     for rel, full in _walk(root):
         key = str(rel)
-        if key == BUNDLE_FILE or key in files:
+        if key in files:
             continue
         try:
             st = full.lstat()
@@ -119,6 +137,10 @@ def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, 
             continue
         if stat.S_ISLNK(st.st_mode):
             unexpected.append(f"{key} (symlink)")
+        elif key in UNLISTED_FILES and stat.S_ISREG(st.st_mode):
+            continue  # bundle.json / bundle.sig at the root: legitimate, and only these names
+        elif not stat.S_ISREG(st.st_mode):
+            unexpected.append(f"{key} (special file)")  # fifo, device, socket
         elif rel.suffix.lower() in RISKY_SUFFIXES:
             unexpected.append(key)
         elif st.st_mode & 0o111:
@@ -152,18 +174,50 @@ def _member_path(member: tarfile.TarInfo) -> PurePosixPath:
     return p
 
 
+def max_archive_bytes() -> int:
+    """The uncompressed-size limit: ``EDGEPACK_MAX_ARCHIVE_BYTES`` or 4 GiB."""
+    text = os.environ.get(MAX_ARCHIVE_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_ARCHIVE_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ArchiveError(f"{MAX_ARCHIVE_BYTES_ENV}={text!r} is not a positive byte count",
+                           where=MAX_ARCHIVE_BYTES_ENV, hint="e.g. 8589934592 for 8 GiB, or unset it")
+    return value
+
+
 def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
     """Extract a .tar.gz bundle into dest after checking every member; return the bundle root.
 
     Only regular files and directories under one top-level folder are accepted: no absolute
-    paths, '..', links, devices or fifos. Checks run on all members before anything is written.
+    paths, '..', links, devices or fifos, and at most ``max_archive_bytes()`` uncompressed (a
+    decompression bomb is refused while its headers are read, before any byte is written).
+    Checks run on all members before anything is written.
     """
     archive, dest = Path(archive), Path(dest)
+    limit = max_archive_bytes()
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
+            members: list[tarfile.TarInfo] = []
+            total = 0
             top: str | None = None
-            for m in members:
+            for m in tar:  # lazily: stop at the first member over a limit
+                members.append(m)
+                if len(members) > MAX_ARCHIVE_MEMBERS:
+                    raise ArchiveError(f"archive has more than {MAX_ARCHIVE_MEMBERS} members",
+                                       where=str(archive),
+                                       hint="not an edgepack bundle; do not extract it")
+                total += max(m.size, 0) if m.isfile() else 0
+                if total > limit:
+                    raise ArchiveError(
+                        f"archive unpacks to more than {limit} bytes (limit "
+                        f"{MAX_ARCHIVE_BYTES_ENV}={limit}; reached at {m.name})",
+                        where=str(archive),
+                        hint=f"a decompression bomb or not a bundle; if the bundle really is "
+                             f"this large, set {MAX_ARCHIVE_BYTES_ENV} to a higher byte count")
                 p = _member_path(m)
                 if m.issym() or m.islnk():
                     raise ArchiveError(f"link in archive (-> {m.linkname})", where=m.name,
@@ -340,9 +394,11 @@ class Bundle:
     provenance: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, compare=False)
     archive: Path | None = None  # the .tar.gz this was extracted from, if any
+    signed_by: SignatureInfo | None = None  # set when opened with a public key that checked out
 
     @classmethod
-    def from_dict(cls, data: Any, root: Path, *, archive: Path | None = None) -> "Bundle":
+    def from_dict(cls, data: Any, root: Path, *, archive: Path | None = None,
+                  signed_by: SignatureInfo | None = None) -> "Bundle":
         where = str(root / BUNDLE_FILE)
         if not isinstance(data, dict):
             raise BundleFormatError("bundle.json must hold an object", where=where)
@@ -373,6 +429,10 @@ class Bundle:
         if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
             raise BundleFormatError("'files' must map paths to {sha256, size}", where=where)
         golden = data.get("golden")
+        for key, kind in (("fallbacks", list), ("warnings", list), ("provenance", dict)):
+            if data.get(key) is not None and not isinstance(data[key], kind):
+                raise BundleFormatError(f"{key!r} must be a {kind.__name__}, got "
+                                        f"{type(data[key]).__name__}", where=where)
         return cls(root=root, name=str(data.get("name", root.name)), target=target,
                    signature=Signature.from_dict(_require(data, "signature", dict, where),
                                                  where=f"{where}: signature"),
@@ -381,7 +441,8 @@ class Bundle:
                                                                        where=f"{where}: golden"),
                    files=files, fallbacks=list(data.get("fallbacks") or []),
                    warnings=[str(w) for w in data.get("warnings") or []],
-                   provenance=dict(data.get("provenance") or {}), raw=data, archive=archive)
+                   provenance=dict(data.get("provenance") or {}), raw=data, archive=archive,
+                   signed_by=signed_by)
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file named in bundle.json."""
@@ -407,19 +468,31 @@ class Bundle:
         verify_files(self.root, self.files, display_root=shown)
 
 
-def read_bundle(root: str | os.PathLike[str], *, archive: Path | None = None) -> Bundle:
-    """Parse bundle.json in a bundle directory."""
+def read_bundle(root: str | os.PathLike[str], *, archive: Path | None = None,
+                public_key: PublicKey | None = None) -> Bundle:
+    """Parse bundle.json in a bundle directory.
+
+    With ``public_key``, bundle.sig is checked against the very bytes that are then parsed,
+    before anything in them is used (SignatureError when unsigned, by another key, or changed).
+    """
     root = Path(root).resolve()
     path = root / BUNDLE_FILE
     if not path.is_file():
         raise BundleFormatError(f"no {BUNDLE_FILE} here", where=str(root),
                                 hint="pass a bundle directory or its .tar.gz archive")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise BundleFormatError(f"cannot read: {exc}", where=str(path),
                                 hint="the file is damaged; re-copy the bundle") from exc
-    return Bundle.from_dict(data, root, archive=archive)
+    signed_by = verify_signature(root, public_key, data=raw) if public_key is not None else None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: bad JSON, or an integer longer than Python's digit limit
+        raise BundleFormatError(f"cannot read: {exc}", where=str(path),
+                                hint="the file is damaged; re-copy the bundle") from exc
+    return Bundle.from_dict(data, root, archive=archive, signed_by=signed_by)
 
 
 def is_archive(path: str | os.PathLike[str]) -> bool:
@@ -427,16 +500,25 @@ def is_archive(path: str | os.PathLike[str]) -> bool:
     return name.endswith((".tar.gz", ".tgz", ".tar"))
 
 
-def open_bundle(path: str | os.PathLike[str]) -> Bundle:
-    """Open a bundle directory, or extract a .tar.gz to a temp dir removed with the Bundle/at exit."""
+def open_bundle(path: str | os.PathLike[str], *, public_key: PublicKey | None = None) -> Bundle:
+    """Open a bundle directory, or extract a .tar.gz to a temp dir removed with the Bundle/at exit.
+
+    ``public_key``: refuse the bundle unless bundle.sig is a good signature by that key (checked
+    before bundle.json is parsed; see ``runtime.signing``).
+    """
     p = Path(path)
     if p.is_dir():
-        return read_bundle(p)
+        return read_bundle(p, public_key=public_key)
     if p.is_file() and is_archive(p):
         tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
         try:
             root = extract_archive(p, tmp)
-            bundle = read_bundle(root, archive=p.resolve())
+            bundle = read_bundle(root, archive=p.resolve(), public_key=public_key)
+        except SignatureError as exc:  # name the archive, not a temp dir about to vanish
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.where and exc.where.startswith(str(root)):
+                exc.where = f"{p.resolve()}:{root.name}{exc.where[len(str(root)):]}"
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

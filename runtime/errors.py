@@ -54,6 +54,13 @@ class ArchiveError(RuntimeBundleError):
     code = "unsafe-archive"
 
 
+class SignatureError(RuntimeBundleError):
+    """A public key was given and bundle.sig is missing, malformed, by another key, or does not
+    match bundle.json (or the check cannot run: no ``cryptography``)."""
+
+    code = "bad-signature"
+
+
 class FeedError(RuntimeBundleError):
     """Inputs given to Model.run do not match the bundle's signature."""
 

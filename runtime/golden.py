@@ -1,6 +1,7 @@
 """Golden data: load it, run it through a model in the bundle's layout, judge parity."""
 from __future__ import annotations
 
+import zipfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,9 +17,19 @@ if TYPE_CHECKING:
 def load_npz(path: str, *, where: str | None = None) -> dict[str, np.ndarray]:
     """Read an .npz without pickles; missing/damaged files become runtime errors."""
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy under an .npz name
+            raise ValueError("not an .npz archive (a single .npy array?)")
+        with data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an object array: unpickling it could run code
+            raise BundleFormatError("npz holds a pickled object array, which is refused "
+                                    "(loading pickles can run code)", where=where or path,
+                                    hint="store plain numeric arrays (np.savez of numeric "
+                                         "dtypes)") from exc
+        raise BundleFormatError(f"cannot read npz: {exc}", where=where or path) from exc
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise BundleFormatError(f"cannot read npz: {exc}", where=where or path) from exc
 
 

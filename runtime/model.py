@@ -1,6 +1,7 @@
 """``load`` a bundle into a ``Model``: verified files, the candidate that works, checked feeds."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from .backends import Backend
-from .bundle import Bundle, Candidate, open_bundle
-from .errors import BackendError, FeedError
+from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
+from .errors import BackendError, FeedError, SignatureError
 from .select import (AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates,
                      try_candidate, walk)
 from .signature import FeedValidator, TensorSpec
+from .signing import PublicKey, verify_signature
 from .tune import TunedLookup, lookup_tuned
 
 
@@ -199,16 +201,42 @@ def choose(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
     return chosen, decisions, lookup
 
 
+def check_opened_signature(bundle: Bundle, public_key: PublicKey) -> None:
+    """Signature check for a Bundle opened earlier without a key: the bytes on disk must be
+    signed and must still be what the Bundle was parsed from."""
+    path = bundle.root / BUNDLE_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SignatureError(f"cannot read: {exc.strerror or exc}", where=str(path)) from exc
+    info = verify_signature(bundle.root, public_key, data=data)
+    try:
+        same = json.loads(data.decode("utf-8")) == bundle.raw
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        same = False
+    if not same:
+        raise SignatureError("bundle.json changed on disk after this Bundle was opened",
+                             where=str(path), hint="open the bundle again with the key")
+    object.__setattr__(bundle, "signed_by", info)  # frozen dataclass: record the check
+
+
 def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
          strict: bool = False, verify_hashes: bool = True, probe_all: bool = False,
-         tuned: bool = True) -> Model:
+         tuned: bool = True, public_key: PublicKey | None = None) -> Model:
     """Open a bundle (dir or .tar.gz), check its files, and load the best working candidate.
 
-    Hashes are checked before any artifact is loaded, so a tampered bundle never runs. "Best" is
-    the tuned choice recorded by ``python -m runtime tune`` for this device when one applies
+    With ``public_key`` (a PEM path, PEM text, or base64 raw ed25519 key), bundle.sig must be a
+    good signature by that key over bundle.json (else SignatureError), checked first. Hashes are
+    checked before any artifact is loaded, so a tampered bundle never runs. "Best" is the tuned
+    choice recorded by ``python -m runtime tune`` for this device when one applies
     (``tuned=False`` ignores it), else the first candidate that loads in the bundle's order.
     """
-    bundle = path if isinstance(path, Bundle) else open_bundle(path)
+    if isinstance(path, Bundle):
+        bundle = path
+        if public_key is not None:
+            check_opened_signature(bundle, public_key)
+    else:
+        bundle = open_bundle(path, public_key=public_key)
     if verify_hashes:
         bundle.verify()
     chosen, decisions, lookup = choose(bundle, prefer=prefer, strict=strict,

@@ -82,10 +82,18 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
                      threads=cand.threads, options=MappingProxyType(cand.raw),
                      inputs=inputs, outputs=outputs)
     except RuntimeBundleError as exc:
-        dec.reason = exc.message
+        _close_quietly(backend)
+        dec.reason = _with_memory_note(exc.message)
+        return None, dec
+    except MemoryError as exc:  # a device too small for this candidate: try the next one
+        _close_quietly(backend)
+        detail = " ".join(str(exc).split())
+        dec.reason = _with_memory_note("session creation failed: MemoryError"
+                                       + (f": {detail}" if detail else ""))
         return None, dec
     except Exception as exc:  # a backend bug must not stop the walk; record it
-        dec.reason = f"session creation failed: {type(exc).__name__}: {exc}"
+        _close_quietly(backend)
+        dec.reason = _with_memory_note(f"session creation failed: {type(exc).__name__}: {exc}")
         return None, dec
     dec.providers_in_use = backend.providers_in_use
     dec.notes = list(backend.notes)
@@ -110,6 +118,30 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
                       else "loaded") + why
     dec.status = SELECTED
     return backend, dec
+
+
+# How frameworks word an allocation failure: Python, C++ (std::bad_alloc), onnxruntime, TFLite.
+_OOM_MARKERS = ("memoryerror", "bad allocation", "bad_alloc", "out of memory",
+                "cannot allocate memory", "failed to allocate", "allocation failed")
+MEMORY_NOTE = "out of memory: this device has too little free memory for this candidate"
+
+
+def looks_out_of_memory(text: str) -> bool:
+    """Whether an error text is an allocation failure (so the report can say so plainly)."""
+    low = text.lower()
+    return any(m in low for m in _OOM_MARKERS)
+
+
+def _with_memory_note(reason: str) -> str:
+    return f"{reason} ({MEMORY_NOTE})" if looks_out_of_memory(reason) else reason
+
+
+def _close_quietly(backend: Backend) -> None:
+    """Free whatever a failed ``open`` left behind; a second failure must not hide the first."""
+    try:
+        backend.close()
+    except Exception:
+        pass
 
 
 def artifact_specs(bundle: Bundle, cand: Candidate
@@ -188,11 +220,14 @@ def select(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
 
 
 def no_candidate_error(bundle: Bundle, decisions: list[Decision]) -> NoCandidateError:
+    hint = ("install the requirements.txt of this bundle, or build a bundle for this device's "
+            "target")
+    if any(looks_out_of_memory(d.reason) for d in decisions):
+        hint = ("free memory (stop other processes) or build a smaller candidate (int8) for "
+                "this device; otherwise " + hint)
     return NoCandidateError("no candidate could be loaded on this device:\n"
                             + format_decisions(decisions, indent="  "),
-                            where=str(bundle.root),
-                            hint="install the requirements.txt of this bundle, or build a "
-                                 "bundle for this device's target")
+                            where=str(bundle.root), hint=hint)
 
 
 def format_decisions(decisions: list[Decision], indent: str = "") -> str:
