@@ -102,6 +102,7 @@ class CandidateResult:
     message: str | None = None
     notes: list[str] = field(default_factory=list)
     cached: bool = False
+    speedup: float | None = None  # host latency of fp32 (same format) / this candidate's
 
     @property
     def in_bundle(self) -> bool:
@@ -112,7 +113,8 @@ class CandidateResult:
                 "status": self.status, "file": self.file, "size": self.size,
                 "parity": self.parity.to_dict() if self.parity else None,
                 "accuracy": self.accuracy, "host_latency_ms": self.host_latency_ms,
-                "message": self.message, "notes": self.notes, "cached": self.cached}
+                "message": self.message, "notes": self.notes, "cached": self.cached,
+                "speedup_vs_fp32": self.speedup}
 
 
 @dataclass
@@ -474,6 +476,7 @@ class Builder:
                     continue
             chosen.append((spec, art, cr))
 
+        chosen = self._speed_guard(target, chosen, result)
         hard = [c for c in result.candidates if c.status == "parity-failed"]
         # "unsupported" is a route this source cannot take (a torch model has no TFLite route without
         # litert-torch, say): shown and recorded, but not a failure; "failed" is a real error
@@ -501,6 +504,27 @@ class Builder:
             bundle_dir, archive = self._write(target, chosen, result)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
+
+    def _speed_guard(self, target: Target, chosen: list[tuple[CandidateSpec, Artifact, CandidateResult]],
+                     result: TargetResult) -> list[tuple[CandidateSpec, Artifact, CandidateResult]]:
+        """Show each quantized candidate's host speed against fp32 of its format; with the target's
+        drop_slower_quantized, drop one that is not faster ("quantized but slower").
+
+        Host latency only hints at the device's; ``python -m runtime tune`` decides there."""
+        fp32 = {spec.format: art.host_latency_ms for spec, art, _ in chosen if spec.precision == "fp32"}
+        kept = []
+        for spec, art, cr in chosen:
+            base = fp32.get(spec.format)
+            if spec.precision != "fp32" and base and art.host_latency_ms:
+                cr.speedup = base / art.host_latency_ms
+                if target.drop_slower_quantized and cr.speedup <= 1.0 and len(chosen) > 1:
+                    cr.status = "dropped"
+                    cr.message = (f"{spec.precision} is not faster than fp32 on the build host "
+                                  f"({art.host_latency_ms:.3f} ms vs {base:.3f} ms); drop_slower_quantized")
+                    result.fallbacks.append({"candidate": spec.id, "reason": cr.message, "next": "-"})
+                    continue
+            kept.append((spec, art, cr))
+        return kept
 
     def _remove_stale(self, bundle_name: str) -> str:
         """A failed target must not leave an older bundle at its path that still verifies."""

@@ -50,11 +50,13 @@ def format_build(result: BuildResult) -> str:
         where = f" -> {t.bundle_dir} (+ .tar.gz)" if t.bundle_dir else ""
         lines.append("")
         lines.append(f"target {t.target}: {t.status.upper()}{where}")
-        rows = [("candidate", "precision", "size", "max_abs", "cosine", "top1", "accuracy", "host ms", "status")]
+        rows = [("candidate", "precision", "size", "max_abs", "cosine", "top1", "accuracy", "host ms", "vs fp32",
+                 "status")]
         for c in t.candidates:
             max_abs, cos, top = _worst(c)
             rows.append((c.id, c.precision, human_size(c.size), _num(max_abs, ".3g"), _num(cos, ".6f"),
                          _num(top, ".3f"), _num(c.accuracy, ".4f"), _num(c.host_latency_ms, ".3f"),
+                         "-" if c.speedup is None else f"{c.speedup:.2f}x",
                          _STATUS_WORDS.get(c.status, c.status) + (" (cached)" if c.cached else "")))
         lines.append(table(rows))
         for c in t.candidates:

@@ -83,6 +83,7 @@ class Target:
     requirements: tuple[str, ...]                       # always installed
     backend_requirements: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per backend in the bundle
     precision_fallback: bool = False
+    drop_slower_quantized: bool = False  # drop an fp16/int8 candidate not faster than fp32 on the host
     notes: str = ""
     source: str = ""
 
@@ -146,7 +147,7 @@ def parse_target(data: Any, file: str) -> Target:
     """Validate a parsed target document."""
     root = Node(data, file, "", TargetError)
     root.mapping(["name", "description", "arch", "python", "threads", "candidates",
-                  "requirements", "precision_fallback", "notes"],
+                  "requirements", "precision_fallback", "drop_slower_quantized", "notes"],
                  required=["name", "arch", "python", "candidates", "requirements"])
     name = root.get("name", str)
     if not _NAME_RE.match(name):
@@ -176,6 +177,7 @@ def parse_target(data: Any, file: str) -> Target:
         requirements=common,
         backend_requirements=per_backend,
         precision_fallback=root.get("precision_fallback", bool, False),
+        drop_slower_quantized=root.get("drop_slower_quantized", bool, False),
         notes=root.get("notes", str, ""),
         source=file,
     )
@@ -226,6 +228,9 @@ def _parse_candidate(node: Node) -> CandidateSpec:
         raise node.fail("io: int8 applies to full-int8 TFLite candidates only", "io",
                         hint="use format: tflite, precision: int8, quantization: {mode: static}")
     providers = tuple(node.strings("providers", default=[DEFAULT_PROVIDERS[fmt]]))
+    if not providers:
+        raise node.fail("needs at least one provider", "providers",
+                        hint=f"leave 'providers' out for the default ({DEFAULT_PROVIDERS[fmt]})")
     if fmt == "torchscript":
         for i, p in enumerate(providers):
             if p not in TORCH_DEVICES:

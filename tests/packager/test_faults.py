@@ -121,6 +121,18 @@ def test_signed_bundle(tiny_project: Callable[..., Path], tmp_path: Path) -> Non
     public.verify(base64.b64decode(sig["signature"]), (bundle / "bundle.json").read_bytes())  # raises if bad
     assert "cryptography==" in (bundle / "requirements.txt").read_text()
     open_bundle(bundle).verify()  # bundle.sig is not an unexpected file
+    import runtime
+    from runtime.errors import SignatureError
+    with runtime.load(bundle, public_key=paths["public_key"]) as model:  # the device-side check agrees
+        assert model.candidate["id"]
+    other = tmp_path / "other"
+    subprocess.run([sys.executable, "-m", "packager", "keygen", str(other)], cwd=REPO, check=True,
+                   capture_output=True)
+    with pytest.raises(SignatureError):
+        runtime.load(bundle, public_key=str(other / "edgepack-signing.pub"))
+    verify = subprocess.run([sys.executable, "-m", "runtime", "verify", "--key", paths["public_key"]],
+                            cwd=bundle, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
 
 
 def test_bad_signing_key_fails_before_building(tiny_project: Callable[..., Path], tmp_path: Path) -> None:

@@ -216,3 +216,21 @@ def test_failed_rebuild_removes_the_stale_bundle(tiny_project: Callable[..., Pat
     assert result.targets[0].status == "failed" and "removed the previous bundle" in result.targets[0].message
     assert not (tmp_path / "out" / "tiny-strict-dev").exists()
     assert not (tmp_path / "out" / "tiny-strict-dev.tar.gz").exists()
+
+
+def test_quantized_but_slower_is_shown_and_can_be_dropped(tiny_project: Callable[..., Path], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # host timings are noisy: pin them (int8 twice as slow as fp32) to test the rule, not the machine
+    monkeypatch.setattr("packager.pipeline.host_latency_ms",
+                        lambda runner, feed: 2.0 if "int8" in runner.where else 1.0)
+    target = write_yaml(tmp_path / "guard.yaml", STRICT_TARGET.replace(
+        "precision_fallback: false", "precision_fallback: false\ndrop_slower_quantized: true"))
+    result = build(tiny_project(targets=[str(target), "x86-cpu"]), tmp_path / "out")
+    guarded, plain = result.targets
+    int8 = guarded.candidates[0]
+    assert int8.status == "dropped" and int8.speedup == 0.5 and "not faster than fp32" in int8.message
+    assert guarded.status == "ok" and guarded.fallbacks[0]["candidate"] == int8.id
+    doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
+    assert [c["id"] for c in doc["candidates"]] == ["onnx-fp32"]
+    shown = plain.candidates[0]  # x86-cpu does not ask to drop: kept, with its speed shown
+    assert shown.status == "ok" and shown.speedup == 0.5
