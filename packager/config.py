@@ -31,12 +31,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
+        if not isinstance(node, yaml.MappingNode):  # e.g. '!!set [a]': let the base class refuse it
+            return super().construct_mapping(node, deep=deep)
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in the same mapping", key_node.start_mark)
-            seen.add(key)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in the same mapping", key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # a list or mapping as a key: the base class reports it as unhashable
+                pass
         return super().construct_mapping(node, deep=deep)
 
 
@@ -47,16 +52,31 @@ def read_yaml(path: Path, error: type[ConfigError], what: str) -> Any:
     except FileNotFoundError:
         raise error(f"{what} file not found", where=str(path),
                     hint="check the path (relative paths are taken from the current directory)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read {what} file: {exc}", where=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"cannot read {what} file: it is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                    where=str(path), hint=f"save the {what} as UTF-8 text") from None
+    except OSError as exc:
+        raise error(f"cannot read {what} file: {exc.strerror or exc}", where=str(path),
+                    hint=f"give the path of a readable {what} YAML file") from None
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         place = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error(f"malformed YAML: {problem}", where=place,
-                    hint="fix the YAML syntax (indentation, quotes, colons) at that line") from None
+        hint = ("edgepack reads plain YAML: each key once per mapping, no !!python or other custom tags"
+                if isinstance(exc, yaml.constructor.ConstructorError) else
+                "fix the YAML syntax (indentation, quotes, colons) at that line")
+        raise error(f"malformed YAML: {problem}", where=place, hint=hint) from None
+    except RecursionError:
+        raise error("malformed YAML: collections nested too deeply to read", where=str(path),
+                    hint="a manifest or target is a few levels deep; check for unbalanced brackets") from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values that match a type's pattern but not its
+        # range, e.g. the timestamp 2024-13-45 or '!!int abc'
+        raise error(f"malformed YAML: a value cannot be read ({type(exc).__name__}: {exc})", where=str(path),
+                    hint="quote values that are meant as plain text (e.g. '2024-13-45') and drop "
+                         "explicit !!tags") from None
 
 
 class Node:
@@ -114,7 +134,12 @@ class Node:
         value = self.value[key]
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:
+                raise self.fail(f"{value} is too large for a number", key) from None
+        if kind is float and ok and value != value:
+            raise self.fail("expected a number, got NaN", key, hint="give a finite number")
         if not ok:
             raise self.fail(f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {_describe(value)}", key)
         if choices is not None and value not in choices:

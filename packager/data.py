@@ -1,6 +1,7 @@
 """Real sample data (calibration, golden, evaluation), checked against the manifest's signature."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -123,7 +124,9 @@ def load_samples(spec: DataSpec, manifest: Manifest, what: str) -> SampleSet:
         raise
     except Exception as exc:
         raise DataError(f"{spec.entry} raised {type(exc).__name__}: {exc} while yielding samples",
-                        where=f"{where}.entry") from exc
+                        where=f"{where}.entry",
+                        hint="fix the function (run it by hand to see the full traceback, or use "
+                             "--debug)") from exc
     if count == 0:
         raise DataError(f"{spec.entry} gave no samples", where=f"{where}.entry",
                         hint="yield at least one feed dict of real samples")
@@ -139,13 +142,20 @@ def _load_npz(path: Path, manifest: Manifest, limit: int, batched: bool, where: 
     if not path.is_file():
         raise DataError(f"data file {path} not found", where=f"{where}.file",
                         hint="paths in a manifest are relative to the manifest's folder")
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle and say "pickled data"
+        raise DataError(f"{path.name} is not an .npz archive (not a zip file)", where=f"{where}.file",
+                        hint="write it with numpy.savez(path, input_name=array, ...)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             loaded = {k: npz[k] for k in npz.files}
     except Exception as exc:
-        raise DataError(f"cannot read {path.name} as an .npz of arrays: {exc}", where=f"{where}.file",
-                        hint="write it with numpy.savez(path, input_name=array, ...); pickled "
-                             "objects are refused") from None
+        pickled = "pickle" in str(exc).lower()
+        raise DataError(f"cannot read {path.name} as an .npz of arrays: "
+                        + ("it holds object arrays (pickled Python objects), which are never loaded"
+                           if pickled else f"{type(exc).__name__}: {exc}"), where=f"{where}.file",
+                        hint="write it with numpy.savez(path, input_name=array, ...) from numeric "
+                             "arrays" + ("; pickled objects are refused" if pickled else
+                                         "; the file may be truncated")) from None
     feeds = _check_feed(loaded, manifest.inputs, batched=batched, stacked=not batched,
                         where=f"{where}.file ({path.name})")
     counts = {len(v) for v in feeds.values()}
@@ -153,7 +163,8 @@ def _load_npz(path: Path, manifest: Manifest, limit: int, batched: bool, where: 
         raise DataError(f"arrays in {path.name} have different sample counts {sorted(counts)}",
                         where=f"{where}.file")
     if counts == {0}:
-        raise DataError(f"{path.name} holds no samples", where=f"{where}.file")
+        raise DataError(f"{path.name} holds no samples", where=f"{where}.file",
+                        hint="save at least one sample per input")
     return SampleSet({k: v[:limit] for k, v in feeds.items()}, batched, source=f"file {path.name}")
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .config import did_you_mean
 from .errors import EdgepackError
 
 
@@ -52,7 +53,7 @@ def resolve_entry(entry: str, base_dir: Path, error: type[EdgepackError], where:
     func = getattr(module, func_name, None)
     if not callable(func):
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise error(f"{module_ref} has no function {func_name!r}", where=where,
+        raise error(f"{module_ref} has no function {func_name!r}{did_you_mean(func_name, names)}", where=where,
                     hint=f"functions defined there: {', '.join(names[:10]) or 'none'}")
     return func
 
@@ -64,6 +65,11 @@ def call_entry(entry: str, base_dir: Path, error: type[EdgepackError], where: st
         return func(**kwargs)
     except EdgepackError:
         raise
+    except FileNotFoundError as exc:  # typically the trained weights: say so, and how paths resolve
+        raise error(f"{entry} raised FileNotFoundError: {exc}", where=where,
+                    hint="a file the function reads is missing (trained weights?): create it, or fix "
+                         "the path; relative paths inside the function are taken from the current "
+                         "directory, not the manifest's (use Path(__file__).parent)") from exc
     except Exception as exc:
         raise error(f"{entry} raised {type(exc).__name__}: {exc}", where=where,
                     hint="fix the function (run it by hand to see the full traceback, or use --debug)") from exc

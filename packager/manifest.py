@@ -17,6 +17,8 @@ LAYOUTS = ("NCHW", "NHWC", "NC", "NCW", "NWC", "any")
 EXPORTERS = ("auto", "dynamo", "torchscript")
 TORCHSCRIPT_METHODS = ("trace", "script")
 TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "max_mismatch", "max_range_error")
+_DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
+                  "fp32": "float32", "fp16": "float16", "f32": "float32", "i64": "int64"}
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _ENTRY_RE = re.compile(r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -239,16 +241,22 @@ def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
     shape: tuple[int | str, ...] | None = None
     if shape_val is not None:
         if not isinstance(shape_val, list):
-            raise node.fail("shape must be a list like [batch, 1, 8, 8]", "shape")
+            raise node.fail(f"shape must be a list, got {type(shape_val).__name__} {shape_val!r}", "shape",
+                            hint="write it like [batch, 1, 8, 8]: one entry per axis")
         dims: list[int | str] = []
         for i, d in enumerate(shape_val):
             ok = (isinstance(d, int) and not isinstance(d, bool) and d > 0) or \
                  (isinstance(d, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", d))
             if not ok:
                 raise node.child("shape").fail(
-                    f"dimension {d!r} must be a positive integer or a symbol like 'batch'", i)
+                    f"dimension {d!r} must be a positive integer or a symbol like 'batch'", i,
+                    hint="a fixed size (1, 28, ...) or a name for a dynamic axis (batch)")
             dims.append(d)
         shape = tuple(dims)
+    raw_dtype = node.value.get("dtype")
+    if isinstance(raw_dtype, str) and raw_dtype in _DTYPE_ALIASES:
+        raise node.fail(f"{raw_dtype!r} is not one of: {', '.join(DTYPES)} (did you mean "
+                        f"{_DTYPE_ALIASES[raw_dtype]!r}?)", "dtype", hint="dtypes are numpy names with their width")
     return TensorSpec(name=node.get("name", str), dtype=node.get("dtype", str, "float32", choices=DTYPES),
                       shape=shape, layout=node.get("layout", str, None, choices=LAYOUTS),
                       scores=node.get("scores", bool, None))
@@ -272,7 +280,7 @@ def _parse_data(node: Node, base_dir: Path, *, allow_random: bool, default_sampl
                     random=node.get("random", bool, False),
                     samples=node.get("samples", int, default_samples, minimum=1),
                     batch_size=node.get("batch_size", int, 16, minimum=1),
-                    seed=node.get("seed", int, 0))
+                    seed=node.get("seed", int, 0, minimum=0))
 
 
 def _parse_tolerance(node: Node) -> dict[str, Any]:

@@ -1,12 +1,9 @@
 """torch -> ONNX with torch.onnx.export: the torch.export-based exporter first, TorchScript's as fallback."""
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import re
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import onnx
 
 from ..errors import ConversionError
 from ..manifest import Manifest
+from ..quiet import quiet
 
 DYNAMO = "torch.onnx.export(dynamo=True)"
 TORCHSCRIPT = "torch.onnx.export(dynamo=False)"
@@ -92,15 +90,16 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
         for exporter in order:
             path = Path(tmp) / "model.onnx"
             try:
-                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                    warnings.simplefilter("ignore")
+                with quiet():  # exporters print graphs and progress on stdout/stderr
                     runners[exporter](module, args, manifest, path)
                 model = onnx.load(str(path))
             except Exception as exc:
                 if _caused_by_interrupt(exc):  # the exporter wraps Ctrl-C: it must stop the build
                     raise KeyboardInterrupt from exc
-                text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-                errors.append(f"{exporter}: {type(exc).__name__}: {text[0] if text else ''}")
+                lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
+                # the first line that names an operator says the most ("aten::histc ..."), else the first
+                named = next((ln for ln in lines if "::" in ln or "operator" in ln.lower()), lines[0] if lines else "")
+                errors.append(f"{exporter}: {type(exc).__name__}: {named[:300]}")
                 continue
             if errors:
                 notes.append(f"fell back to {exporter} because " + "; ".join(errors))

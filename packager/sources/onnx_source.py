@@ -48,8 +48,18 @@ class OnnxSource:
                 self._session = ort.InferenceSession(self.model.SerializeToString(), opts,
                                                      providers=["CPUExecutionProvider"])
             except Exception as exc:
-                raise SourceError(f"onnxruntime cannot run the source model: {exc}",
-                                  where=f"{self.manifest.file}: source.path") from exc
+                first = " ".join(str(exc).split())
+                custom = custom_ops(self.model)
+                if custom:
+                    shown = ", ".join(f"{op!r} (domain {dom!r})" for dom, op in custom)
+                    raise SourceError(f"the model uses op(s) {shown} that the onnx format as run by "
+                                      f"onnxruntime cannot express: {first}",
+                                      where=f"{self.manifest.file}: source.path",
+                                      hint="re-export the model with standard ONNX ops only (custom "
+                                           "ops need a kernel library on every device)") from exc
+                raise SourceError(f"onnxruntime cannot run the source model: {first}",
+                                  where=f"{self.manifest.file}: source.path",
+                                  hint="check the model with onnx.checker and onnxruntime by hand") from exc
         names = [o.name for o in self.manifest.outputs]
         try:
             values = self._session.run(names, {s.name: feeds[s.name] for s in self.manifest.inputs})
@@ -58,6 +68,15 @@ class OnnxSource:
                               where=f"{self.manifest.file}: inputs",
                               hint="check the manifest's input shapes against the model's") from None
         return dict(zip(names, values))
+
+
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def custom_ops(model: Any) -> list[tuple[str, str]]:
+    """(domain, op_type) of every node outside the standard ONNX (and onnxruntime) domains."""
+    found = {(n.domain, n.op_type) for n in model.graph.node if n.domain not in STANDARD_DOMAINS}
+    return sorted(found)
 
 
 def check_signature(model: Any, manifest: Manifest) -> None:
@@ -88,7 +107,8 @@ def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any],
     if shape is not None and dims is not None:
         if len(dims) != len(shape):
             raise SourceError(f"input {name!r} has rank {len(dims)} in the model {dims}, "
-                              f"{len(shape)} in the manifest {list(shape)}", where=where)
+                              f"{len(shape)} in the manifest {list(shape)}", where=where,
+                              hint=f"write the model's shape in the manifest: {dims}")
         for axis, (want, have) in enumerate(zip(shape, dims)):
             if isinstance(want, str) and isinstance(have, int):
                 raise SourceError(f"input {name!r} axis {axis} is fixed to {have} in the model, the manifest "

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization

@@ -2,7 +2,6 @@
 code execution from data (pickles in npz, a TorchScript artifact before its hash checks out)."""
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
