@@ -41,7 +41,7 @@ class Tolerance:
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "tolerance") -> "Tolerance":
         if not isinstance(data, Mapping):
             raise BundleFormatError(f"a tolerance must be an object, got {type(data).__name__}",
-                                    where=where, hint=f"e.g. {{\"atol\": 1e-4, \"rtol\": 1e-3}}")
+                                    where=where, hint="e.g. {\"atol\": 1e-4, \"rtol\": 1e-3}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(map(str, set(data) - known))
         if unknown:

@@ -6,7 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from .select import (AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_c
                      try_candidate, walk)
 from .signature import FeedValidator, TensorSpec
 from .signing import PublicKey, verify_signature
-from .tune import TunedLookup, lookup_tuned
+
+if TYPE_CHECKING:  # tune imports doctor (importlib.metadata, ctypes): only when load() runs
+    from .tuned import TunedLookup
 
 
 class Model:
@@ -41,6 +43,17 @@ class Model:
         static = candidate.raw.get("static_batch")
         self._static_batch = static if isinstance(static, int) and not isinstance(static, bool) \
             and static > 0 else None
+        # The hot path: a backend that offers ``ordered(names)`` gives a function returning the
+        # outputs as a list in signature order, so run() builds one dict and nothing else
+        # (io_map renaming done inside); a fixed-batch artifact takes it for its own batch.
+        self._ordered: Any = None
+        maker = getattr(backend, "ordered", None)
+        if maker is not None:
+            try:
+                self._ordered = maker([art for _, art in self._out_pairs],
+                                      {v: k for k, v in in_map.items()} if self._in_map else None)
+            except KeyError:  # an output the backend lacks: the general path reports it
+                self._ordered = None
 
     @property
     def inputs(self) -> list[TensorSpec]:
@@ -100,7 +113,14 @@ class Model:
             raise BackendError("model is closed", where=self._candidate.id,
                                hint="load the bundle again")
         if validate:
-            (self._raw_validator(backend) if raw else self._validate)(feeds)
+            if raw:
+                self._raw_validator(backend)(feeds)
+            else:
+                self._validate(feeds)
+        ordered = self._ordered
+        if ordered is not None and (self._static_batch is None
+                                    or _batch_of(feeds) == self._static_batch):
+            return dict(zip(self._output_names, ordered(feeds, raw)))
         if self._in_map is not None:
             feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
         if self._static_batch is not None:
@@ -141,6 +161,7 @@ class Model:
 
     def close(self) -> None:
         backend, self._backend = self._backend, None
+        self._ordered = None
         if backend is not None:
             backend.close()
 
@@ -156,6 +177,14 @@ class Model:
                 f"providers={self.providers})")
 
 
+def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:
+    """The first feed's batch (axis 0), or -1 when there is none to read."""
+    try:
+        return len(next(iter(feeds.values())))
+    except Exception:
+        return -1
+
+
 def choose(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
            probe_all: bool = False, tuned: bool = True
            ) -> tuple[tuple[Backend, Candidate] | None, list[Decision], TunedLookup]:
@@ -163,11 +192,16 @@ def choose(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
 
     ``prefer`` wins over a tuned choice (the caller asked for a candidate by name).
     """
+    from .tuned import TunedLookup, tuned_path
     if not tuned:
         lookup = TunedLookup(None, "disabled", "tuned choice ignored (tuned=False)")
     elif prefer is not None:
         lookup = TunedLookup(None, "prefer", f"no tuned choice: prefer={prefer} given")
+    elif not tuned_path(bundle).is_file():  # the common case: no need to fingerprint the device
+        path = tuned_path(bundle)
+        lookup = TunedLookup(None, "no-file", f"no tuned choice: no file ({path.name})", str(path))
     else:
+        from .tune import lookup_tuned  # lazy: reads the device (doctor), only when there is a file
         lookup = lookup_tuned(bundle)
     if lookup.candidate is not None:
         cand = bundle.candidate(lookup.candidate)

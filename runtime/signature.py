@@ -96,6 +96,7 @@ class FeedValidator:
         self._specs = tuple(inputs)
         self._names = tuple(s.name for s in self._specs)
         self._name_set = frozenset(self._names)
+        self._count = len(self._names)
         self._dtypes = tuple(np.dtype(s.dtype) for s in self._specs)
         self._ranks = tuple(len(s.shape) for s in self._specs)
         # (axis, size) for fixed dims, (axis, symbol) for symbolic ones, per input.
@@ -103,11 +104,68 @@ class FeedValidator:
                             for s in self._specs)
         self._symbolic = tuple(tuple((i, d) for i, d in enumerate(s.shape) if isinstance(d, str))
                                for s in self._specs)
+        # A symbolic dim only constrains anything where its name occurs again: each later
+        # occurrence is compared with the first one, (axis, name, first input, first axis).
+        first: dict[str, tuple[str, int]] = {}
+        again: list[tuple[tuple[int, str, str, int], ...]] = []
+        for spec, symbolic in zip(self._specs, self._symbolic):
+            mine = []
+            for axis, symbol in symbolic:
+                if symbol in first:
+                    mine.append((axis, symbol, *first[symbol]))
+                else:
+                    first[symbol] = (spec.name, axis)
+            again.append(tuple(mine))
+        # The hot path: one tuple per input with everything precomputed. A fully fixed shape
+        # is compared in one go; mixed shapes compare their fixed axes.
+        self._checks = tuple(
+            (spec.name, dtype, rank, spec.shape if len(fixed) == rank else None, fixed, rep, spec)
+            for spec, dtype, rank, fixed, rep in zip(self._specs, self._dtypes, self._ranks,
+                                                     self._fixed, again))
 
     def __call__(self, feeds: Any) -> None:
-        if not isinstance(feeds, Mapping):
+        # type() first: isinstance(x, Mapping) is an ABC check costing ~0.5 µs per call.
+        if type(feeds) is not dict and not isinstance(feeds, Mapping):
             raise FeedError(f"feeds must be a dict of name -> numpy array, got "
                             f"{type(feeds).__name__}", hint=f"pass {{{self._names[0]!r}: array}}")
+        # Same count and every name present means no unexpected key either (keys are unique).
+        if len(feeds) != self._count:
+            self._check_names(feeds)
+        for name in self._names:
+            if name not in feeds:
+                self._check_names(feeds)
+        ndarray = np.ndarray
+        for name, dtype, rank, whole, fixed, again, spec in self._checks:
+            arr = feeds[name]
+            if not isinstance(arr, ndarray):
+                raise FeedError(f"expected a numpy array, got {type(arr).__name__}",
+                                where=name, hint=f"pass np.asarray(value, dtype=np.{dtype})")
+            got = arr.dtype
+            if got is not dtype and got != dtype:
+                raise FeedError(f"dtype {got} does not match {dtype}", where=name,
+                                hint=f"cast explicitly: array.astype(np.{dtype})")
+            shape = arr.shape
+            if len(shape) != rank:
+                raise FeedError(f"rank {len(shape)} (shape {list(shape)}) does not match rank "
+                                f"{rank} {list(spec.shape)}", where=name,
+                                hint="add or remove axes (e.g. a batch axis with x[None])")
+            if whole is not None:
+                if shape != whole:
+                    self._check_fixed(shape, fixed, spec)
+            else:
+                for axis, size in fixed:
+                    if shape[axis] != size:
+                        self._check_fixed(shape, fixed, spec)
+            for axis, symbol, first_name, first_axis in again:
+                size = feeds[first_name].shape[first_axis]
+                if shape[axis] != size:
+                    raise FeedError(
+                        f"axis {axis} ({symbol!r}) has size {shape[axis]} but {first_name!r} axis "
+                        f"{first_axis} has {symbol!r} = {size}", where=name,
+                        hint=f"every dim named {symbol!r} must have the same size")
+
+    def _check_names(self, feeds: Mapping[Any, Any]) -> None:
+        """Raise for an unexpected key (first) or a missing input (off the hot path)."""
         for key in feeds:
             if key not in self._name_set:
                 close = difflib.get_close_matches(str(key), self._names, n=1)
@@ -117,35 +175,15 @@ class FeedValidator:
         if missing:
             raise FeedError(f"missing input(s) {missing}", where=missing[0],
                             hint=f"the model needs {list(self._names)}")
-        seen: dict[str, tuple[int, str, int]] = {}
-        for spec, dtype, rank, fixed, symbolic in zip(self._specs, self._dtypes, self._ranks,
-                                                      self._fixed, self._symbolic):
-            arr = feeds[spec.name]
-            if not isinstance(arr, np.ndarray):
-                raise FeedError(f"expected a numpy array, got {type(arr).__name__}",
-                                where=spec.name, hint=f"pass np.asarray(value, dtype=np.{dtype})")
-            if arr.dtype != dtype:
-                raise FeedError(f"dtype {arr.dtype} does not match {dtype}", where=spec.name,
-                                hint=f"cast explicitly: array.astype(np.{dtype})")
-            shape = arr.shape
-            if len(shape) != rank:
-                raise FeedError(f"rank {len(shape)} (shape {list(shape)}) does not match rank "
-                                f"{rank} {list(spec.shape)}", where=spec.name,
-                                hint="add or remove axes (e.g. a batch axis with x[None])")
-            for axis, size in fixed:
-                if shape[axis] != size:
-                    raise FeedError(f"axis {axis} has size {shape[axis]}, expected {size} "
-                                    f"(shape {list(shape)} vs {list(spec.shape)})",
-                                    where=spec.name)
-            for axis, symbol in symbolic:
-                prev = seen.get(symbol)
-                if prev is None:
-                    seen[symbol] = (shape[axis], spec.name, axis)
-                elif prev[0] != shape[axis]:
-                    raise FeedError(
-                        f"axis {axis} ({symbol!r}) has size {shape[axis]} but {prev[1]!r} axis "
-                        f"{prev[2]} has {symbol!r} = {prev[0]}", where=spec.name,
-                        hint=f"every dim named {symbol!r} must have the same size")
+
+    @staticmethod
+    def _check_fixed(shape: tuple[int, ...], fixed: tuple[tuple[int, int], ...],
+                     spec: TensorSpec) -> None:
+        """Raise for the first fixed axis whose size differs (off the hot path)."""
+        for axis, size in fixed:
+            if shape[axis] != size:
+                raise FeedError(f"axis {axis} has size {shape[axis]}, expected {size} "
+                                f"(shape {list(shape)} vs {list(spec.shape)})", where=spec.name)
 
 
 def validate_feeds(feeds: Any, inputs: Sequence[TensorSpec]) -> None:

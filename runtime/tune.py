@@ -16,41 +16,26 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from .bundle import BUNDLE_FILE, Bundle, is_archive, sha256_file
+from .bundle import BUNDLE_FILE, Bundle, sha256_file
 from .doctor import (REAL_PATHS, DevicePaths, backend_packages, backend_providers,
                      detect_emulation, read_cpuinfo)
 from .errors import RuntimeBundleError
+from .tuned import TunedLookup, tuned_path
 
 if TYPE_CHECKING:
     from .model import Model
 
-TUNED_SUFFIX = ".tuned.json"
 TUNED_SCHEMA = "edgepack-tuned/1"
 STABLE_WITHIN = 0.02  # median of the last half within 2% of the whole run's median
 
 
 # --------------------------------------------------------------------------- where / who
-
-def tuned_path(bundle: Bundle | str | os.PathLike[str]) -> Path:
-    """``X.tuned.json`` beside bundle dir ``X/`` or beside archive ``X.tar.gz`` (never inside)."""
-    if isinstance(bundle, Bundle):
-        base = bundle.archive or bundle.root
-    else:
-        base = Path(bundle).resolve()
-    name = base.name
-    if is_archive(base):
-        for suffix in (".tar.gz", ".tgz", ".tar"):
-            if name.lower().endswith(suffix):
-                name = name[:-len(suffix)]
-                break
-    return base.parent / f"{name}{TUNED_SUFFIX}"
-
 
 def bundle_json_sha256(bundle: Bundle) -> str:
     return sha256_file(bundle.root / BUNDLE_FILE)
@@ -103,27 +88,6 @@ def _diff(recorded: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "")
 
 
 # --------------------------------------------------------------------------- reading the file
-
-@dataclass
-class TunedLookup:
-    """Whether a tuned choice applies to this device and bundle, and why (for info/explain)."""
-
-    candidate: str | None
-    status: str  # match | no-file | fingerprint-differs | bundle-changed | unreadable | ...
-    text: str
-    path: str | None = None
-    entry: dict[str, Any] | None = field(default=None, repr=False)
-
-    @property
-    def used(self) -> bool:
-        return self.candidate is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"used": self.used, "candidate": self.candidate, "status": self.status,
-                "text": self.text, "file": self.path,
-                "tuned_at": (self.entry or {}).get("tuned_at"),
-                "emulated": (self.entry or {}).get("emulated")}
-
 
 def read_tuned(path: Path) -> dict[str, Any]:
     """The tuned-choice document; raises ValueError when it is not one."""

@@ -84,15 +84,45 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
+        return dict(zip(self._output_names, self.run_ordered(feeds, self._output_names)))
+
+    def run_ordered(self, feeds: Mapping[str, np.ndarray], output_names: list[str],
+                    raw: bool = False) -> list[np.ndarray]:
+        """Outputs as a list in ``output_names`` order; feeds passed through without a copy
+        when they already are a dict."""
         session = self._session
         if session is None:
             raise BackendError("session is not open", hint="open() first, or the model was closed")
         try:
-            results = session.run(self._output_names, dict(feeds))
+            return session.run(output_names, feeds if type(feeds) is dict else dict(feeds))
         except Exception as exc:
             text = " ".join(str(exc).split())
             raise BackendError(f"inference failed: {text}") from exc
-        return dict(zip(self._output_names, results))
+
+    def ordered(self, output_names: Sequence[str],
+                input_names: Mapping[str, str] | None = None) -> Any:
+        """The hot path ``Model`` uses: a function ``(feeds, raw=False) -> [arrays]`` with the
+        output names list built once, here. ``input_names`` maps an artifact input to the key
+        it has in the feeds (``io_map``), if not its own."""
+        names = list(output_names)
+        missing = [n for n in names if n not in self._output_names]
+        if missing:
+            raise KeyError(missing[0])
+        rename = {key: art for art, key in (input_names or {}).items() if key != art} or None
+
+        def run(feeds: Mapping[str, np.ndarray], raw: bool = False) -> list[np.ndarray]:
+            session = self._session
+            if session is None:
+                raise BackendError("session is not open",
+                                   hint="open() first, or the model was closed")
+            if rename is not None:
+                feeds = {rename.get(k, k): v for k, v in feeds.items()}
+            try:
+                return session.run(names, feeds if type(feeds) is dict else dict(feeds))
+            except Exception as exc:
+                text = " ".join(str(exc).split())
+                raise BackendError(f"inference failed: {text}") from exc
+        return run
 
     def close(self) -> None:
         # A run already in flight keeps its own reference to the session and completes.

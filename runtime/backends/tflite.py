@@ -110,6 +110,7 @@ class TFLiteBackend(Backend):
         self._inputs: list[_Port] = []
         self._outputs: list[_Port] = []
         self._shapes: dict[int, tuple[int, ...]] = {}  # current input shapes (no runner)
+        self._run_all: Any = None  # ordered(all outputs), made once in open()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -197,6 +198,17 @@ class TFLiteBackend(Backend):
                 raise BackendError(f"signature {key!r} unusable: {_one_line(exc)}",
                                    where=where) from exc
             self._runner = runner
+            if len(signatures) == 1 and self._same_tensors(interp, in_details, out_details):
+                # The one signature is the primary subgraph: drive its tensors directly
+                # (set_tensor/invoke/get_tensor); the runner would resize and allocate on
+                # every call. The runner holds views of the tensors: drop it first.
+                self._runner = runner = None
+                try:
+                    interp.allocate_tensors()
+                    self._shapes = {int(d["index"]): tuple(int(x) for x in d["shape"])
+                                    for d in interp.get_input_details()}
+                except Exception:  # still referenced somewhere: keep the signature runner
+                    self._runner = interp.get_signature_runner(key)
         else:
             try:
                 interp.allocate_tensors()
@@ -216,50 +228,135 @@ class TFLiteBackend(Backend):
         self._outputs = [_port(n, out_details[n], specs.get(n)) for n in order_out]
         self._input_names = [p.name for p in self._inputs]
         self._output_names = [p.name for p in self._outputs]
+        self._run_all = self.ordered(self._output_names)
+
+    @staticmethod
+    def _same_tensors(interp: Any, in_details: Mapping[str, Any],
+                      out_details: Mapping[str, Any]) -> bool:
+        """Whether the signature's tensors are the interpreter's own inputs and outputs."""
+        try:
+            main_in = sorted(int(d["index"]) for d in interp.get_input_details())
+            main_out = sorted(int(d["index"]) for d in interp.get_output_details())
+        except Exception:
+            return False
+        return (main_in == sorted(int(d["index"]) for d in in_details.values())
+                and main_out == sorted(int(d["index"]) for d in out_details.values()))
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
-        ready: dict[str, np.ndarray] = {}
-        for port in self._inputs:
-            try:
-                arr = feeds[port.name]
-            except KeyError:
-                raise BackendError(f"missing input {port.name!r}") from None
-            if port.convert and not raw:
-                arr = quantize(arr, port)
-            ready[port.name] = np.ascontiguousarray(arr)
-        with self._lock:
-            interp = self._interp
-            if interp is None:
-                raise BackendError("interpreter is not open",
-                                   hint="open() first, or the model was closed")
-            try:
-                results = self._invoke(interp, ready)
-            except Exception as exc:
-                raise BackendError(f"inference failed: {_one_line(exc)}") from exc
-        out: dict[str, np.ndarray] = {}
-        for port in self._outputs:
-            arr = results[port.name]
-            out[port.name] = dequantize(arr, port) if port.convert and not raw else arr
-        return out
+        run_all = self._run_all
+        if run_all is None:
+            raise BackendError("interpreter is not open",
+                               hint="open() first, or the model was closed")
+        return dict(zip(self._output_names, run_all(feeds, raw)))
 
-    def _invoke(self, interp: Any, ready: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One invoke under the lock; resizes inputs when the batch (or any dim) changed."""
-        if self._runner is not None:
-            return dict(self._runner(**ready))  # resizes + allocates as needed itself
-        resized = False
-        for port in self._inputs:
-            shape = ready[port.name].shape
-            if self._shapes.get(port.index) != shape:
-                interp.resize_tensor_input(port.index, list(shape))
-                self._shapes[port.index] = shape
-                resized = True
-        if resized:
-            interp.allocate_tensors()
-        for port in self._inputs:
-            interp.set_tensor(port.index, ready[port.name])
-        interp.invoke()
-        return {port.name: interp.get_tensor(port.index) for port in self._outputs}
+    def ordered(self, output_names: Sequence[str],
+                input_names: Mapping[str, str] | None = None) -> Any:
+        """The hot path ``Model`` uses: a function ``(feeds, raw=False) -> [arrays]`` returning
+        ``output_names`` in that order, with every lookup done here, once. ``input_names``
+        maps an artifact input to the key it has in the feeds (``io_map``), if not its own."""
+        by_name = {p.name: p for p in self._outputs}
+        outs = tuple(by_name[n] for n in output_names)  # KeyError: not an output
+        ins = tuple(self._inputs)
+        # (feed key, tensor index, port to quantize with or None, port) per input
+        plan = tuple(((input_names or {}).get(p.name, p.name), p.index, p if p.convert else None,
+                      p) for p in ins)
+        out_index = tuple(p.index for p in outs)
+        dequant = tuple(p if p.convert else None for p in outs)
+        any_dequant = any(q is not None for q in dequant)
+        shapes = self._shapes
+        lock = self._lock
+        contiguous = np.ascontiguousarray
+
+        if len(plan) == 1:
+            return self._ordered_one(plan[0], ins[0], outs, out_index, dequant, any_dequant)
+
+        def run(feeds: Mapping[str, np.ndarray], raw: bool = False) -> list[np.ndarray]:
+            ready = []
+            for key, _, qport, port in plan:
+                try:
+                    arr = feeds[key]
+                except KeyError:
+                    raise BackendError(f"missing input {port.name!r}") from None
+                if qport is not None and not raw:
+                    arr = quantize(arr, qport)
+                ready.append(arr)
+            with lock:
+                interp = self._interp
+                if interp is None:
+                    raise BackendError("interpreter is not open",
+                                       hint="open() first, or the model was closed")
+                try:
+                    runner = self._runner
+                    if runner is not None:  # resizes + allocates as needed itself
+                        got = runner(**{p.name: contiguous(a) for p, a in zip(ins, ready)})
+                        results = [got[p.name] for p in outs]
+                    else:
+                        # set_tensor copies (and makes contiguous) what it is given
+                        resized = False
+                        for (_, index, _, _), arr in zip(plan, ready):
+                            shape = arr.shape
+                            if shapes.get(index) != shape:
+                                interp.resize_tensor_input(index, list(shape))
+                                shapes[index] = shape
+                                resized = True
+                        if resized:
+                            interp.allocate_tensors()
+                        set_tensor = interp.set_tensor
+                        for (_, index, _, _), arr in zip(plan, ready):
+                            set_tensor(index, arr)
+                        interp.invoke()
+                        get_tensor = interp.get_tensor
+                        results = [get_tensor(i) for i in out_index]
+                except Exception as exc:
+                    raise BackendError(f"inference failed: {_one_line(exc)}") from exc
+            if raw or not any_dequant:
+                return results
+            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant)]
+        return run
+
+    def _ordered_one(self, plan: tuple[str, int, _Port | None, _Port], port: _Port,
+                     outs: tuple[_Port, ...], out_index: tuple[int, ...],
+                     dequant: tuple[_Port | None, ...], any_dequant: bool) -> Any:
+        """``ordered`` for the common single-input model: the same steps, no loops over inputs."""
+        key, index, qport, _ = plan
+        name = port.name
+        shapes = self._shapes
+        lock = self._lock
+
+        def run(feeds: Mapping[str, np.ndarray], raw: bool = False) -> list[np.ndarray]:
+            try:
+                arr = feeds[key]
+            except KeyError:
+                raise BackendError(f"missing input {name!r}") from None
+            if qport is not None and not raw:
+                arr = quantize(arr, qport)
+            with lock:
+                interp = self._interp
+                if interp is None:
+                    raise BackendError("interpreter is not open",
+                                       hint="open() first, or the model was closed")
+                try:
+                    runner = self._runner
+                    if runner is not None:  # resizes + allocates as needed itself
+                        got = runner(**{name: np.ascontiguousarray(arr)})
+                        results = [got[p.name] for p in outs]
+                    else:
+                        shape = arr.shape  # set_tensor copies (and makes contiguous) arr
+                        if shapes.get(index) != shape:
+                            interp.resize_tensor_input(index, list(shape))
+                            shapes[index] = shape
+                            interp.allocate_tensors()
+                        interp.set_tensor(index, arr)
+                        interp.invoke()
+                        get_tensor = interp.get_tensor
+                        results = [get_tensor(i) for i in out_index]
+                except Exception as exc:
+                    raise BackendError(f"inference failed: {_one_line(exc)}") from exc
+            if raw or not any_dequant:
+                return results
+            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant)]
+        return run
 
     def close(self) -> None:
         with self._lock:  # never free the interpreter under a running invoke

@@ -103,3 +103,44 @@ def test_runtime_sources_import_only_stdlib_and_numpy() -> None:
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] in allowed_top, f"{path}: imports {name}"
+
+
+def test_validate_false_skips_the_feed_check(bundle_dir: Path, kit: types.ModuleType) -> None:
+    x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+    with runtime.load(bundle_dir) as model:
+        checked, unchecked = model.run({"x": x}), model.run({"x": x}, validate=False)
+        for name in ("y", "label"):
+            np.testing.assert_array_equal(checked[name], unchecked[name])
+        # unchecked, a bad feed reaches the backend: its own error, not a FeedError
+        with pytest.raises(BackendError, match="inference failed"):
+            model.run({"x": x.astype(np.float64)}, validate=False)
+        with pytest.raises(FeedError):
+            model.run({"x": x.astype(np.float64)})
+
+
+def test_hot_path_matches_general_path(bundle_dir: Path) -> None:
+    """The precomputed backend path (``ordered``) returns what the general path returns, in
+    signature order, for dicts and other mappings alike."""
+    from types import MappingProxyType
+    x = np.random.default_rng(4).standard_normal((5, 4)).astype(np.float32)
+    with runtime.load(bundle_dir) as model:
+        assert model._ordered is not None  # onnxruntime offers the hot path
+        fast = model.run(MappingProxyType({"x": x}))
+        model._ordered = None  # force the general path
+        slow = model.run({"x": x})
+    assert list(fast) == list(slow) == ["y", "label"]
+    for name in fast:
+        np.testing.assert_array_equal(fast[name], slow[name])
+        assert fast[name].dtype == slow[name].dtype
+
+
+def test_backend_without_hot_path_still_runs(bundle_dir: Path, kit: types.ModuleType) -> None:
+    """A backend without ``ordered`` (third-party, or a test fake) uses ``run``."""
+    x = np.ones((2, 4), np.float32)
+    with runtime.load(bundle_dir) as model:
+        backend = model._backend
+        model._ordered = None
+        model._backend = types.SimpleNamespace(run=lambda feeds: backend.run(feeds),
+                                               providers_in_use=[], close=backend.close)
+        out = model.run({"x": x})
+    np.testing.assert_allclose(out["y"], kit.reference(x)["y"], rtol=1e-5, atol=1e-6)

@@ -122,3 +122,31 @@ def test_generated_shapes(b1: int, b2: int, w: int) -> None:
     else:
         with pytest.raises(FeedError):
             validate_feeds(f, INPUTS)
+
+
+def test_any_mapping_is_accepted() -> None:
+    from types import MappingProxyType
+    validate_feeds(MappingProxyType(feeds()), INPUTS)
+
+
+def test_unexpected_key_reported_before_missing_and_before_bad_arrays() -> None:
+    """With as many keys as inputs, a wrong name is still reported first (not a later check)."""
+    f = {"image": np.zeros((2, 3, 4), np.float64), "maks": np.zeros((2, 4), np.int64)}
+    with pytest.raises(FeedError, match="unexpected input") as info:
+        validate_feeds(f, INPUTS)
+    assert info.value.where == "maks"
+
+
+def test_fixed_shape_mismatch_names_the_axis() -> None:
+    fixed = (TensorSpec("x", "float32", (1, 3, 4)),)
+    validate_feeds({"x": np.zeros((1, 3, 4), np.float32)}, fixed)
+    with pytest.raises(FeedError, match=r"axis 1 has size 2, expected 3 \(shape \[1, 2, 4\]"):
+        validate_feeds({"x": np.zeros((1, 2, 4), np.float32)}, fixed)
+
+
+def test_symbol_used_once_is_free_and_repeated_symbol_is_checked() -> None:
+    specs = (TensorSpec("a", "float32", ("n", 2)), TensorSpec("b", "float32", ("m", "n")))
+    validate_feeds({"a": np.zeros((3, 2), np.float32), "b": np.zeros((7, 3), np.float32)}, specs)
+    with pytest.raises(FeedError, match=r"axis 1 \('n'\) has size 4 but 'a' axis 0 has 'n' = 3"):
+        validate_feeds({"a": np.zeros((3, 2), np.float32), "b": np.zeros((7, 4), np.float32)},
+                       specs)
