@@ -79,6 +79,10 @@ class BuildCache:
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (not checked, not counted): for planning work, not for using it."""
+        return self.enabled and (self._dir(key) / "meta.json").is_file()
+
     def get(self, key: str, label: str) -> Entry | None:
         """The entry, if present and intact (a damaged one is removed and counts as a miss)."""
         if not self.enabled:

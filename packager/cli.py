@@ -66,7 +66,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                        max_bytes=int(args.cache_max_mb * 1024 * 1024))
     result = build(args.manifest, args.out, targets=args.target or None,
                    allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign,
-                   cache=cache)
+                   cache=cache, jobs=args.jobs or None)
     if args.json:
         _emit_json(result.to_dict())
     else:
@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "failing the build")
     p.add_argument("--sign", metavar="KEY", help="sign every bundle.json with this ed25519 private key (PEM; "
                                                 "see 'edgepack keygen')")
+    p.add_argument("-j", "--jobs", type=int, default=0,
+                   help="worker processes for independent precision passes (default 0: as many as cores and "
+                        "memory allow; 1: none)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the build cache")
     p.add_argument("--cache-dir", help="build cache folder (default: $EDGEPACK_CACHE_DIR/build or "
                                        "~/.cache/edgepack/build)")

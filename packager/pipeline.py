@@ -26,7 +26,7 @@ from .bundle import BundleWriter, remove_stale_temps
 from .cache import BuildCache, Entry, hash_arrays, make_key, tool_versions as cache_tool_versions
 from .signing import cryptography_pin, load_private_key
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
-from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
+from .errors import BuildError, ConversionError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
@@ -147,6 +147,7 @@ class BuildResult:
     reference_accuracy: float | None
     golden: dict[str, Any]
     cache: dict[str, Any] = field(default_factory=dict)
+    parallel: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -155,7 +156,7 @@ class BuildResult:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
                 "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
-                "golden": self.golden, "steps": self.steps, "cache": self.cache,
+                "golden": self.golden, "steps": self.steps, "cache": self.cache, "parallel": self.parallel,
                 "targets": [t.to_dict() for t in self.targets]}
 
 
@@ -187,8 +188,11 @@ class Builder:
 
     def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
                  allow_parity_failure: bool = False, progress: Progress | None = None,
-                 sign_key: Any = None, cache: BuildCache | None = None) -> None:
+                 sign_key: Any = None, cache: BuildCache | None = None, jobs: int | None = 1) -> None:
         self.manifest = manifest
+        self.jobs = jobs  # worker processes for independent passes: None = as many as cores allow
+        self._prebuilt: dict[str, Any] = {}
+        self.parallel: dict[str, Any] = {}
         self.sign_key = sign_key
         self.cache = cache or BuildCache(enabled=False)
         self.targets = targets
@@ -315,15 +319,14 @@ class Builder:
     # -- per variant ---------------------------------------------------------------------------
     def _make_variant(self, spec: CandidateSpec, target: Target) -> Artifact:
         variant = self._variant_key(spec, target)
-        key = make_key("artifact", self.model_key, self.data_key, variant, spec.format, spec.precision,
-                       spec.quantization.to_dict() if spec.quantization else None, spec.io)
+        key = self._artifact_key(spec, target)
         hit = self.cache.get(key, f"artifact {variant}")
         if hit is not None:
             made = Made(hit.blobs["artifact"], **hit.meta)
             if spec.format == "onnx":
                 self.onnx_base()  # its record (exporter, steps) belongs in the provenance; a cache hit too
         else:
-            made = self._convert(spec, target)
+            made = self._take_prebuilt(variant) or self._convert(spec, target)
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
@@ -335,6 +338,53 @@ class Builder:
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
                         extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
                         cached=hit is not None)
+
+    def _artifact_key(self, spec: CandidateSpec, target: Target) -> str:
+        return make_key("artifact", self.model_key, self.data_key, self._variant_key(spec, target), spec.format,
+                        spec.precision, spec.quantization.to_dict() if spec.quantization else None, spec.io)
+
+    def _prebuild_passes(self) -> None:
+        """Run the ONNX precision passes that several targets need side by side in workers."""
+        from .parallel import PassJob, run_passes, worker_count
+        pending: dict[str, CandidateSpec] = {}
+        for target in self.targets:
+            for spec in target.candidates:
+                if spec.format == "onnx" and spec.precision != "fp32" and \
+                        not self.cache.has(self._artifact_key(spec, target)):
+                    pending.setdefault(self._variant_key(spec, target), spec)
+        if len(pending) < 2 or (self.jobs is not None and self.jobs <= 1):
+            return
+        try:
+            base = serialize(self.onnx_base())
+        except EdgepackError:
+            return  # each candidate reports the base model's error itself
+        workers = worker_count(len(pending), self.jobs, len(base))
+        if workers <= 1:
+            return
+        batches = (list(self.calibration.batches(self.manifest.calibration.batch_size))
+                   if self.calibration is not None else None)
+        jobs = [PassJob(key, spec.precision, spec.quantization,
+                        batches if spec.quantization and spec.quantization.mode == "static" else None,
+                        bool(self.calibration and self.calibration.random))
+                for key, spec in pending.items()]
+        with self.progress.step(f"{len(jobs)} onnx precision passes on {workers} worker processes"):
+            for key, got in run_passes(base, jobs, workers).items():
+                if isinstance(got, EdgepackError):
+                    self._prebuilt[key] = got
+                elif isinstance(got, Exception):
+                    self._prebuilt[key] = ConversionError(f"{type(got).__name__}: {got}", where=f"pass {key}")
+                else:
+                    data, name, details, notes = got
+                    self._prebuilt[key] = Made(data, ".onnx", name, details, notes,
+                                               converter=f"{self.exporter} + {name}")
+        # in the build report, not the bundles: a bundle is the same bytes whatever -j was
+        self.parallel = {"passes": sorted(pending), "workers": workers}
+
+    def _take_prebuilt(self, variant: str) -> "Made | None":
+        found = self._prebuilt.pop(variant, None)
+        if isinstance(found, EdgepackError):
+            raise found
+        return found
 
     def _convert(self, spec: CandidateSpec, target: Target) -> "Made":
         route = (self.manifest.source.framework, spec.format)
@@ -620,6 +670,7 @@ class Builder:
 
     def run(self) -> BuildResult:
         self._prepare_shared()
+        self._prebuild_passes()
         results = []
         for target in self.targets:
             self.progress.note(f"target {target.name}")
@@ -628,7 +679,7 @@ class Builder:
                            steps=self.steps, warnings=self.warnings,
                            reference_accuracy=self.reference_accuracy,
                            golden={"samples": len(self.golden), "source": self.golden.source},
-                           cache=self.cache.summary())
+                           cache=self.cache.summary(), parallel=self.parallel)
 
 
 def first_feed_batch(samples: SampleSet) -> dict[str, np.ndarray]:
@@ -661,7 +712,7 @@ def check_out_dir(out_dir: Path) -> None:
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
-          sign: str | Path | None = None, cache: BuildCache | None = None,
+          sign: str | Path | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
           on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
     """Build every target of a manifest (or only ``targets``) into ``out_dir``; with ``sign`` (an
     ed25519 private key PEM) every bundle.json is signed."""
@@ -681,7 +732,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
-                     progress=progress, sign_key=sign_key, cache=cache).run()
+                     progress=progress, sign_key=sign_key, cache=cache, jobs=jobs).run()
     if stale:
         result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")
     report = Path(out_dir) / f"{manifest.name}.build.json"

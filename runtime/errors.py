@@ -1,6 +1,8 @@
 """The runtime's one exception tree: every error says what is wrong, where, and how to fix it."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class HintedError(Exception):
     """A user-facing error: what is wrong (``message``), where, and how to fix it (``hint``).
@@ -25,6 +27,14 @@ class HintedError(Exception):
 
     def to_dict(self) -> dict[str, str | None]:
         return {"error": self.code, "message": self.message, "where": self.where, "hint": self.hint}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keep where/hint when the error crosses a process boundary (build workers)
+        return (_rebuild, (type(self), self.message, self.where, self.hint))
+
+
+def _rebuild(cls: type[HintedError], message: str, where: str | None, hint: str | None) -> HintedError:
+    return cls(message, where=where, hint=hint)
 
 
 class RuntimeBundleError(HintedError):

@@ -234,3 +234,21 @@ def test_quantized_but_slower_is_shown_and_can_be_dropped(tiny_project: Callable
     assert [c["id"] for c in doc["candidates"]] == ["onnx-fp32"]
     shown = plain.candidates[0]  # x86-cpu does not ask to drop: kept, with its speed shown
     assert shown.status == "ok" and shown.speedup == 0.5
+
+
+def test_precision_passes_run_in_parallel_with_the_same_result(tiny_project: Callable[..., Path],
+                                                               tmp_path: Path) -> None:
+    target = write_yaml(tmp_path / "many.yaml", STRICT_TARGET.replace(
+        "  - {format: onnx, precision: fp32}",
+        "  - {format: onnx, precision: fp32}\n  - {format: onnx, precision: fp16}\n"
+        "  - {format: onnx, precision: int8, quantization: {mode: dynamic}}"))
+    manifest = tiny_project(targets=[str(target)])
+    serial = build(manifest, tmp_path / "serial", jobs=1)
+    parallel = build(manifest, tmp_path / "parallel", jobs=2)
+    assert serial.parallel == {} and parallel.parallel["workers"] == 2
+    assert parallel.parallel["passes"] == ["onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static"]
+    for name in ("tiny.fp16.onnx", "tiny.int8-dynamic.onnx", "tiny.int8-static.onnx", "tiny.fp32.onnx"):
+        assert sha(tmp_path / "serial" / "tiny-strict-dev" / "models" / name) == \
+            sha(tmp_path / "parallel" / "tiny-strict-dev" / "models" / name)
+    assert (tmp_path / "serial" / "tiny-strict-dev" / "bundle.json").read_bytes() == \
+        (tmp_path / "parallel" / "tiny-strict-dev" / "bundle.json").read_bytes()
