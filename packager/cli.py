@@ -89,14 +89,24 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from runtime.bundle import open_bundle
     from runtime.errors import IntegrityError
     from .report import format_bundle
+    from runtime.signing import SIGNATURE_FILE, key_id, read_signature, verify_signature
     bundle = open_bundle(args.bundle)
     try:
         bundle.verify()
         integrity, ok = f"OK ({len(bundle.files)} files match their sha256)", True
     except IntegrityError as exc:
         integrity, ok = f"FAILED: {exc}", False
+    signature: dict[str, Any] = {"signed": (bundle.root / SIGNATURE_FILE).is_file(), "checked": False}
+    if signature["signed"]:
+        named_key, _ = read_signature(bundle.root)
+        signature["key_id"] = key_id(named_key)
+    if args.key:
+        verify_signature(bundle.root, args.key)  # a bad or missing signature is an error (exit 2)
+        signature["checked"] = True
+    integrity += ("; signed (ed25519, key " + signature["key_id"] + (", checked" if signature["checked"]
+                  else ", not checked: give --key") + ")") if signature["signed"] else "; not signed"
     if args.json:
-        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}})
+        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}, "signature": signature})
     else:
         print(format_bundle(bundle.raw, integrity))
     return EXIT_OK if ok else EXIT_FAILED
@@ -149,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")
+    p.add_argument("--key", metavar="PUB", help="check bundle.sig against this ed25519 public key (PEM)")
     return parser
 
 

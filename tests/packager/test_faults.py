@@ -133,6 +133,12 @@ def test_signed_bundle(tiny_project: Callable[..., Path], tmp_path: Path) -> Non
     verify = subprocess.run([sys.executable, "-m", "runtime", "verify", "--key", paths["public_key"]],
                             cwd=bundle, capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+    shown = subprocess.run([sys.executable, "-m", "packager", "inspect", str(bundle), "--key", paths["public_key"],
+                            "--json"], cwd=REPO, capture_output=True, text=True)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["signature"]["checked"] is True
+    wrong = subprocess.run([sys.executable, "-m", "packager", "inspect", str(bundle), "--key",
+                            str(other / "edgepack-signing.pub")], cwd=REPO, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "another key" in wrong.stderr
 
 
 def test_bad_signing_key_fails_before_building(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
