@@ -104,9 +104,6 @@ class CandidateResult:
     cached: bool = False
     speedup: float | None = None  # host latency of fp32 (same format) / this candidate's
 
-    @property
-    def in_bundle(self) -> bool:
-        return self.status in ("ok", "parity-failed-allowed")
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "format": self.format, "precision": self.precision,
