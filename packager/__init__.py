@@ -13,7 +13,7 @@ from .targets import Target, available_targets, load_target  # noqa: E402
 
 
 if TYPE_CHECKING:
-    from .pipeline import BuildResult
+    from .results import BuildResult
 
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,

@@ -13,7 +13,7 @@ from .errors import ConversionError
 from .quiet import quiet
 
 if TYPE_CHECKING:
-    from .pipeline import Made
+    from .results import Made
     from .targets import CandidateSpec
 
 Runner = Callable[[Feeds], dict[str, np.ndarray]]

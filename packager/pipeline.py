@@ -12,14 +12,13 @@ import json
 import platform
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from runtime.bundle import SCHEMA_VERSION
-from runtime.compare import ParityReport, Tolerance, compare, looks_like_scores
+from runtime.compare import Tolerance, compare, looks_like_scores
 
 from . import __version__
 from .bundle import BundleWriter, remove_stale_temps
@@ -32,6 +31,7 @@ from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
 from .passes import PassResult
 from .progress import Progress
+from .results import Artifact, BuildResult, CandidateResult, Made, TargetResult
 from .quiet import quiet
 from .sources import Source, load_source
 from .targets import CandidateSpec, Target, load_target
@@ -49,112 +49,6 @@ UNSUPPORTED_ROUTES = {
     ("onnx", "torchscript"): "ONNX -> TorchScript is not supported: there is no maintained converter; "
                              "give the original PyTorch model as the source instead",
 }
-
-
-@dataclass
-class Made:
-    """A freshly made artifact before it is checked: bytes, file suffix, and its record."""
-
-    data: bytes
-    suffix: str
-    step: str
-    details: dict[str, Any]
-    notes: list[str]
-    extras: dict[str, Any] = field(default_factory=dict)
-    converter: str = ""
-
-
-@dataclass
-class Artifact:
-    """One model file made for a variant (shared by every candidate that asks for it)."""
-
-    variant: str
-    precision: str
-    data: bytes
-    passes: list[dict[str, Any]]
-    notes: list[str]
-    parity: ParityReport
-    accuracy: float | None
-    host_latency_ms: float | None
-    suffix: str = ".onnx"
-    extras: dict[str, Any] = field(default_factory=dict)  # more candidate fields for bundle.json
-    converter: str = ""  # what made the file: exporter + pass, TFLiteConverter, litert-torch, ...
-    cached: bool = False  # came from the build cache
-
-    @property
-    def filename(self) -> str:
-        return self.variant.split("-", 1)[1] + self.suffix
-
-
-@dataclass
-class CandidateResult:
-    """What happened to one candidate of one target."""
-
-    id: str
-    format: str
-    precision: str
-    status: str  # ok | parity-failed | parity-failed-allowed | dropped | failed | unsupported
-    file: str | None = None
-    size: int | None = None
-    parity: ParityReport | None = None
-    accuracy: float | None = None
-    host_latency_ms: float | None = None
-    message: str | None = None
-    notes: list[str] = field(default_factory=list)
-    cached: bool = False
-    speedup: float | None = None  # host latency of fp32 (same format) / this candidate's
-
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "format": self.format, "precision": self.precision,
-                "status": self.status, "file": self.file, "size": self.size,
-                "parity": self.parity.to_dict() if self.parity else None,
-                "accuracy": self.accuracy, "host_latency_ms": self.host_latency_ms,
-                "message": self.message, "notes": self.notes, "cached": self.cached,
-                "speedup_vs_fp32": self.speedup}
-
-
-@dataclass
-class TargetResult:
-    """What happened to one target."""
-
-    target: str
-    status: str  # ok | partial | failed
-    candidates: list[CandidateResult] = field(default_factory=list)
-    fallbacks: list[dict[str, str]] = field(default_factory=list)
-    bundle_dir: str | None = None
-    archive: str | None = None
-    message: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "status": self.status, "bundle_dir": self.bundle_dir,
-                "archive": self.archive, "message": self.message, "fallbacks": self.fallbacks,
-                "candidates": [c.to_dict() for c in self.candidates]}
-
-
-@dataclass
-class BuildResult:
-    """The whole build: per target results, shared steps, warnings."""
-
-    name: str
-    manifest: str
-    targets: list[TargetResult]
-    steps: list[dict[str, Any]]
-    warnings: list[str]
-    reference_accuracy: float | None
-    golden: dict[str, Any]
-    cache: dict[str, Any] = field(default_factory=dict)
-    parallel: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(t.status == "ok" for t in self.targets)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
-                "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
-                "golden": self.golden, "steps": self.steps, "cache": self.cache, "parallel": self.parallel,
-                "targets": [t.to_dict() for t in self.targets]}
 
 
 def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 from runtime.compare import OutputReport, format_parity_rows
 
-from .pipeline import BuildResult, CandidateResult
+from .results import BuildResult, CandidateResult
 from .targets import Target
 
 

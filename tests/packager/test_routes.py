@@ -19,7 +19,8 @@ import onnx
 import pytest
 import yaml
 
-from packager.pipeline import BuildResult, CandidateResult, TargetResult, build
+from packager.pipeline import build
+from packager.results import BuildResult, CandidateResult, TargetResult
 
 from ..conftest import TINY_MODEL, write_yaml
 from .test_passes import old_style_model
