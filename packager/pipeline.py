@@ -209,6 +209,7 @@ class Builder:
 
     # -- per variant ---------------------------------------------------------------------------
     def _make_variant(self, spec: CandidateSpec, target: Target) -> Artifact:
+        self._check_route(spec)  # an unsupported route is not a cache miss
         variant = self._variant_key(spec, target)
         key = self._artifact_key(spec, target)
         hit = self.cache.get(key, f"artifact {variant}")
@@ -287,9 +288,14 @@ class Builder:
             return self._tflite_variant(spec)
         if route == ("torch", "tflite"):
             return self._litert_variant(spec)
-        raise UnsupportedError(UNSUPPORTED_ROUTES[route], where=f"candidate {spec.id}",
-                               hint=f"use {' or '.join(SUPPORTED_FORMATS[route[0]])} candidates for a "
-                                    f"{route[0]} model")
+        raise AssertionError(f"route {route} passed _check_route")
+
+    def _check_route(self, spec: CandidateSpec) -> None:
+        framework = self.manifest.source.framework
+        if spec.format not in SUPPORTED_FORMATS[framework]:
+            raise UnsupportedError(UNSUPPORTED_ROUTES[(framework, spec.format)], where=f"candidate {spec.id}",
+                                   hint=f"use {' or '.join(SUPPORTED_FORMATS[framework])} candidates for "
+                                        f"{framework} models")
 
     def _check(self, spec: CandidateSpec, made: "Made") -> tuple[dict[str, np.ndarray], float | None, float | None]:
         """Golden outputs, accuracy and host latency of an artifact, through the runtime's backend.
