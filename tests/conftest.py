@@ -49,31 +49,32 @@ def single_samples(n=20):
 '''
 
 
+def tiny_manifest(folder: Path, **overrides: Any) -> Path:
+    """Write the tiny model's manifest into ``folder`` (an override of None removes that key)."""
+    doc: dict[str, Any] = {
+        "name": "tiny",
+        "source": {"framework": "torch", "entry": "tiny.py:build"},
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 4, 4]}],
+        "outputs": ["scores"],
+        "calibration": {"entry": "tiny.py:samples", "samples": 64},
+        "golden": {"samples": 16},
+        "targets": ["x86-cpu"],
+    }
+    for key, value in overrides.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    path = folder / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def tiny_project(tmp_path: Path) -> Callable[..., Path]:
     """Write the tiny torch model and a manifest; returns a function giving the manifest path."""
     (tmp_path / "tiny.py").write_text(TINY_MODEL)
-
-    def make(**overrides: Any) -> Path:
-        doc: dict[str, Any] = {
-            "name": "tiny",
-            "source": {"framework": "torch", "entry": "tiny.py:build"},
-            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 4, 4]}],
-            "outputs": ["scores"],
-            "calibration": {"entry": "tiny.py:samples", "samples": 64},
-            "golden": {"samples": 16},
-            "targets": ["x86-cpu"],
-        }
-        for key, value in overrides.items():
-            if value is None:
-                doc.pop(key, None)
-            else:
-                doc[key] = value
-        path = tmp_path / "tiny.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return path
-
-    return make
+    return lambda **overrides: tiny_manifest(tmp_path, **overrides)
 
 
 def write_yaml(path: Path, text: str) -> Path:

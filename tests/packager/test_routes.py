@@ -17,12 +17,11 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-import yaml
 
 from packager.pipeline import build
 from packager.results import BuildResult, CandidateResult, TargetResult
 
-from ..conftest import TINY_MODEL, write_yaml
+from ..conftest import TINY_MODEL, tiny_manifest, write_yaml
 from .test_passes import old_style_model
 
 pytestmark = pytest.mark.slow
@@ -108,19 +107,7 @@ SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "tflite": ".tflite"}
 
 def write_manifest(folder: Path, **overrides: Any) -> Path:
     """The same manifest as conftest's tiny_project, in a folder of our own (module-scoped builds)."""
-    doc: dict[str, Any] = {
-        "name": "tiny",
-        "source": {"framework": "torch", "entry": "tiny.py:build"},
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 4, 4]}],
-        "outputs": ["scores"],
-        "calibration": {"entry": "tiny.py:samples", "samples": 64},
-        "golden": {"samples": 16},
-        "targets": ["x86-cpu"],
-    }
-    doc.update(overrides)
-    path = folder / f"{doc['name']}.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return tiny_manifest(folder, **overrides)
 
 
 def by_id(target: TargetResult) -> dict[str, CandidateResult]:
