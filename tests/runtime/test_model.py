@@ -144,3 +144,30 @@ def test_backend_without_hot_path_still_runs(bundle_dir: Path, kit: types.Module
                                                providers_in_use=[], close=backend.close)
         out = model.run({"x": x})
     np.testing.assert_allclose(out["y"], kit.reference(x)["y"], rtol=1e-5, atol=1e-6)
+
+
+def test_unchecked_missing_input_is_a_backend_error(bundle_dir: Path) -> None:
+    """The hot path goes straight to onnxruntime's C++ session: a missing input still comes
+    back as the runtime's own error, never a crash or a silent retry."""
+    with runtime.load(bundle_dir) as model:
+        with pytest.raises(BackendError, match="inference failed"):
+            model.run({}, validate=False)
+
+
+def test_direct_run_falls_back_to_the_public_method() -> None:
+    """An onnxruntime build without the private C++ session still runs, through ``run``;
+    and the wrapper's silent provider fallback is switched off either way."""
+    from runtime.backends.onnxruntime import _direct_run
+
+    class Public:
+        fallback = True
+
+        def disable_fallback(self) -> None:
+            self.fallback = False
+
+        def run(self, names: list[str], feeds: dict, options: object) -> list[str]:
+            return [f"public:{n}" for n in names]
+
+    session = Public()
+    assert _direct_run(session)(["y"], {}, None) == ["public:y"]
+    assert session.fallback is False
