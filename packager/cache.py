@@ -8,6 +8,7 @@ blobs are checked against recorded hashes on read, so a killed build cannot corr
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -39,6 +40,30 @@ def tool_versions(*names: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "none"
     return out
+
+
+def code_hash() -> str:
+    """A hash of edgepack's own code (packager and runtime): a development checkout changes it
+    without changing the version, and cached results must follow the code that made them."""
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for folder in (here, here.parent / "runtime"):
+            for path in sorted(folder.rglob("*.py")):
+                h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+        _CODE_HASH = h.hexdigest()
+    return _CODE_HASH
+
+
+_CODE_HASH: str | None = None
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """Named arrays as .npz bytes (no pickles), in the dict's order."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def make_key(*parts: Any) -> str:
@@ -87,6 +112,17 @@ class BuildCache:
         """The entry, if present and intact (a damaged one is removed and counts as a miss)."""
         if not self.enabled:
             return None
+        entry = self.peek(key)
+        (self.hits if entry is not None else self.misses).append(label)
+        return entry
+
+    def drop(self, key: str) -> None:
+        shutil.rmtree(self._dir(key), ignore_errors=True)
+
+    def peek(self, key: str) -> Entry | None:
+        """``get`` without counting a hit or miss: for entries the caller must still validate."""
+        if not self.enabled:
+            return None
         folder = self._dir(key)
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -97,19 +133,17 @@ class BuildCache:
                     raise ValueError(f"blob {name} does not match its hash")
                 blobs[name] = data
         except FileNotFoundError:
-            self.misses.append(label)
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             shutil.rmtree(folder, ignore_errors=True)  # damaged: rebuild it
-            self.misses.append(label)
             return None
         now = time.time()
         os.utime(folder, (now, now))  # recently used: evicted last
-        self.hits.append(label)
         return Entry(meta, blobs)
 
-    def put(self, key: str, entry: Entry) -> None:
-        """Store atomically; a concurrent writer of the same key wins harmlessly (same content)."""
+    def put(self, key: str, entry: Entry, *, replace: bool = False) -> None:
+        """Store atomically; a concurrent writer of the same key wins harmlessly (same content).
+        ``replace``: the key names a slot whose content changes (not a content address)."""
         if not self.enabled:
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -123,6 +157,8 @@ class BuildCache:
                                            encoding="utf-8")
             final = self._dir(key)
             final.parent.mkdir(parents=True, exist_ok=True)
+            if replace:
+                self.drop(key)
             try:
                 os.replace(tmp, final)
             except OSError:  # already there (another build put it first)

@@ -22,8 +22,10 @@ from runtime.compare import Tolerance, compare, looks_like_scores
 
 from . import __version__
 from .bundle import BundleWriter, remove_stale_temps
-from .cache import BuildCache, Entry, hash_arrays, make_key, tool_versions as cache_tool_versions
+from .cache import (BuildCache, Entry, code_hash, hash_arrays, make_key, npz_bytes,
+                    tool_versions as cache_tool_versions)
 from .signing import cryptography_pin, load_private_key
+from .input_trace import Fingerprint, tracing
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, ConversionError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
@@ -74,13 +76,21 @@ def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:
     return out
 
 
+class StaleInputsError(BuildError):
+    """The entry points gave other results than the inputs record said, although nothing they
+    were seen reading changed: the whole build stops (steps already taken from the cache may
+    be stale), never a mixed bundle."""
+
+
 class Builder:
     """Runs one manifest's build; shared work is memoised across targets."""
 
     def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
                  allow_parity_failure: bool = False, progress: Progress | None = None,
-                 sign_key: Any = None, cache: BuildCache | None = None, jobs: int | None = 1) -> None:
+                 sign_key: Any = None, cache: BuildCache | None = None, jobs: int | None = 1,
+                 reload_inputs: bool = False) -> None:
         self.manifest = manifest
+        self.reload_inputs = reload_inputs
         self.jobs = jobs  # worker processes for independent passes: None = as many as cores allow
         self._prebuilt: dict[str, Any] = {}
         self.parallel: dict[str, Any] = {}
@@ -99,24 +109,46 @@ class Builder:
     # -- shared, target-independent steps ----------------------------------------------------
     def _prepare_shared(self) -> None:
         m = self.manifest
-        with self.progress.step(f"load {m.source.framework} source"):
-            self.source: Source = load_source(m)
-        needs_cal = m.golden_from_calibration or any(
+        self.needs_cal = m.golden_from_calibration or any(
             c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
-        self.calibration: SampleSet | None = None
-        if needs_cal:
+        self._inputs_loaded = False
+        self._base: Any = None
+        self._base_error: EdgepackError | None = None
+        key = self._inputs_key()
+        if not self.reload_inputs and self._restore_inputs(key):
+            return
+        with tracing() as trace:
+            self._load_inputs()
+        self._derive()
+        self._store_inputs(key, Fingerprint.of(trace, self._declared_inputs()))
+
+    def _load_inputs(self) -> None:
+        """Call the user's entry points / read the files: the model, calibration, golden and
+        evaluation data (the slow part of a rebuild, hence traced and cached)."""
+        m = self.manifest
+        with self.progress.step(f"load {m.source.framework} source"):
+            self._source: Source = load_source(m)
+        self._calibration: SampleSet | None = None
+        if self.needs_cal:
             with self.progress.step("load calibration data"):
-                self.calibration = load_samples(m.calibration, m, "calibration")
-            if self.calibration.random:
-                self.warnings.append("calibration data is RANDOM (manifest asked for random: true); "
-                                     "int8 artifacts and golden checks do not reflect real inputs")
+                self._calibration = load_samples(m.calibration, m, "calibration")
         with self.progress.step("load golden data"):
-            self.golden = golden_samples(m, self.calibration)
+            self.golden = golden_samples(m, self._calibration)
+        self._evaluation = load_evaluation(m)
+        self._inputs_loaded = True
+
+    def _derive(self) -> None:
+        """Reference outputs, the bundle signature and the cache keys, from the loaded inputs."""
+        m = self.manifest
+        if self._calibration is not None and self._calibration.random:
+            self.warnings.append("calibration data is RANDOM (manifest asked for random: true); "
+                                 "int8 artifacts and golden checks do not reflect real inputs")
         with self.progress.step("reference outputs (original model)"):
-            self.reference = run_samples(self.source.reference, self.golden)
-            self.evaluation = load_evaluation(m)
-            self.reference_accuracy = (accuracy(self.source.reference, self.evaluation, m.evaluation.output)
-                                       if self.evaluation and m.evaluation else None)
+            self.reference = run_samples(self._source.reference, self.golden)
+            self.reference_accuracy = (accuracy(self._source.reference, self._evaluation, m.evaluation.output)
+                                       if self._evaluation and m.evaluation else None)
+        self.evaluation_samples = len(self._evaluation) if self._evaluation else None
+        self.source_info = {"sha256": self._source.sha256, "description": self._source.description}
         self.scores: dict[str, bool] = {o.name: (o.scores if o.scores is not None else
                                 looks_like_scores(self.reference[o.name]) if self.golden.batched else
                                 looks_like_scores(self.reference[o.name][0]))
@@ -128,18 +160,115 @@ class Builder:
                              dtype=str(self.reference[o.name].dtype), scores=self.scores[o.name])
                         for o in m.outputs],
         }
-        self._base: Any = None
-        self._base_error: EdgepackError | None = None
-        # what cached steps depend on besides the model: the real data they saw
-        self.data_key = make_key(hash_arrays(self.calibration.arrays) if self.calibration else None,
-                                 m.calibration.batch_size, hash_arrays(self.golden.arrays),
-                                 hash_arrays(self.evaluation.feeds) if self.evaluation else None,
-                                 hash_arrays([{"labels": l} for l in self.evaluation.labels]) if self.evaluation else None)
-        self.model_key = make_key(self.source.cache_key, m.source.framework, [s.to_dict() for s in m.inputs],
-                                  [o.name for o in m.outputs], m.opset, m.exporter, m.torchscript,
-                                  cache_tool_versions("torch", "onnxscript", "onnx", "onnxsim", "onnxruntime", "tensorflow",
-                                                "tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert", "litert-torch",
-                                                "edgepack"))
+        self.source_key = self._source.cache_key
+        self.data_key = self._data_key()
+        self.model_key = self._model_key(self.source_key)
+
+    def _data_key(self) -> str:
+        """What cached steps depend on besides the model and their own config: the real data."""
+        m = self.manifest
+        cal, ev = self._calibration, self._evaluation
+        return make_key(hash_arrays(cal.arrays) if cal else None,
+                        m.calibration.batch_size, hash_arrays(self.golden.arrays),
+                        hash_arrays(ev.feeds) if ev else None,
+                        hash_arrays([{"labels": l} for l in ev.labels]) if ev else None)
+
+    def _model_key(self, source_key: str) -> str:
+        """The model (weights and code, ``source_key``) with what shapes its export: computed
+        afresh on every build, so a tool upgrade is never hidden behind a cached record."""
+        m = self.manifest
+        return make_key(source_key, m.source.framework, [s.to_dict() for s in m.inputs],
+                             [o.name for o in m.outputs], m.opset, m.exporter, m.torchscript,
+                             cache_tool_versions("torch", "onnxscript", "onnx", "onnxsim", "onnxruntime", "tensorflow",
+                                                 "tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert", "litert-torch",
+                                                 "edgepack"))
+
+    # -- the inputs' cache: skip the entry points when nothing they read changed ---------------
+    def _inputs_key(self) -> str:
+        m = self.manifest
+        import yaml
+        manifest_file = Path(m.file).resolve()
+        doc = yaml.safe_load(manifest_file.read_text(encoding="utf-8"))
+        doc.pop("targets", None)  # the targets only matter through needs_cal
+        return make_key("inputs", str(manifest_file), doc, self.needs_cal, str(Path.cwd()), code_hash())
+
+    def _declared_inputs(self) -> list[Path]:
+        """Paths the manifest names directly: native readers (TensorFlow's SavedModel loader) do
+        not go through Python's open(), so the trace alone could miss them."""
+        src = self.manifest.source
+        path = getattr(src, "path", None)
+        return [Path(path)] if path and Path(path).exists() else []
+
+    def _restore_inputs(self, key: str) -> bool:
+        hit = self.cache.peek(key)
+        if hit is None:
+            return False
+        meta = hit.meta
+        why = Fingerprint.from_dict(meta["fingerprint"]).changed()
+        if why is not None:
+            self.progress.note(f"  inputs changed ({why}): calling the entry points")
+            return False
+        self.cache.hits.append("inputs (model, data, reference outputs)")
+        golden = np.load(io.BytesIO(hit.blobs["golden.npz"]), allow_pickle=False)
+        reference = np.load(io.BytesIO(hit.blobs["reference.npz"]), allow_pickle=False)
+        g = meta["golden"]
+        self.golden = SampleSet({name: golden[name] for name in g["names"]}, g["batched"], g["source"], g["random"])
+        self.reference = {o.name: reference[o.name] for o in self.manifest.outputs}
+        self.reference_accuracy = meta["reference_accuracy"]
+        self.evaluation_samples = meta["evaluation_samples"]
+        self.source_info = meta["source"]
+        self.scores = meta["scores"]
+        self.signature = meta["signature"]
+        self.source_key, self.data_key = meta["source_key"], meta["data_key"]
+        self.model_key = self._model_key(self.source_key)
+        self.warnings.extend(meta["warnings"])
+        self.progress.note(f"  inputs unchanged ({len(meta['fingerprint']['files'])} files traced): "
+                           "model and data entry points not called")
+        return True
+
+    def _store_inputs(self, key: str, fingerprint: Fingerprint) -> None:
+        if not self.cache.enabled:
+            return
+        if not self.reload_inputs:
+            self.cache.misses.append("inputs (model, data, reference outputs)")
+        meta = {"fingerprint": fingerprint.to_dict(),
+                "golden": {"names": list(self.golden.arrays), "batched": self.golden.batched,
+                           "source": self.golden.source, "random": self.golden.random},
+                "reference_accuracy": self.reference_accuracy, "evaluation_samples": self.evaluation_samples,
+                "source": self.source_info, "scores": self.scores, "signature": self.signature,
+                "data_key": self.data_key, "source_key": self.source_key, "warnings": list(self.warnings)}
+        self.cache.put(key, Entry(meta, {"golden.npz": npz_bytes(self.golden.arrays),
+                                         "reference.npz": npz_bytes(self.reference)}), replace=True)
+
+    def _ensure_inputs(self) -> None:
+        """A step the cache did not have needs the real model or data: load them now, and make
+        sure they are what the cached keys said (else the trace missed a change)."""
+        if self._inputs_loaded:
+            return
+        self.progress.note("  a step is not cached: calling the model and data entry points")
+        self._load_inputs()
+        if (self._data_key(), self._source.cache_key) != (self.data_key, self.source_key):
+            self.cache.drop(self._inputs_key())
+            raise StaleInputsError("the model or data changed although no file their entry points read did "
+                             "(they depend on something edgepack cannot trace: an environment variable, "
+                             "the clock, a native reader)", where=f"{self.manifest.file}",
+                             hint="run the build again (the stale record is removed), and use "
+                                  "--reload-inputs whenever such an input changes")
+
+    @property
+    def source(self) -> Source:
+        self._ensure_inputs()
+        return self._source
+
+    @property
+    def calibration(self) -> SampleSet | None:
+        self._ensure_inputs()
+        return self._calibration
+
+    @property
+    def evaluation(self) -> Any:
+        self._ensure_inputs()
+        return self._evaluation
 
     def _record(self, result: PassResult) -> None:
         self.steps.append({"step": result.name, "details": result.details, "notes": result.notes})
@@ -149,6 +278,8 @@ class Builder:
         if self._base is None and self._base_error is None:
             try:
                 self._base = self._cached_base_model()
+            except StaleInputsError:
+                raise
             except EdgepackError as exc:
                 self._base_error = exc
         if self._base_error is not None:
@@ -248,6 +379,8 @@ class Builder:
             return
         try:
             base = serialize(self.onnx_base())
+        except StaleInputsError:
+            raise
         except EdgepackError:
             return  # each candidate reports the base model's error itself
         workers = worker_count(len(pending), self.jobs, len(base))
@@ -318,9 +451,7 @@ class Builder:
                 latency = host_latency_ms(runner, first_feed(self.golden))
             finally:
                 runner.close()
-        buf = io.BytesIO()
-        np.savez(buf, **outputs)
-        self.cache.put(key, Entry({"accuracy": acc, "latency": latency}, {"outputs.npz": buf.getvalue()}))
+        self.cache.put(key, Entry({"accuracy": acc, "latency": latency}, {"outputs.npz": npz_bytes(outputs)}))
         return outputs, acc, latency
 
     def _onnx_variant(self, spec: CandidateSpec) -> "Made":
@@ -383,6 +514,8 @@ class Builder:
             try:
                 with self.progress.step(f"make {key} + parity"):
                     self._artifacts[key] = self._make_variant(spec, target)
+            except StaleInputsError:
+                raise
             except EdgepackError as exc:
                 self._artifacts[key] = exc
         found = self._artifacts[key]
@@ -402,6 +535,8 @@ class Builder:
             except UnsupportedError as exc:
                 cr.status, cr.message = "unsupported", exc.message + (f"; {exc.hint}" if exc.hint else "")
                 continue
+            except StaleInputsError:
+                raise
             except EdgepackError as exc:
                 cr.status = "failed"
                 cr.message = exc.message + (f" ({exc.where})" if exc.where else "") + (f"; {exc.hint}" if exc.hint else "")
@@ -552,13 +687,13 @@ class Builder:
             "skipped": skipped,
             "warnings": warnings,
             "evaluation": {"reference_accuracy": self.reference_accuracy,
-                           "samples": len(self.evaluation) if self.evaluation else 0}
-            if self.evaluation else None,
+                           "samples": self.evaluation_samples}
+            if self.evaluation_samples else None,
             "provenance": {
                 "edgepack": __version__,
                 "tools": tool_versions(m.source.framework, {spec.format for spec, _, _ in chosen}),
-                "source": {"framework": m.source.framework, "sha256": self.source.sha256,
-                           "description": self.source.description},
+                "source": {"framework": m.source.framework, "sha256": self.source_info["sha256"],
+                           "description": self.source_info["description"]},
                 "exporter": self.exporter,
                 "steps": self.steps,
                 "host": {"platform": platform.platform(), "machine": platform.machine()},
@@ -610,9 +745,11 @@ def check_out_dir(out_dir: Path) -> None:
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
           sign: str | Path | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
-          on_loaded: Callable[[Manifest, list[Target]], None] | None = None) -> BuildResult:
+          on_loaded: Callable[[Manifest, list[Target]], None] | None = None,
+          reload_inputs: bool = False) -> BuildResult:
     """Build every target of a manifest (or only ``targets``) into ``out_dir``; with ``sign`` (an
-    ed25519 private key PEM) every bundle.json is signed."""
+    ed25519 private key PEM) every bundle.json is signed. ``reload_inputs``: call the model and
+    data entry points even when nothing they read has changed (see ``input_trace``)."""
     sign_key = load_private_key(Path(sign)) if sign is not None else None  # fail before the slow work
     manifest = load_manifest(manifest_path)
     names = targets or list(manifest.targets)
@@ -629,7 +766,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
-                     progress=progress, sign_key=sign_key, cache=cache, jobs=jobs).run()
+                     progress=progress, sign_key=sign_key, cache=cache, jobs=jobs,
+                     reload_inputs=reload_inputs).run()
     if stale:
         result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")
     report = Path(out_dir) / f"{manifest.name}.build.json"
