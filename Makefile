@@ -22,7 +22,10 @@ demo: $(STAMP)
 	$(VENV)/bin/edgepack build manifests/digits-keras.yaml --out dist
 	$(PY) examples/digits/demo_device.py dist --name digits-keras --target rpi4
 
+# ensure-chromium.sh: a headless Chromium for the HTML report tests (installed with apt-get when
+# missing and root); it never fails the run, the tests decide (they fail under CI=true without it)
 test: $(STAMP)
+	-bash scripts/ensure-chromium.sh
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -1,5 +1,8 @@
 """Device CLI: ``python -m runtime {info,run,verify,bench,doctor,tune} [BUNDLE]``.
 
+``verify`` and ``bench`` also write a self-contained HTML report with ``--report FILE``
+(runtime.report_html), with or without ``--json``.
+
 Exit codes: 0 ok; 1 no candidate loads (info), parity failed (verify), the device does not match
 the bundle (doctor) or no candidate passes (tune); 2 user error (bad bundle, bad input);
 3 internal error (rerun with --debug for the traceback).
@@ -209,8 +212,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_report_path(args: argparse.Namespace) -> None:
+    """Fail before the work when --report cannot be written (its folder is missing)."""
+    path = getattr(args, "report", None)
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if not parent.is_dir() or Path(path).is_dir():
+        raise RuntimeBundleError("cannot write the report here", where=f"--report {path}",
+                                 hint="give a file path in an existing folder, e.g. --report "
+                                      "report.html")
+
+
+def write_report(path: str, kind: str, doc: dict[str, Any]) -> None:
+    """The HTML report of a verify / bench document, written atomically (temp file + rename)."""
+    import tempfile
+
+    from .report_html import render_device_report
+
+    text = render_device_report(kind, json.loads(json.dumps(doc, default=_json_default)))
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                   dir=str(target.resolve().parent))
+    except OSError as exc:
+        raise RuntimeBundleError(f"cannot write the report: {exc.strerror or exc}",
+                                 where=f"--report {path}",
+                                 hint="give a file path in a folder you can write") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise RuntimeBundleError(f"cannot write the report: {exc.strerror or exc}",
+                                     where=f"--report {path}") from exc
+        raise
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Golden parity for the selected candidate, or every candidate that loads (--all)."""
+    _check_report_path(args)
     bundle = _open(args)
     g_in, g_out, batched = load_golden(bundle)
     results: list[dict[str, Any]] = []
@@ -218,9 +265,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     def check(model: Model) -> None:
         report = check_parity(model, g_in, g_out, batched)
-        results.append({"candidate": model.candidate_spec.id, "providers": model.providers,
+        spec = model.candidate_spec
+        results.append({"candidate": spec.id, "providers": model.providers,
                         "degraded": model.degraded, "passed": report.passed,
-                        "outputs": [o.to_dict() for o in report.outputs], "_report": report})
+                        "outputs": [o.to_dict() for o in report.outputs],
+                        "tolerance": {n: t.to_dict() for n, t in spec.tolerance.items()},
+                        "_report": report})
 
     if args.all:
         decs = []
@@ -238,12 +288,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
             decisions = model.explain()
             check(model)
     passed = all(r["passed"] for r in results)
+    doc = {"ok": True, "passed": passed, "bundle": bundle.name,
+           "target": bundle.target.get("name"), "batched": batched,
+           "samples": bundle.golden.samples if bundle.golden else None,
+           "signature_check": _signature_doc(bundle),
+           "candidates": [{k: v for k, v in r.items() if k != "_report"} for r in results],
+           "decisions": decisions, "device": device_info()}
+    if args.report:
+        write_report(args.report, "verify", doc)
+        args.report_written = True
     if args.json:
-        _emit_json({"ok": True, "passed": passed, "batched": batched,
-                    "samples": bundle.golden.samples if bundle.golden else None,
-                    "signature_check": _signature_doc(bundle),
-                    "candidates": [{k: v for k, v in r.items() if k != "_report"}
-                                   for r in results], "decisions": decisions})
+        _emit_json(doc)
     else:
         if _signature_line(bundle):
             print(_signature_line(bundle))
@@ -256,11 +311,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for d in skipped:
             print(f"candidate {d['candidate']}: not checked ({d['reason']})")
         print("verify: " + ("PASS" if passed else "FAIL"))
+        if args.report:
+            print(f"wrote {args.report}")
     return EXIT_OK if passed else EXIT_FAIL
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Load time, first inference, then latency percentiles and throughput."""
+    _check_report_path(args)
     bundle = _open(args, verify=False)
     t0 = time.perf_counter()
     bundle.verify()
@@ -277,12 +335,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = benchmark(model, feeds, warmup=args.warmup, runs=args.runs)
         result.load_ms = load_ms
         dev = device_info()
+        doc = {"ok": True, "candidate": model.candidate_spec.id, "bundle": bundle.name,
+               "target": bundle.target.get("name"), "providers": model.providers,
+               "degraded": model.degraded, "backend_version": model.backend_version,
+               "verify_ms": verify_ms, "signature_check": _signature_doc(bundle),
+               **result.to_dict(), "device": dev}
+        if args.report:
+            write_report(args.report, "bench", doc)
+            args.report_written = True
         if args.json:
-            _emit_json({"ok": True, "candidate": model.candidate_spec.id,
-                        "providers": model.providers, "degraded": model.degraded,
-                        "backend_version": model.backend_version, "verify_ms": verify_ms,
-                        "signature_check": _signature_doc(bundle),
-                        **result.to_dict(), "device": dev})
+            _emit_json(doc)
         else:
             print(f"device: {dev['platform']} ({dev['machine']}, {dev['cpus']} cpus, "
                   f"python {dev['python']})")
@@ -295,6 +357,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"min {result.min_ms:.3f}, max {result.max_ms:.3f})")
             print(f"throughput: {result.inferences_per_s:.1f} inferences/s, "
                   f"{result.samples_per_s:.1f} samples/s")
+            if args.report:
+                print(f"wrote {args.report}")
     return EXIT_OK
 
 
@@ -401,9 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: golden inputs")
     p.add_argument("--output", metavar="PATH.npz", help="write outputs with np.savez")
     p.add_argument("--values", action="store_true", help="with --json: include output values")
-    p = sub.add_parser("verify", parents=[common], help="check parity on the golden data")
+    report_help = ("also write a self-contained HTML report to FILE (inline CSS and SVG charts, "
+                   "no network); works with or without --json")
+    p = sub.add_parser("verify", parents=[common], help="check parity on the golden data",
+                       description="Check parity on the golden data: the selected candidate, or "
+                                   "every candidate that loads (--all). With --report FILE, "
+                                   "also write an HTML report (per output statistics and an "
+                                   "error histogram).")
     p.add_argument("--all", action="store_true", help="check every candidate that loads")
-    p = sub.add_parser("bench", parents=[common], help="latency and throughput")
+    p.add_argument("--report", metavar="FILE", help=report_help)
+    p = sub.add_parser("bench", parents=[common], help="latency and throughput",
+                       description="Latency and throughput of the selected candidate. With "
+                                   "--report FILE, also write an HTML report.")
+    p.add_argument("--report", metavar="FILE", help=report_help)
     p.add_argument("--warmup", type=_non_negative, default=10)
     p.add_argument("--runs", type=_positive, default=100)
     p.add_argument("--batch", type=_positive, default=1,
@@ -435,6 +509,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "doctor": cmd_doctor, "tune": cmd_tune}
 
 
+def _error_report(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """With --report, a failed verify / bench still leaves a report that shows the error."""
+    path = getattr(args, "report", None)
+    if path is None or getattr(args, "report_written", False) or \
+            str(doc.get("where") or "").startswith("--report"):
+        return
+    try:
+        write_report(path, args.command, doc)
+    except Exception as exc:  # the error above is what matters; say why there is no report
+        print(f"warning: no report written: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -443,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        _error_report(args, {"ok": False, **exc.to_dict()})
         if args.json:
             _emit_json({"ok": False, **exc.to_dict()})
         return EXIT_FAIL if isinstance(exc, NoCandidateError) and args.command == "info" \
@@ -454,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: internal error: {type(exc).__name__}: {exc}\n"
               f"  hint: rerun with --debug for the traceback", file=sys.stderr)
+        _error_report(args, {"ok": False, "error": "internal", "message": str(exc)})
         if args.json:
             _emit_json({"ok": False, "error": "internal", "message": str(exc)})
         return EXIT_INTERNAL

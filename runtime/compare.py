@@ -13,6 +13,8 @@ import numpy as np
 from .errors import BundleFormatError
 
 _REL_FLOOR = 1e-6  # denominator floor for the (informational) relative error
+HISTOGRAM_BINS = 20  # bars in each output's error histogram
+HISTOGRAM_DECADES = 16  # widest span (powers of ten) the histogram's bins cover
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class OutputReport:
     mismatch: float | None = None
     nonfinite: int = 0
     notes: list[str] = field(default_factory=list)
+    error_histogram: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +149,35 @@ def format_parity_rows(outputs: list[OutputReport], indent: str = "") -> str:
         cells = [r[i].ljust(widths[i]) for i in range(len(widths))] + [r[-1]]
         lines.append(indent + "  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def error_histogram(errors: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """A small JSON histogram of absolute errors ``errors`` (finite, >= 0), on a log10 scale.
+
+    Exact matches are counted apart (``zeros``: a log scale cannot show 0). The positive errors
+    fall into ``bins`` equal-width bins in log10 space whose ``edges`` (bins + 1 values, rounded
+    to 4 significant digits) run from the power of ten at or below the smallest positive error to
+    the one at or above the largest, over at most HISTOGRAM_DECADES decades; a positive error
+    below ``edges[0]`` (only when the span was cut) is counted in the first bin. A bin holds
+    [edges[i], edges[i + 1]); the last one includes its right edge. With no positive error
+    ``edges`` and ``counts`` are empty. ``total`` = ``zeros`` + sum(``counts``).
+    """
+    errors = np.asarray(errors).ravel()
+    pos = errors[errors > 0]
+    hist: dict[str, Any] = {"scale": "log10", "edges": [], "counts": [],
+                            "zeros": int(errors.size - pos.size), "total": int(errors.size)}
+    if pos.size == 0:
+        return hist
+    logs = np.log10(pos.astype(np.float64))
+    hi = int(np.ceil(logs.max()))
+    lo = max(int(np.floor(logs.min())), hi - HISTOGRAM_DECADES)
+    if lo >= hi:  # every error is the same power of ten: show the decade above it
+        hi = lo + 1
+    idx = np.floor((logs - lo) * (bins / (hi - lo))).astype(np.int64)
+    np.clip(idx, 0, bins - 1, out=idx)
+    hist["edges"] = [float(f"{10.0 ** (lo + i * (hi - lo) / bins):.4g}") for i in range(bins + 1)]
+    hist["counts"] = np.bincount(idx, minlength=bins).tolist()
+    return hist
 
 
 def looks_like_scores(array: np.ndarray) -> bool:
@@ -199,6 +231,7 @@ def compare_output(name: str, ref: np.ndarray, cand: np.ndarray, tol: Tolerance,
         return rep
 
     diff = np.abs(c - r)
+    rep.error_histogram = error_histogram(diff)
     rep.max_abs = float(diff.max())
     rep.mean_abs = float(diff.mean())
     rep.max_rel = float((diff / np.maximum(np.abs(r), _REL_FLOOR)).max())
@@ -245,6 +278,7 @@ def _compare_discrete(rep: OutputReport, ref: np.ndarray, cand: np.ndarray,
     differ = ref != cand
     rep.mismatch = float(differ.mean()) if differ.size else 0.0
     diff = np.abs(ref.astype(np.int64) - cand.astype(np.int64))
+    rep.error_histogram = error_histogram(diff)
     rep.max_abs = float(diff.max()) if diff.size else 0.0
     rep.mean_abs = float(diff.mean()) if diff.size else 0.0
     if rep.mismatch > tol.max_mismatch:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.compare import (DEFAULT_TOLERANCES, OutputReport, ParityReport, Tolerance, compare,
-                             compare_output, default_tolerance, format_parity_rows)
+from runtime.compare import (DEFAULT_TOLERANCES, HISTOGRAM_DECADES, OutputReport, ParityReport,
+                             Tolerance, compare, compare_output, default_tolerance,
+                             error_histogram, format_parity_rows)
 from runtime.errors import BundleFormatError
 
 FP32 = DEFAULT_TOLERANCES["fp32"]
@@ -132,3 +133,65 @@ def test_report_roundtrip_and_table() -> None:
     table = format_parity_rows(rep.outputs)
     assert table.splitlines()[0].startswith("output")
     assert "FAIL" in table
+
+
+# --------------------------------------------------------------------------- error histogram
+
+def test_error_histogram_counts_on_known_errors() -> None:
+    ref = np.zeros(6, np.float64)
+    cand = np.array([0.0, 1e-3, -1e-3, 5e-3, 1e-2, 0.3])
+    hist = compare_output("y", ref, cand, COS).error_histogram
+    # errors 0, 1e-3, 1e-3, 5e-3, 1e-2, 0.3: decades 1e-3 .. 1e0, 20 bins of 0.15 decade
+    assert hist["scale"] == "log10"
+    assert hist["zeros"] == 1 and hist["total"] == 6
+    assert len(hist["edges"]) == 21 and len(hist["counts"]) == 20
+    assert hist["edges"][0] == 1e-3 and hist["edges"][-1] == 1.0
+    assert hist["edges"][5] == pytest.approx(10 ** -2.25, rel=1e-3)
+    expected = [0] * 20
+    expected[0] = 2   # 1e-3 twice (left edge of the first bin)
+    expected[4] = 1   # 5e-3: log10 = -2.30 -> (0.699 / 0.15) = bin 4
+    expected[6] = 1   # 1e-2: log10 = -2 -> (1 / 0.15) = bin 6
+    expected[16] = 1  # 0.3: log10 = -0.523 -> (2.477 / 0.15) = bin 16
+    assert hist["counts"] == expected
+    assert sum(hist["counts"]) + hist["zeros"] == hist["total"]
+
+
+def test_error_histogram_exact_match_is_all_zeros() -> None:
+    ref = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    rep = compare_output("y", ref, ref.copy(), FP32)
+    assert rep.error_histogram == {"scale": "log10", "edges": [], "counts": [], "zeros": 12,
+                                   "total": 12}
+
+
+def test_error_histogram_single_decade_and_nonfinite_skipped() -> None:
+    ref = np.array([1.0, np.nan, 2.0, np.inf], np.float64)
+    cand = np.array([1.0 + 2e-5, np.nan, 2.0, np.inf])
+    hist = compare_output("y", ref, cand, FP32).error_histogram
+    # only the two finite elements count: one exact, one 2e-5 (decade 1e-5 .. 1e-4)
+    assert hist["total"] == 2 and hist["zeros"] == 1
+    assert hist["edges"][0] == 1e-5 and hist["edges"][-1] == 1e-4
+    assert hist["counts"][6] == 1 and sum(hist["counts"]) == 1  # log10(2) / 0.05 = 6.02
+
+
+def test_error_histogram_span_is_capped_and_tiny_errors_join_the_first_bin() -> None:
+    hist = error_histogram(np.array([1e-40, 1e-20, 1.0]))
+    assert hist["edges"][0] == float(f"{10.0 ** -HISTOGRAM_DECADES:.4g}") and hist["edges"][-1] == 1.0
+    assert hist["counts"][0] == 2 and hist["counts"][-1] == 1
+
+
+def test_error_histogram_integer_outputs() -> None:
+    ref = np.array([1, 2, 3, 4], np.int64)
+    hist = compare_output("label", ref, np.array([1, 2, 3, 14], np.int64), FP32).error_histogram
+    assert hist["zeros"] == 3 and hist["total"] == 4
+    assert hist["edges"][0] == 10.0 and hist["edges"][-1] == 100.0
+    assert hist["counts"][0] == 1
+
+
+def test_error_histogram_absent_when_shapes_differ_and_survives_roundtrip() -> None:
+    assert compare_output("y", np.zeros((2, 3)), np.zeros((3, 2)), FP32).error_histogram is None
+    ref = {"y": np.ones((2, 3), np.float32)}
+    rep = compare(ref, {"y": ref["y"] * 2}, FP32)
+    doc = rep.to_dict()
+    hist = doc["outputs"][0]["error_histogram"]
+    assert hist["counts"][0] == 6 and hist["edges"][:1] == [1.0]  # all six errors are exactly 1
+    assert ParityReport.from_dict(doc).outputs[0].error_histogram == hist
