@@ -1,11 +1,17 @@
 """Strict reading of YAML documents: every error names the file, the field and the fix.
 
-`Node` wraps one value of a parsed document together with its place (file + field path), so
-loaders read fields with one call each and unknown keys are caught with a did-you-mean.
+The keys of each section of a document are declared once, as a `Section` of `Field`s (type,
+choices, range, pattern, default, required-ness and a one-line description). `Node` wraps one
+value of a parsed document together with its place (file + field path); ``node.mapping(SECTION)``
+checks the keys against the declaration (unknown keys get a did-you-mean) and ``node.get(key)``
+reads a field with the declared type and constraints. packager/schema.py turns the same
+declarations into a JSON Schema, so the schema and the loaders cannot drift apart.
 """
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -15,6 +21,85 @@ from .errors import ConfigError
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                list: "a list", dict: "a mapping"}
+_UNSET: Any = object()
+
+# lower-case names: bundle folders, target names, candidate ids
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+NAME_RULE = "must be lower-case letters, digits, '.', '_' or '-'"
+
+
+# -- declarations ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Field:
+    """One key of a section (or, nameless, the items of a list): what it holds and what it means.
+
+    ``type`` is str, int, float, bool, dict (a free-form mapping), a `Section`, a `ListOf` or a
+    `OneOf`. ``default`` is what the loader uses when the key is absent or null (None: no
+    default). ``nullable``: null is a value of its own (a tolerance switched off), not "absent".
+    ``message``/``hint``: the error for a value of the right type that breaks ``pattern``,
+    ``maximum`` or the list's ``min_items`` (formatted with {key}, {value}); without them the
+    error is generic.
+    """
+
+    name: str
+    type: Any
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    nullable: bool = False
+    message: str | None = None
+    hint: str | None = None
+
+
+def item(kind: Any, description: str = "", **constraints: Any) -> Field:
+    """A nameless field: the items of a `ListOf` or one alternative of a `OneOf`."""
+    return Field("", kind, description, **constraints)
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list whose entries are ``item`` (a type, or a nameless `Field` with constraints)."""
+
+    item: Any
+    min_items: int = 0
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A value of one of several shapes, e.g. a name or a full mapping."""
+
+    options: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping with a fixed set of keys: the declaration loaders and the schema share."""
+
+    title: str
+    description: str
+    fields: tuple[Field, ...]
+    _index: dict[str, Field] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {f.name: f for f in self.fields})
+        if len(self._index) != len(self.fields):
+            raise ValueError(f"section {self.title!r} declares a key twice")
+
+    def keys(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required]
+
+    def __getitem__(self, key: str) -> Field:
+        return self._index[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -87,6 +172,7 @@ class Node:
         self.file = file
         self.path = path
         self.error = error
+        self.spec: Section | None = None  # the declaration, once mapping() has checked against it
 
     # -- places and errors -------------------------------------------------------------------
     def where(self, key: str | int | None = None) -> str:
@@ -106,8 +192,15 @@ class Node:
         return Node(value, self.file, path, self.error)
 
     # -- shape checks --------------------------------------------------------------------------
-    def mapping(self, allowed: Sequence[str], required: Sequence[str] = ()) -> "Node":
-        """Require a mapping with only ``allowed`` keys and all ``required`` keys."""
+    def mapping(self, allowed: Section | Sequence[str], required: Sequence[str] = ()) -> "Node":
+        """Require a mapping with only ``allowed`` keys and all ``required`` keys.
+
+        Given a `Section`, its keys and required keys are used, and later reads of this node
+        (get, items, strings) take each field's type and constraints from it.
+        """
+        if isinstance(allowed, Section):
+            self.spec = allowed
+            allowed, required = allowed.keys(), allowed.required()
         if not isinstance(self.value, dict):
             raise self.fail(f"expected a mapping, got {_describe(self.value)}",
                             hint="write 'key: value' lines here")
@@ -126,9 +219,28 @@ class Node:
     def has(self, key: str) -> bool:
         return isinstance(self.value, dict) and self.value.get(key) is not None
 
-    def get(self, key: str, kind: type, default: Any = None, *, choices: Sequence[Any] | None = None,
-            minimum: float | None = None) -> Any:
-        """Read a scalar field of type ``kind`` (an int is accepted where a float is asked)."""
+    def declared(self, key: str) -> Field:
+        """The declaration of ``key`` in the section this node was checked against."""
+        if self.spec is None:
+            raise TypeError(f"{self.where(key)}: call mapping(SECTION) before reading declared fields")
+        return self.spec[key]
+
+    def get(self, key: str, kind: type | None = None, default: Any = _UNSET, *,
+            choices: Sequence[Any] | None = _UNSET, minimum: float | None = _UNSET) -> Any:
+        """Read a scalar field (an int is accepted where a float is asked).
+
+        Without ``kind``, the type, default, choices, range and pattern come from the field's
+        declaration; the keyword arguments override them where the context decides (e.g. the
+        choices of evaluation.output are the manifest's output names).
+        """
+        spec = self.declared(key) if kind is None else None
+        if spec is not None:
+            kind = spec.type
+            if kind not in _TYPE_NAMES or kind in (list, dict):
+                raise TypeError(f"{self.where(key)} is declared as {kind!r}, not a scalar")
+        default = (spec.default if spec else None) if default is _UNSET else default
+        choices = (spec.choices if spec else None) if choices is _UNSET else choices
+        minimum = (spec.minimum if spec else None) if minimum is _UNSET else minimum
         if not self.has(key):
             return default
         value = self.value[key]
@@ -148,10 +260,29 @@ class Node:
                             key, hint=f"use one of: {shown}")
         if minimum is not None and value < minimum:
             raise self.fail(f"must be >= {minimum}, got {value}", key)
+        if spec is not None and spec.maximum is not None and value > spec.maximum:
+            raise self._broken(spec, key, value, f"must be <= {spec.maximum}, got {value}")
+        if spec is not None and spec.pattern is not None and not re.search(_anchored(spec.pattern), value):
+            raise self._broken(spec, key, value, f"{value!r} does not match {spec.pattern}")
         return value
 
-    def items(self, key: str, *, required: bool = False, min_items: int = 0) -> list["Node"]:
-        """Read a list field as child nodes."""
+    def _broken(self, spec: Field, key: str | int, value: Any, generic: str,
+                hint: str | None = None) -> ConfigError:
+        """The error for a value that breaks its declared pattern, maximum or min_items."""
+        if spec.message is None:
+            return self.fail(generic, key, hint=hint)
+        return self.fail(spec.message.format(key=key, value=value), key, hint=hint or spec.hint)
+
+    def items(self, key: str, *, required: bool = False, min_items: int | None = None,
+              hint: str | None = None) -> list["Node"]:
+        """Read a list field as child nodes.
+
+        ``min_items`` defaults to the declared one (a `ListOf` field); ``hint`` overrides the
+        declared hint for a list that is too short.
+        """
+        spec = self.spec[key] if self.spec is not None and key in self.spec else None
+        if min_items is None:
+            min_items = spec.type.min_items if spec is not None and isinstance(spec.type, ListOf) else 0
         if not self.has(key):
             if required:
                 raise self.fail(f"missing required field {key!r}", key, hint=f"add a '{key}:' list")
@@ -161,21 +292,30 @@ class Node:
             raise self.fail(f"expected a list, got {_describe(value)}", key,
                             hint="write one '- item' line per entry")
         if len(value) < min_items:
-            raise self.fail(f"needs at least {min_items} entr{'y' if min_items == 1 else 'ies'}", key)
+            generic = f"needs at least {min_items} entr{'y' if min_items == 1 else 'ies'}"
+            if spec is None:
+                raise self.fail(generic, key, hint=hint)
+            raise self._broken(spec, key, value, generic, hint)
         node = self.child(key)
         return [node.child(i) for i in range(len(value))]
 
-    def strings(self, key: str, default: Sequence[str] = ()) -> list[str]:
-        """Read a list of strings."""
+    def strings(self, key: str, default: Sequence[str] = (), *, hint: str | None = None) -> list[str]:
+        """Read a list of strings (``hint``: as for items)."""
         out = []
-        for item in self.items(key):
-            if not isinstance(item.value, str):
-                raise item.fail(f"expected a string, got {_describe(item.value)}")
-            out.append(item.value)
+        for entry in self.items(key, hint=hint):
+            if not isinstance(entry.value, str):
+                raise entry.fail(f"expected a string, got {_describe(entry.value)}")
+            out.append(entry.value)
         return out if self.has(key) else list(default)
 
     def section(self, key: str) -> "Node | None":
         return self.child(key) if self.has(key) else None
+
+
+def _anchored(pattern: str) -> str:
+    """A JSON Schema (ECMA-262) pattern for Python's re: a final '$' ends the text, as in ECMA
+    (Python's '$' would also match before a final newline)."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
 
 
 def _describe(value: Any) -> str:

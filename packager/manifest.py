@@ -2,13 +2,23 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from runtime.compare import DEFAULT_TOLERANCES, Tolerance
 
-from .config import Node, read_yaml
+from .config import (
+    NAME_PATTERN,
+    NAME_RULE,
+    Field,
+    ListOf,
+    Node,
+    OneOf,
+    Section,
+    item,
+    read_yaml,
+)
 from .errors import ManifestError
 
 FRAMEWORKS = ("torch", "onnx", "tensorflow")
@@ -19,8 +29,106 @@ TORCHSCRIPT_METHODS = ("trace", "script")
 TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "max_mismatch", "max_range_error")
 _DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
                   "fp32": "float32", "fp16": "float16", "f32": "float32", "i64": "int64"}
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-_ENTRY_RE = re.compile(r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")
+ENTRY_PATTERN = r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$"
+SYMBOL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"   # a dynamic axis: batch, seq_len
+_SHARE_KEYS = ("min_cosine", "min_top1", "max_mismatch", "max_range_error")
+
+
+# -- the declarations: what each section of a manifest holds (packager/schema.py reads them too) --
+def _entry_field(description: str, required: bool = False) -> Field:
+    return Field("entry", str, description, required=required, pattern=ENTRY_PATTERN,
+                 message="entry point {value!r} must look like 'path/to/file.py:function' or "
+                         "'package.module:function'")
+
+
+_TOLERANCE_DOCS = {
+    "atol": "absolute error allowed per element (|cand - ref| <= atol + rtol * |ref|); null switches it off",
+    "rtol": "relative error allowed per element, on top of atol (0 switches it off)",
+    "min_cosine": "least cosine similarity of the flattened outputs (0..1); null switches it off",
+    "min_top1": "least share of rows whose argmax agrees, for class scores (0..1); null switches it off",
+    "max_mismatch": "share of elements allowed to differ, for integer/bool outputs (0..1)",
+    "max_range_error": "largest |cand - ref| as a share of the reference's value range (0..1); "
+                       "null switches it off",
+}
+TOLERANCE = Section("Tolerance", "pass criteria for one precision: given keys replace the defaults", tuple(
+    Field(key, float, _TOLERANCE_DOCS[key], minimum=0.0, nullable=key not in ("rtol", "max_mismatch"),
+          maximum=1.0 if key in _SHARE_KEYS else None,
+          message="{key} is a share between 0 and 1, got {value}" if key in _SHARE_KEYS else None)
+    for key in TOLERANCE_KEYS))
+TOLERANCES = Section("Tolerances", "tolerance overrides per precision", tuple(
+    Field(precision, TOLERANCE, f"overrides of the default {precision} tolerance")
+    for precision in DEFAULT_TOLERANCES))
+
+SOURCE = Section("Source", "where the original model comes from", (
+    Field("framework", str, "what the model is written in", required=True, choices=FRAMEWORKS),
+    _entry_field("torch and tensorflow: 'file.py:function' or 'package.module:function' returning the "
+                 "model with its weights loaded (paths relative to the manifest)"),
+    Field("path", str, "onnx: the model file; tensorflow: a SavedModel folder or a .keras file "
+                       "(relative to the manifest)"),
+    Field("kwargs", dict, "keyword arguments passed to the entry point"),
+))
+_TENSOR_FIELDS = (
+    Field("name", str, "the tensor's name in the model", required=True),
+    Field("dtype", str, "numpy element type", default="float32", choices=DTYPES),
+    Field("shape", ListOf(OneOf((item(int, "a fixed size", minimum=1),
+                                 item(str, "a name for a dynamic axis, e.g. batch", pattern=SYMBOL_PATTERN)))),
+          "one entry per axis: a positive size or a symbol such as batch"),
+    Field("layout", str, "axis order, for converters that change it (NCHW, NHWC, ...)", choices=LAYOUTS),
+)
+INPUT = Section("Input", "one input of the model's signature", tuple(
+    replace(f, required=True, default=None) if f.name in ("dtype", "shape") else f for f in _TENSOR_FIELDS))
+OUTPUT = Section("Output", "one output of the model's signature", _TENSOR_FIELDS + (
+    Field("scores", bool, "whether the output holds class scores (top-1 agreement is checked); "
+                          "guessed from the shape when left out"),
+    Field("tolerances", TOLERANCES, "tolerance overrides for this output only"),
+))
+
+
+def _data_section(title: str, description: str, samples: int, random: bool) -> Section:
+    return Section(title, description, (
+        Field("file", str, "an .npz file of arrays keyed by input name (relative to the manifest)",
+              pattern=r"\.npz$", message="{value!r} is not an .npz file",
+              hint="save arrays keyed by input name with numpy.savez"),
+        _entry_field("'file.py:function' yielding feed dicts {input name: array}"),
+        Field("samples", int, "how many samples to use", default=samples, minimum=1),
+        Field("batch_size", int, "samples per batch", default=16, minimum=1),
+        Field("seed", int, "seed for drawing and shuffling samples", default=0, minimum=0),
+    ) + ((Field("random", bool, "use random data instead of real samples (not recommended: "
+                                "int8 calibrated on noise is poor)", default=False),) if random else ()))
+
+
+CALIBRATION = _data_section("Calibration", "real samples for int8 calibration (one of file, entry, random)",
+                            128, random=True)
+GOLDEN = _data_section("Golden", "samples the parity check runs on (one of file or entry; left out: "
+                                 "drawn from the calibration data)", 32, random=False)
+EVALUATION = Section("Evaluation", "held-out data for reporting each artifact's accuracy", (
+    _entry_field("'file.py:function' yielding (feeds, labels) pairs", required=True),
+    Field("output", str, "the output holding the class scores (default: the first output)"),
+    Field("metric", str, "what is reported", default="accuracy", choices=("accuracy",)),
+))
+EXPORT = Section("Export", "how the model is exported", (
+    Field("opset", int, "ONNX opset", default=17, minimum=13),
+    Field("exporter", str, "torch -> ONNX exporter", default="auto", choices=EXPORTERS),
+    Field("torchscript", str, "how a TorchScript artifact is made", default="trace", choices=TORCHSCRIPT_METHODS),
+))
+MANIFEST = Section("Manifest", "what edgepack packages: the source model, its signature, data, targets "
+                               "and tolerances", (
+    Field("name", str, "the model's name; it names the bundle folder", required=True, pattern=NAME_PATTERN,
+          message=f"model name {{value!r}} {NAME_RULE}", hint="it names the bundle folder, e.g. digits-cnn"),
+    Field("description", str, "one line about the model", default=""),
+    Field("source", SOURCE, "where the original model comes from", required=True),
+    Field("inputs", ListOf(INPUT, min_items=1), "the model's inputs, in order", required=True),
+    Field("outputs", ListOf(OneOf((item(str, "the output's name alone (float32)"), OUTPUT)), min_items=1),
+          "the model's outputs, in order", required=True),
+    Field("calibration", CALIBRATION, "real samples for int8 calibration"),
+    Field("golden", GOLDEN, "samples the parity check runs on"),
+    Field("evaluation", EVALUATION, "held-out data for reporting accuracy"),
+    Field("targets", ListOf(str, min_items=1), "devices to package for: shipped target names or target "
+                                                "YAML paths (relative to the manifest)",
+          required=True, message="needs at least one target", hint="e.g. targets: [x86-cpu, rpi4]"),
+    Field("tolerances", TOLERANCES, "tolerance overrides per precision, for every output"),
+    Field("export", EXPORT, "how the model is exported"),
+))
 
 
 @dataclass(frozen=True)
@@ -117,24 +225,18 @@ def load_manifest(path: str | Path) -> Manifest:
 def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
     """Validate a parsed manifest document."""
     root = Node(data, file, "", ManifestError)
-    root.mapping(["name", "description", "source", "inputs", "outputs", "calibration", "golden",
-                  "evaluation", "targets", "tolerances", "export"],
-                 required=["name", "source", "inputs", "outputs", "targets"])
-    name = root.get("name", str)
-    if not _NAME_RE.match(name):
-        raise root.fail(f"model name {name!r} must be lower-case letters, digits, '.', '_' or '-'",
-                        "name", hint="it names the bundle folder, e.g. digits-cnn")
+    root.mapping(MANIFEST)
+    name = root.get("name")
     source = _parse_source(root.child("source"), base_dir)
-    inputs = tuple(_parse_tensor(n, is_input=True) for n in root.items("inputs", min_items=1))
-    outputs = tuple(_parse_tensor(n, is_input=False) for n in root.items("outputs", min_items=1))
+    inputs = tuple(_parse_tensor(n, is_input=True) for n in root.items("inputs"))
+    outputs = tuple(_parse_tensor(n, is_input=False) for n in root.items("outputs"))
     _check_unique(root, "inputs", [t.name for t in inputs])
     _check_unique(root, "outputs", [t.name for t in outputs])
 
     cal_node = root.section("calibration")
-    calibration = _parse_data(cal_node, base_dir, allow_random=True) if cal_node else DataSpec()
+    calibration = _parse_data(cal_node, CALIBRATION, base_dir) if cal_node else DataSpec()
     golden_node = root.section("golden")
-    golden = _parse_data(golden_node, base_dir, allow_random=False, default_samples=32) \
-        if golden_node else DataSpec(samples=32)
+    golden = _parse_data(golden_node, GOLDEN, base_dir) if golden_node else DataSpec(samples=GOLDEN["samples"].default)
     golden_from_cal = golden.file is None and golden.entry is None
     if cal_node is None and golden_from_cal:
         raise root.fail("no calibration or golden data given", "calibration",
@@ -142,40 +244,35 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
                              "real samples (or random: true to accept random data, with a warning)")
 
     targets = tuple(root.strings("targets"))
-    if not targets:
-        raise root.fail("needs at least one target", "targets", hint="e.g. targets: [x86-cpu, rpi4]")
 
     tolerances: dict[str, dict[str, Any]] = {}
     tol_node = root.section("tolerances")
     if tol_node:
-        tol_node.mapping(list(DEFAULT_TOLERANCES))
+        tol_node.mapping(TOLERANCES)
         for precision in tol_node.value:
             tolerances[precision] = _parse_tolerance(tol_node.child(precision))
     output_tolerances: dict[str, dict[str, dict[str, Any]]] = {}
     for node, spec in zip(root.items("outputs"), outputs):
         t = node.section("tolerances")
         if t:
-            t.mapping(list(DEFAULT_TOLERANCES))
+            t.mapping(TOLERANCES)
             output_tolerances[spec.name] = {p: _parse_tolerance(t.child(p)) for p in t.value}
 
     evaluation = None
     ev = root.section("evaluation")
     if ev:
-        ev.mapping(["entry", "output", "metric"], required=["entry"])
-        entry = _entry(ev, "entry")
-        out = ev.get("output", str, outputs[0].name, choices=[o.name for o in outputs])
-        evaluation = EvaluationSpec(entry=entry, output=out,
-                                    metric=ev.get("metric", str, "accuracy", choices=("accuracy",)))
+        ev.mapping(EVALUATION)
+        entry = ev.get("entry")
+        out = ev.get("output", default=outputs[0].name, choices=[o.name for o in outputs])
+        evaluation = EvaluationSpec(entry=entry, output=out, metric=ev.get("metric"))
 
-    opset, exporter, torchscript = 17, "auto", "trace"
+    opset, exporter, torchscript = (EXPORT[k].default for k in ("opset", "exporter", "torchscript"))
     ex = root.section("export")
     if ex:
-        ex.mapping(["opset", "exporter", "torchscript"])
-        opset = ex.get("opset", int, 17, minimum=13)
-        exporter = ex.get("exporter", str, "auto", choices=EXPORTERS)
-        torchscript = ex.get("torchscript", str, "trace", choices=TORCHSCRIPT_METHODS)
+        ex.mapping(EXPORT)
+        opset, exporter, torchscript = ex.get("opset"), ex.get("exporter"), ex.get("torchscript")
 
-    return Manifest(name=name, description=root.get("description", str, ""), source=source,
+    return Manifest(name=name, description=root.get("description"), source=source,
                     inputs=inputs, outputs=outputs, calibration=calibration, golden=golden,
                     golden_from_calibration=golden_from_cal, targets=targets,
                     tolerances=tolerances, output_tolerances=output_tolerances,
@@ -190,20 +287,12 @@ def _check_unique(root: Node, key: str, names: list[str]) -> None:
         raise root.fail(f"name(s) {dupes} appear more than once", key, hint="give each a distinct name")
 
 
-def _entry(node: Node, key: str) -> str:
-    value = node.get(key, str)
-    if not _ENTRY_RE.match(value):
-        raise node.fail(f"entry point {value!r} must look like 'path/to/file.py:function' or "
-                        "'package.module:function'", key)
-    return value
-
-
 def _parse_source(node: Node, base_dir: Path) -> SourceSpec:
-    node.mapping(["framework", "entry", "path", "kwargs"], required=["framework"])
-    framework = node.get("framework", str, choices=FRAMEWORKS)
-    kwargs = node.value.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
+    node.mapping(SOURCE)
+    framework = node.get("framework")
+    if node.has("kwargs") and not isinstance(node.value["kwargs"], dict):
         raise node.fail("expected a mapping of keyword arguments", "kwargs")
+    kwargs = node.value.get("kwargs") or {}
     if framework == "torch":
         if not node.has("entry"):
             raise node.fail("a torch source needs 'entry'", "entry",
@@ -211,22 +300,22 @@ def _parse_source(node: Node, base_dir: Path) -> SourceSpec:
                                  "nn.Module with its weights loaded)")
         if node.has("path"):
             raise node.fail("'path' is for onnx sources; a torch source uses 'entry'", "path")
-        return SourceSpec(framework, entry=_entry(node, "entry"), kwargs=dict(kwargs))
+        return SourceSpec(framework, entry=node.get("entry"), kwargs=dict(kwargs))
     if framework == "tensorflow":
         if node.has("entry") == node.has("path"):
             raise node.fail("a tensorflow source needs exactly one of 'entry' or 'path'",
                             hint="path: a SavedModel folder or a .keras file; or entry: "
                                  "file.py:function returning a keras.Model")
         if node.has("entry"):
-            return SourceSpec(framework, entry=_entry(node, "entry"), kwargs=dict(kwargs))
+            return SourceSpec(framework, entry=node.get("entry"), kwargs=dict(kwargs))
         if kwargs:
             raise node.fail("'kwargs' only applies to an entry point", "kwargs")
-        return SourceSpec(framework, path=(base_dir / node.get("path", str)))
+        return SourceSpec(framework, path=(base_dir / node.get("path")))
     if not node.has("path"):
         raise node.fail("an onnx source needs 'path'", "path", hint="path: model.onnx")
     if node.has("entry") or kwargs:
         raise node.fail("an onnx source takes only 'path'", "entry" if node.has("entry") else "kwargs")
-    return SourceSpec(framework, path=(base_dir / node.get("path", str)))
+    return SourceSpec(framework, path=(base_dir / node.get("path")))
 
 
 def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
@@ -235,8 +324,7 @@ def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
             raise node.fail("an input needs name, dtype and shape",
                             hint="write - {name: x, dtype: float32, shape: [batch, 3, 224, 224]}")
         return TensorSpec(name=node.value, dtype="float32")
-    keys = ["name", "dtype", "shape", "layout"] + ([] if is_input else ["scores", "tolerances"])
-    node.mapping(keys, required=["name", "dtype", "shape"] if is_input else ["name"])
+    node.mapping(INPUT if is_input else OUTPUT)
     shape_val = node.value.get("shape")
     shape: tuple[int | str, ...] | None = None
     if shape_val is not None:
@@ -246,7 +334,7 @@ def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
         dims: list[int | str] = []
         for i, d in enumerate(shape_val):
             ok = (isinstance(d, int) and not isinstance(d, bool) and d > 0) or \
-                 (isinstance(d, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", d))
+                 (isinstance(d, str) and re.match(SYMBOL_PATTERN, d))
             if not ok:
                 raise node.child("shape").fail(
                     f"dimension {d!r} must be a positive integer or a symbol like 'batch'", i,
@@ -257,43 +345,38 @@ def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
     if isinstance(raw_dtype, str) and raw_dtype in _DTYPE_ALIASES:
         raise node.fail(f"{raw_dtype!r} is not one of: {', '.join(DTYPES)} (did you mean "
                         f"{_DTYPE_ALIASES[raw_dtype]!r}?)", "dtype", hint="dtypes are numpy names with their width")
-    return TensorSpec(name=node.get("name", str), dtype=node.get("dtype", str, "float32", choices=DTYPES),
-                      shape=shape, layout=node.get("layout", str, None, choices=LAYOUTS),
-                      scores=node.get("scores", bool, None))
+    return TensorSpec(name=node.get("name"), dtype=node.get("dtype"),
+                      shape=shape, layout=node.get("layout"),
+                      scores=node.get("scores") if not is_input else None)
 
 
-def _parse_data(node: Node, base_dir: Path, *, allow_random: bool, default_samples: int = 128) -> DataSpec:
-    keys = ["file", "entry", "samples", "batch_size", "seed"] + (["random"] if allow_random else [])
-    node.mapping(keys)
-    given = [k for k in ("file", "entry") if node.has(k)] + (["random"] if node.get("random", bool, False) else [])
+def _parse_data(node: Node, section: Section, base_dir: Path) -> DataSpec:
+    node.mapping(section)
+    allow_random = "random" in section
+    random = node.get("random") if allow_random else False
+    given = [k for k in ("file", "entry") if node.has(k)] + (["random"] if random else [])
     if len(given) > 1:
         raise node.fail(f"give only one of file, entry{', random' if allow_random else ''}; got {given}")
     if allow_random and not given:
         raise node.fail("no data given", hint="add file: data.npz or entry: data.py:function with "
                                                "real samples (or random: true, not recommended)")
-    file = node.get("file", str)
-    if file is not None and not file.endswith(".npz"):
-        raise node.fail(f"{file!r} is not an .npz file", "file",
-                        hint="save arrays keyed by input name with numpy.savez")
+    file = node.get("file")
     return DataSpec(file=base_dir / file if file else None,
-                    entry=_entry(node, "entry") if node.has("entry") else None,
-                    random=node.get("random", bool, False),
-                    samples=node.get("samples", int, default_samples, minimum=1),
-                    batch_size=node.get("batch_size", int, 16, minimum=1),
-                    seed=node.get("seed", int, 0, minimum=0))
+                    entry=node.get("entry"),
+                    random=random,
+                    samples=node.get("samples"),
+                    batch_size=node.get("batch_size"),
+                    seed=node.get("seed"))
 
 
 def _parse_tolerance(node: Node) -> dict[str, Any]:
-    node.mapping(list(TOLERANCE_KEYS))
+    node.mapping(TOLERANCE)
     out: dict[str, Any] = {}
     for key in node.value:
-        value = node.value[key]
-        if value is None:
-            if key in ("rtol", "max_mismatch"):
+        if node.value[key] is None:
+            if not TOLERANCE[key].nullable:
                 raise node.fail(f"{key} cannot be null", key, hint="use 0 to switch it off")
             out[key] = None
             continue
-        out[key] = node.get(key, float, minimum=0.0)
-        if key in ("min_cosine", "min_top1", "max_mismatch", "max_range_error") and out[key] > 1.0:
-            raise node.fail(f"{key} is a share between 0 and 1, got {out[key]}", key)
+        out[key] = node.get(key)
     return out

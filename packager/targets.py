@@ -2,12 +2,21 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Node, did_you_mean, read_yaml
+from .config import (
+    NAME_PATTERN,
+    NAME_RULE,
+    Field,
+    ListOf,
+    Node,
+    OneOf,
+    Section,
+    did_you_mean,
+    read_yaml,
+)
 from .errors import TargetError
 
 FORMATS = ("onnx", "tflite", "torchscript")
@@ -26,9 +35,57 @@ KNOWN_ORT_PROVIDERS = (
     "XnnpackExecutionProvider", "ROCMExecutionProvider", "QNNExecutionProvider",
     "ACLExecutionProvider", "ArmNNExecutionProvider",
 )
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+BACKENDS = tuple(sorted(set(BACKEND_OF_FORMAT.values())))
 
 SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+
+# -- the declarations: what each section of a target holds (packager/schema.py reads them too) --
+QUANTIZATION = Section("Quantization", "how an int8 candidate is quantized", (
+    Field("mode", str, "static: calibrated on the manifest's data; dynamic: weights only, activations "
+                       "at run time", required=True, choices=QUANT_MODES),
+    Field("per_channel", bool, "one weight scale per output channel instead of per tensor", default=False),
+    Field("calibration_method", str, "how static activation ranges are chosen", default="minmax",
+          choices=CALIBRATION_METHODS),
+))
+CANDIDATE = Section("Candidate", "one artifact the target asks for: format, precision and how to run it", (
+    Field("id", str, "a name for the candidate (default: its variant, e.g. onnx-int8-static-pc)",
+          pattern=NAME_PATTERN, message=f"candidate id {{value!r}} {NAME_RULE}"),
+    Field("format", str, "the artifact's format", required=True, choices=FORMATS),
+    Field("precision", str, "the artifact's precision", required=True, choices=PRECISIONS),
+    Field("backend", str, "what runs it; fixed by the format (onnx: onnxruntime, tflite: tflite, "
+                          "torchscript: torchscript)", choices=BACKENDS),
+    Field("providers", ListOf(str, min_items=1),
+          "in order of preference: onnxruntime execution providers (CPUExecutionProvider, ...), TFLite "
+          "XNNPACK or delegate:<library>, torch devices cpu/cuda (default: the CPU one)",
+          message="needs at least one provider"),
+    Field("provider_options", ListOf(dict), "one mapping of options per provider ({} for none)"),
+    Field("quantization", QUANTIZATION, "int8 only: how the model is quantized"),
+    Field("io", str, "full-int8 TFLite only: float or int8 input/output tensors", default="float",
+          choices=IO_TYPES),
+))
+REQUIREMENTS = Section("Requirements", "pinned pip requirements: common ones, and per backend the ones "
+                                       "a bundle needs only when it holds an artifact for that backend", (
+    Field("common", ListOf(str), "always installed"),
+) + tuple(Field(b, ListOf(str), f"installed when the bundle holds a {b} artifact") for b in BACKENDS))
+TARGET = Section("Target", "a device: what it runs, in order of preference, and what it must pip install", (
+    Field("name", str, "the target's name", required=True, pattern=NAME_PATTERN,
+          message=f"target name {{value!r}} {NAME_RULE}"),
+    Field("description", str, "one line about the device", default=""),
+    Field("arch", str, "the device's CPU architecture", required=True, choices=ARCHES),
+    Field("python", str, 'the device\'s Python version, quoted: "3.11"', required=True,
+          pattern=r"^3\.[0-9]+$", message='python version {value!r} must look like "3.11"'),
+    Field("threads", int, "threads for inference (0: the runtime decides)", default=0, minimum=0),
+    Field("candidates", ListOf(CANDIDATE, min_items=1), "artifacts to build, in order of preference",
+          required=True),
+    Field("requirements", OneOf((ListOf(str), REQUIREMENTS)),
+          "pinned pip requirements: a list (always installed) or {common: [...], <backend>: [...]}",
+          required=True),
+    Field("precision_fallback", bool, "drop a candidate that fails parity and fall back to the next",
+          default=False),
+    Field("drop_slower_quantized", bool, "drop an fp16/int8 candidate that is not faster than fp32 "
+                                         "on the build host", default=False),
+    Field("notes", str, "free text for the people installing the bundle", default=""),
+))
 
 
 @dataclass(frozen=True)
@@ -146,21 +203,15 @@ def load_target(ref: str, base: Path | None = None) -> Target:
 def parse_target(data: Any, file: str) -> Target:
     """Validate a parsed target document."""
     root = Node(data, file, "", TargetError)
-    root.mapping(["name", "description", "arch", "python", "threads", "candidates",
-                  "requirements", "precision_fallback", "drop_slower_quantized", "notes"],
-                 required=["name", "arch", "python", "candidates", "requirements"])
-    name = root.get("name", str)
-    if not _NAME_RE.match(name):
-        raise root.fail(f"target name {name!r} must be lower-case letters, digits, '.', '_' or '-'", "name")
+    root.mapping(TARGET)
+    name = root.get("name")
     python = root.value["python"]
     if isinstance(python, float):  # `python: 3.10` parses as 3.1; insist on a string
         raise root.fail(f"python version {python!r} must be a quoted string", "python",
                         hint='write python: "3.11" (unquoted 3.10 would read as 3.1)')
-    python = root.get("python", str)
-    if not re.match(r"^3\.\d+$", python):
-        raise root.fail(f"python version {python!r} must look like \"3.11\"", "python")
-    threads = root.get("threads", int, 0, minimum=0)
-    candidates = tuple(_parse_candidate(n) for n in root.items("candidates", min_items=1))
+    python = root.get("python")
+    threads = root.get("threads")
+    candidates = tuple(_parse_candidate(n) for n in root.items("candidates"))
     ids = [c.id for c in candidates]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -169,16 +220,16 @@ def parse_target(data: Any, file: str) -> Target:
     common, per_backend = _parse_requirements(root, candidates)
     return Target(
         name=name,
-        description=root.get("description", str, ""),
-        arch=root.get("arch", str, choices=ARCHES),
+        description=root.get("description"),
+        arch=root.get("arch"),
         python=python,
         threads=threads,
         candidates=candidates,
         requirements=common,
         backend_requirements=per_backend,
-        precision_fallback=root.get("precision_fallback", bool, False),
-        drop_slower_quantized=root.get("drop_slower_quantized", bool, False),
-        notes=root.get("notes", str, ""),
+        precision_fallback=root.get("precision_fallback"),
+        drop_slower_quantized=root.get("drop_slower_quantized"),
+        notes=root.get("notes"),
         source=file,
     )
 
@@ -193,9 +244,8 @@ def _parse_requirements(root: Node, candidates: tuple[CandidateSpec, ...]
     if isinstance(root.value.get("requirements"), list):
         return tuple(root.strings("requirements")), {}
     node = root.child("requirements")
-    backends = sorted(set(BACKEND_OF_FORMAT.values()))
-    node.mapping(["common"] + backends)
-    per = {b: tuple(node.strings(b)) for b in backends if node.has(b)}
+    node.mapping(REQUIREMENTS)
+    per = {b: tuple(node.strings(b)) for b in BACKENDS if node.has(b)}
     missing = sorted({c.backend for c in candidates} - set(per))
     if missing:
         raise node.fail(f"no pinned requirements for backend(s) {missing} that candidates use",
@@ -204,33 +254,28 @@ def _parse_requirements(root: Node, candidates: tuple[CandidateSpec, ...]
 
 
 def _parse_candidate(node: Node) -> CandidateSpec:
-    node.mapping(["id", "format", "precision", "backend", "providers", "provider_options",
-                  "quantization", "io"], required=["format", "precision"])
-    fmt = node.get("format", str, choices=FORMATS)
-    precision = node.get("precision", str, choices=PRECISIONS)
-    backend = node.get("backend", str, BACKEND_OF_FORMAT[fmt], choices=(BACKEND_OF_FORMAT[fmt],))
+    node.mapping(CANDIDATE)
+    fmt = node.get("format")
+    precision = node.get("precision")
+    backend = node.get("backend", default=BACKEND_OF_FORMAT[fmt], choices=(BACKEND_OF_FORMAT[fmt],))
     quant: Quantization | None = None
     qnode = node.section("quantization")
     if precision == "int8":
         if qnode is None:
             raise node.fail("int8 needs a 'quantization:' section", "quantization",
                             hint="add quantization: {mode: static} (calibrated) or {mode: dynamic}")
-        qnode.mapping(["mode", "per_channel", "calibration_method"], required=["mode"])
-        quant = Quantization(mode=qnode.get("mode", str, choices=QUANT_MODES),
-                             per_channel=qnode.get("per_channel", bool, False),
-                             calibration_method=qnode.get("calibration_method", str, "minmax",
-                                                          choices=CALIBRATION_METHODS))
+        qnode.mapping(QUANTIZATION)
+        quant = Quantization(mode=qnode.get("mode"), per_channel=qnode.get("per_channel"),
+                             calibration_method=qnode.get("calibration_method"))
     elif qnode is not None:
         raise node.fail(f"'quantization' only applies to int8, not {precision}", "quantization",
                         hint="remove it, or set precision: int8")
-    io = node.get("io", str, "float", choices=IO_TYPES)
+    io = node.get("io")
     if io == "int8" and not (fmt == "tflite" and quant and quant.mode == "static"):
         raise node.fail("io: int8 applies to full-int8 TFLite candidates only", "io",
                         hint="use format: tflite, precision: int8, quantization: {mode: static}")
-    providers = tuple(node.strings("providers", default=[DEFAULT_PROVIDERS[fmt]]))
-    if not providers:
-        raise node.fail("needs at least one provider", "providers",
-                        hint=f"leave 'providers' out for the default ({DEFAULT_PROVIDERS[fmt]})")
+    providers = tuple(node.strings("providers", default=[DEFAULT_PROVIDERS[fmt]],
+                                   hint=f"leave 'providers' out for the default ({DEFAULT_PROVIDERS[fmt]})"))
     if fmt == "torchscript":
         for i, p in enumerate(providers):
             if p not in TORCH_DEVICES:
@@ -249,16 +294,14 @@ def _parse_candidate(node: Node) -> CandidateSpec:
                     f"{p!r} is not an onnxruntime execution provider name{did_you_mean(p, KNOWN_ORT_PROVIDERS)}",
                     i, hint="names look like CPUExecutionProvider, CUDAExecutionProvider")
     options: list[dict[str, Any]] = []
-    for item in node.items("provider_options"):
-        if not isinstance(item.value, dict):
-            raise item.fail("expected a mapping of provider options")
-        options.append(dict(item.value))
+    for entry in node.items("provider_options"):
+        if not isinstance(entry.value, dict):
+            raise entry.fail("expected a mapping of provider options")
+        options.append(dict(entry.value))
     if options and len(options) != len(providers):
         raise node.fail(f"{len(options)} provider_options for {len(providers)} providers",
                         "provider_options", hint="give one mapping per provider (use {} for none)")
     spec = CandidateSpec(id="", format=fmt, precision=precision, backend=backend,
                          providers=providers, provider_options=tuple(options), quantization=quant, io=io)
-    cid = node.get("id", str, spec.variant)
-    if not _NAME_RE.match(cid):
-        raise node.fail(f"candidate id {cid!r} must be lower-case letters, digits, '.', '_' or '-'", "id")
+    cid = node.get("id", default=spec.variant)
     return CandidateSpec(**{**spec.__dict__, "id": cid})
