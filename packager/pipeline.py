@@ -711,7 +711,9 @@ class Builder:
                            steps=self.steps, warnings=self.warnings,
                            reference_accuracy=self.reference_accuracy,
                            golden={"samples": len(self.golden), "source": self.golden.source},
-                           cache=self.cache.summary(), parallel=self.parallel)
+                           cache=self.cache.summary(), parallel=self.parallel,
+                           tools=tool_versions(self.manifest.source.framework,
+                                               {c.format for t in self.targets for c in t.candidates}))
 
 
 def first_feed_batch(samples: SampleSet) -> dict[str, np.ndarray]:
@@ -770,7 +772,20 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
                      reload_inputs=reload_inputs).run()
     if stale:
         result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")
-    report = Path(out_dir) / f"{manifest.name}.build.json"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_reports(result, Path(out_dir))
     return result
+
+
+def write_reports(result: BuildResult, out_dir: Path) -> None:
+    """``<name>.build.json`` and the self-contained ``<name>.report.html`` beside the bundles
+    (each written whole, then renamed into place)."""
+    from runtime.report_html import render_build_report
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html = out_dir / f"{result.name}.report.html"
+    result.report = str(html)
+    doc = result.to_dict()
+    for path, text in ((out_dir / f"{result.name}.build.json", json.dumps(doc, indent=2, sort_keys=True) + "\n"),
+                       (html, render_build_report(doc))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)

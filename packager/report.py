@@ -70,6 +70,8 @@ def format_build(result: BuildResult) -> str:
         lines.append("")
         lines.append(f"cache: {len(result.cache['hits'])} hit(s), {len(result.cache['misses'])} miss(es) in "
                      f"{result.cache['dir']}")
+    if result.report:
+        lines.append(f"report: {result.report} (open it in a browser)")
     if result.warnings:
         lines.append("")
         lines.extend(f"warning: {w}" for w in result.warnings)

@@ -102,6 +102,8 @@ class BuildResult:
     golden: dict[str, Any]
     cache: dict[str, Any] = field(default_factory=dict)
     parallel: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)
+    report: str | None = None  # the HTML report's path, once written
 
     @property
     def ok(self) -> bool:
@@ -111,4 +113,4 @@ class BuildResult:
         return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
                 "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
                 "golden": self.golden, "steps": self.steps, "cache": self.cache, "parallel": self.parallel,
-                "targets": [t.to_dict() for t in self.targets]}
+                "tools": self.tools, "report": self.report, "targets": [t.to_dict() for t in self.targets]}

@@ -45,7 +45,12 @@ def test_build_writes_a_complete_verified_bundle(tiny_project: Callable[..., Pat
                 "models/tiny.int8-static-pc.onnx", "models/tiny.fp32.onnx"):
         assert (root / rel).is_file(), rel
     assert (tmp_path / "out" / "tiny-rpi4.tar.gz").is_file()
-    assert (tmp_path / "out" / "tiny.build.json").is_file()
+    summary = json.loads((tmp_path / "out" / "tiny.build.json").read_text())
+    assert summary["report"] == str(tmp_path / "out" / "tiny.report.html")
+    assert {"torch", "onnx", "onnxruntime"} <= set(summary["tools"])
+    html = (tmp_path / "out" / "tiny.report.html").read_text()
+    assert "onnx-int8-static-pc" in html and "tiny-rpi4" in html and "http://" not in html
+    assert not list((tmp_path / "out").glob(".*.tmp"))
     assert "onnxruntime==1.22.1" in (root / "requirements.txt").read_text()
     doc = json.loads((root / "bundle.json").read_text())
     assert doc["schema_version"] == 1 and doc["target"]["name"] == "rpi4"
