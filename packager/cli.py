@@ -44,10 +44,12 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .init_manifest import check_placeholders
     from .manifest import load_manifest
     from .targets import load_target
     manifest = load_manifest(args.manifest)
     targets = [load_target(t, manifest.base_dir) for t in (args.target or manifest.targets)]
+    check_placeholders(manifest)  # a manifest from 'edgepack init' whose data was never filled in
     if args.json:
         _emit_json({"manifest": args.manifest, "name": manifest.name, "valid": True,
                     "targets": [t.name for t in targets]})
@@ -61,17 +63,53 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .report import format_build
     from .cache import BuildCache
-    progress = Progress(quiet=args.quiet or args.json)
+    from .init_manifest import check_placeholders
+    from .manifest import load_manifest
+    check_placeholders(load_manifest(args.manifest))  # before the slow work: say what data goes where
+    progress = Progress(quiet=args.quiet or args.json, verbose=args.verbose)
     cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
                        max_bytes=int(args.cache_max_mb * 1024 * 1024))
     result = build(args.manifest, args.out, targets=args.target or None,
                    allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign,
-                   cache=cache, jobs=args.jobs or None)
+                   cache=cache, jobs=args.jobs or None, reload_inputs=args.reload_inputs)
     if args.json:
         _emit_json(result.to_dict())
     else:
-        print(format_build(result))
+        from .progress import use_color
+        print(format_build(result, color=use_color(sys.stdout)))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import shlex
+
+    import yaml
+
+    from .errors import SourceError
+    from .init_manifest import format_summary, init_manifest
+    kwargs: dict[str, Any] = {}
+    for item in args.kwarg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SourceError(f"--kwarg {item!r} is not KEY=VALUE", where="--kwarg",
+                              hint="e.g. --kwarg num_classes=10 --kwarg weights=w.pt (values read as YAML)")
+        try:
+            kwargs[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            kwargs[key] = value
+    command = "edgepack " + " ".join(shlex.quote(a) for a in args.argv)
+    result = init_manifest(args.model, output=args.output, force=args.force, name=args.name,
+                           example_inputs=args.example_input or [], batch_dim=args.batch_dim,
+                           fixed_batch=args.fixed_batch, targets=args.target or [], kwargs=kwargs,
+                           command=command)
+    if args.json:
+        _emit_json(result.to_dict())
+    elif result.path == "-":
+        sys.stdout.write(result.text)
+        print(format_summary(result), file=sys.stderr)
+    else:
+        print(format_summary(result))
+    return EXIT_OK
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -112,11 +150,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import schema_document
+    text = json.dumps(schema_document(args.kind), indent=2) + "\n"
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        if not args.json:
+            print(f"wrote the {args.kind} schema to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgepack",
-        description="Package trained models into verified per-device bundles (ONNX), "
-                    "checked against the original model on real inputs.")
+        description="Package trained models (PyTorch, TensorFlow/Keras, ONNX) into verified "
+                    "per-device bundles (ONNX, TFLite, TorchScript), checked against the original "
+                    "model on real inputs.")
     parser.add_argument("--version", action="version", version=f"edgepack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -152,10 +205,49 @@ def build_parser() -> argparse.ArgumentParser:
                                        "~/.cache/edgepack/build)")
     p.add_argument("--cache-max-mb", type=float, default=2048.0,
                    help="evict least recently used cache entries above this size (default: 2048)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--reload-inputs", action="store_true",
+                   help="call the model and data entry points even if nothing they read changed "
+                        "(after changing an input edgepack cannot trace: an environment variable, "
+                        "a file read by native code)")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    noise.add_argument("-v", "--verbose", action="store_true",
+                       help="also show cache hits and the inputs traced for the next rebuild")
+
+    p = add("init", cmd_init, "write a starter manifest for a model, its signature inferred from the model")
+    p.add_argument("model", metavar="MODEL",
+                   help="an .onnx file, a SavedModel folder or .keras file, or an entry point "
+                        "path/to/file.py:function (or package.module:function) returning a torch or Keras model")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="where to write the manifest (default: <name>.yaml next to the model; '-': stdout)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing manifest file")
+    p.add_argument("--name", help="the model's name in the manifest (names the bundles; default: from the model)")
+    p.add_argument("-x", "--example-input", action="append", metavar="SPEC",
+                   help="torch only, one per forward() argument in order: dims like 1x3x224x224 (random "
+                        "float32 values; 1x16:int64 for another dtype; image=1x3x224x224 names the input), or "
+                        "x.npy; or once: inputs.npz (arrays keyed by input name) or data.py:function "
+                        "returning an array, a tuple of arrays or a dict name -> array. The model is run "
+                        "on it to learn its outputs")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch-dim", metavar="SYMBOL",
+                       help="make axis 0 of every input the symbolic dim SYMBOL (default: 'batch' where the "
+                            "model's axis 0 is dynamic; for torch, where the model also runs at twice the "
+                            "example's batch)")
+    batch.add_argument("--fixed-batch", action="store_true",
+                       help="keep axis 0 fixed (a dynamic one is written as 1)")
+    p.add_argument("--target", action="append",
+                   help="target to enable (name or YAML path); repeatable (default: x86-cpu). The other "
+                        "known targets are listed commented out")
+    p.add_argument("--kwarg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for the entry point (the value is read as YAML); repeatable")
 
     p = add("keygen", cmd_keygen, "make an ed25519 key pair for signing bundles")
     p.add_argument("folder", help="folder for edgepack-signing.key (private) and edgepack-signing.pub")
+
+    p = add("schema", cmd_schema, "print the JSON Schema of manifests or targets (for editors' YAML "
+                                  "plugins; generated from the loader's own field declarations)")
+    p.add_argument("kind", choices=["manifest", "target"], help="which schema")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
 
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")
@@ -166,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
