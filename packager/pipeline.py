@@ -224,6 +224,8 @@ class Builder:
         self.warnings.extend(meta["warnings"])
         self.progress.note(f"  inputs unchanged ({len(meta['fingerprint']['files'])} files traced): "
                            "model and data entry points not called")
+        for path in meta["fingerprint"]["files"]:
+            self.progress.detail(f"unchanged: {path}")
         return True
 
     def _store_inputs(self, key: str, fingerprint: Fingerprint) -> None:
@@ -231,6 +233,8 @@ class Builder:
             return
         if not self.reload_inputs:
             self.cache.misses.append("inputs (model, data, reference outputs)")
+        for path in [*fingerprint.files, *fingerprint.dirs]:
+            self.progress.detail(f"input recorded for the next build: {path}")
         meta = {"fingerprint": fingerprint.to_dict(),
                 "golden": {"names": list(self.golden.arrays), "batched": self.golden.batched,
                            "source": self.golden.source, "random": self.golden.random},
@@ -345,6 +349,7 @@ class Builder:
         key = self._artifact_key(spec, target)
         hit = self.cache.get(key, f"artifact {variant}")
         if hit is not None:
+            self.progress.detail(f"{variant}: taken from the cache ({key[:12]})")
             made = Made(hit.blobs["artifact"], **hit.meta)
             if spec.format == "onnx":
                 self.onnx_base()  # its record (exporter, steps) belongs in the provenance; a cache hit too
@@ -511,8 +516,9 @@ class Builder:
         """The artifact for a candidate, made once per variant; a failure is remembered too."""
         key = self._variant_key(spec, target)
         if key not in self._artifacts:
+            self._made_count += 1
             try:
-                with self.progress.step(f"make {key} + parity"):
+                with self.progress.step(f"make {key} + parity ({self._made_count}/{self._variant_total})"):
                     self._artifacts[key] = self._make_variant(spec, target)
             except StaleInputsError:
                 raise
@@ -701,6 +707,8 @@ class Builder:
         }
 
     def run(self) -> BuildResult:
+        self._made_count = 0
+        self._variant_total = len({self._variant_key(s, t) for t in self.targets for s in t.candidates})
         self._prepare_shared()
         self._prebuild_passes()
         results = []
@@ -754,6 +762,8 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     data entry points even when nothing they read has changed (see ``input_trace``)."""
     sign_key = load_private_key(Path(sign)) if sign is not None else None  # fail before the slow work
     manifest = load_manifest(manifest_path)
+    from .init_manifest import check_placeholders
+    check_placeholders(manifest)  # a fresh `edgepack init` manifest: say what to fill in, first
     names = targets or list(manifest.targets)
     loaded = []
     for i, name in enumerate(names):

@@ -41,15 +41,22 @@ _STATUS_WORDS = {"ok": "ok", "parity-failed": "PARITY FAILED", "parity-failed-al
                  "dropped": "dropped (fallback)", "failed": "FAILED", "unsupported": "skipped: unsupported"}
 
 
-def format_build(result: BuildResult) -> str:
-    """The build summary: per target, each candidate's size, parity, accuracy and status."""
+def _status_color(status: str) -> str:
+    return {"ok": "ok", "failed": "failed", "parity-failed": "failed", "dropped": "warning",
+            "parity-failed-allowed": "warning", "unsupported": "dim"}.get(status, "")
+
+
+def format_build(result: BuildResult, *, color: bool = False) -> str:
+    """The build summary: per target, each candidate's size, parity, accuracy and status
+    (``color``: ANSI colours on the status words, for a terminal)."""
+    from .progress import paint
     lines = [f"{result.name}: golden = {result.golden['source']}"]
     if result.reference_accuracy is not None:
         lines.append(f"original model accuracy on the evaluation data: {result.reference_accuracy:.4f}")
     for t in result.targets:
         where = f" -> {t.bundle_dir} (+ .tar.gz)" if t.bundle_dir else ""
         lines.append("")
-        lines.append(f"target {t.target}: {t.status.upper()}{where}")
+        lines.append(f"target {t.target}: {paint(t.status.upper(), _status_color(t.status), color)}{where}")
         rows = [("candidate", "precision", "size", "max_abs", "cosine", "top1", "accuracy", "host ms", "vs fp32",
                  "status")]
         for c in t.candidates:
@@ -57,7 +64,9 @@ def format_build(result: BuildResult) -> str:
             rows.append((c.id, c.precision, human_size(c.size), _num(max_abs, ".3g"), _num(cos, ".6f"),
                          _num(top, ".3f"), _num(c.accuracy, ".4f"), _num(c.host_latency_ms, ".3f"),
                          "-" if c.speedup is None else f"{c.speedup:.2f}x",
-                         _STATUS_WORDS.get(c.status, c.status) + (" (cached)" if c.cached else "")))
+                         # the last column: colour codes cannot upset the alignment
+                         paint(_STATUS_WORDS.get(c.status, c.status), _status_color(c.status), color)
+                         + (" (cached)" if c.cached else "")))
         lines.append(table(rows))
         for c in t.candidates:
             if c.message:

@@ -20,7 +20,7 @@ def edgepack(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 def test_help_lists_commands() -> None:
     out = edgepack("--help")
     assert out.returncode == 0
-    for cmd in ("targets", "validate", "build", "inspect"):
+    for cmd in ("targets", "validate", "build", "init", "schema", "keygen", "inspect"):
         assert cmd in out.stdout
 
 
@@ -81,3 +81,24 @@ def test_build_json_then_inspect_and_tamper(tiny_project: Callable[..., Path], t
         fh.write(b"\0")
     tampered = edgepack("inspect", str(bundle))
     assert tampered.returncode == 1 and "tiny.fp32.onnx" in tampered.stdout
+    # the rebuild: -q prints no progress, -v shows what came from the cache and why
+    quiet = edgepack("build", str(tiny_project()), "--out", str(tmp_path / "q"), "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "" and "report: " in quiet.stdout
+    loud = edgepack("build", str(tiny_project()), "--out", str(tmp_path / "v"), "-v")
+    assert loud.returncode == 0 and "inputs unchanged" in loud.stderr
+    assert "onnx-fp32: taken from the cache" in loud.stderr and "unchanged: " in loud.stderr
+    assert "\033[" not in loud.stdout + loud.stderr  # not a terminal: no colour codes
+    both = edgepack("build", str(tiny_project()), "-q", "-v")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_schema_command_prints_the_generated_schema(tmp_path: Path) -> None:
+    from packager.schema import schema_document
+    for kind in ("manifest", "target"):
+        out = edgepack("schema", kind)
+        assert out.returncode == 0 and json.loads(out.stdout) == schema_document(kind)
+    written = edgepack("schema", "manifest", "-o", str(tmp_path / "s" / "manifest.schema.json"))
+    assert written.returncode == 0 and "wrote the manifest schema" in written.stderr
+    assert json.loads((tmp_path / "s" / "manifest.schema.json").read_text())["title"] == "edgepack manifest"
+    bad = edgepack("schema", "bundle")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
