@@ -150,6 +150,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_runtime_wheel(args: argparse.Namespace) -> int:
+    from .runtime_wheel import build_runtime_wheel
+    wheel = build_runtime_wheel(Path(args.out))
+    if args.json:
+        _emit_json({"wheel": str(wheel)})
+    else:
+        print(f"{wheel}\n  on a device: python -m pip install {wheel.name}  (add [onnxruntime] or "
+              "[tflite], or install the bundle's requirements.txt), then: edgepack-runtime verify BUNDLE")
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_document
     text = json.dumps(schema_document(args.kind), indent=2) + "\n"
@@ -248,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "plugins; generated from the loader's own field declarations)")
     p.add_argument("kind", choices=["manifest", "target"], help="which schema")
     p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of stdout")
+
+    p = add("runtime-wheel", cmd_runtime_wheel,
+            "write a wheel of the on-device runtime alone (numpy its only requirement), for devices "
+            "that install with pip instead of using the runtime inside each bundle")
+    p.add_argument("--out", default="dist", help="output folder (default: dist)")
 
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")
