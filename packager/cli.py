@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sign", metavar="KEY", help="sign every bundle.json with this ed25519 private key (PEM; "
                                                 "see 'edgepack keygen')")
     p.add_argument("-j", "--jobs", type=int, default=0,
-                   help="worker processes for independent precision passes (default 0: as many as cores and "
-                        "memory allow; 1: none)")
+                   help="worker processes for steps different targets need: ONNX precision passes and, "
+                        "when N is given (or for a model of 32 MB+ on 4+ cores), TFLite/TorchScript "
+                        "conversions (default 0: as many as cores and memory allow; 1: none)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the build cache")
     p.add_argument("--cache-dir", help="build cache folder (default: $EDGEPACK_CACHE_DIR/build or "
                                        "~/.cache/edgepack/build)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import platform
 import shutil
 import tempfile
@@ -74,6 +75,14 @@ def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:
                 except metadata.PackageNotFoundError:
                     pass
     return out
+
+
+# A framework conversion goes to a worker process only when -j asks for workers explicitly, or
+# for a model at least this big on a host with at least this many cores: the worker must import
+# torch/TensorFlow and load the model again (6 s for Keras MobileNetV2 here), and on a 2-core host
+# `-j 2` made a MobileNetV2 rpi4 build slower (21.6 s against 17.8 s serial).
+PARALLEL_CONVERT_MIN_BYTES = 32 * 1024**2
+PARALLEL_CONVERT_MIN_CORES = 4
 
 
 class StaleInputsError(BuildError):
@@ -371,44 +380,96 @@ class Builder:
         return make_key("artifact", self.model_key, self.data_key, self._variant_key(spec, target), spec.format,
                         spec.precision, spec.quantization.to_dict() if spec.quantization else None, spec.io)
 
-    def _prebuild_passes(self) -> None:
-        """Run the ONNX precision passes that several targets need side by side in workers."""
-        from .parallel import PassJob, run_passes, worker_count
-        pending: dict[str, CandidateSpec] = {}
+    def _prebuild(self) -> None:
+        """Run the steps that different targets need side by side in worker processes: the ONNX
+        precision passes (fp16, int8 dynamic/static), and, with an explicit ``-j N`` or for a big
+        model on a many-core host, the TFLite/TorchScript conversions (the worker loads the source
+        itself, which costs a framework import and a model load: see PARALLEL_CONVERT_MIN_BYTES). A conversion is submitted
+        first so it runs while this process exports the base ONNX model."""
+        from .parallel import ConvertJob, PassJob, worker_count
+        if self.jobs is not None and self.jobs <= 1:
+            return
+        passes: dict[str, CandidateSpec] = {}
+        converts: dict[str, tuple[CandidateSpec, Target]] = {}
         for target in self.targets:
             for spec in target.candidates:
-                if spec.format == "onnx" and spec.precision != "fp32" and \
-                        not self.cache.has(self._artifact_key(spec, target)):
-                    pending.setdefault(self._variant_key(spec, target), spec)
-        if len(pending) < 2 or (self.jobs is not None and self.jobs <= 1):
+                if spec.format not in SUPPORTED_FORMATS[self.manifest.source.framework] or \
+                        self.cache.has(self._artifact_key(spec, target)):
+                    continue
+                if spec.format == "onnx":
+                    if spec.precision != "fp32":
+                        passes.setdefault(self._variant_key(spec, target), spec)
+                else:
+                    converts.setdefault(self._variant_key(spec, target), (spec, target))
+        weights = self._weight_bytes() if converts else 0
+        if self.jobs is None and (weights < PARALLEL_CONVERT_MIN_BYTES
+                                  or (os.cpu_count() or 1) < PARALLEL_CONVERT_MIN_CORES):
+            converts = {}
+        if len(passes) + len(converts) < 2:
             return
-        try:
-            base = serialize(self.onnx_base())
-        except StaleInputsError:
-            raise
-        except EdgepackError:
-            return  # each candidate reports the base model's error itself
-        workers = worker_count(len(pending), self.jobs, len(base))
+        workers = worker_count(len(passes) + len(converts), self.jobs, max(weights, 1),
+                               per_worker=(900 if converts else 400) * 1024**2)
         if workers <= 1:
             return
-        batches = (list(self.calibration.batches(self.manifest.calibration.batch_size))
-                   if self.calibration is not None else None)
-        jobs = [PassJob(key, spec.precision, spec.quantization,
-                        batches if spec.quantization and spec.quantization.mode == "static" else None,
-                        bool(self.calibration and self.calibration.random))
-                for key, spec in pending.items()]
-        with self.progress.step(f"{len(jobs)} onnx precision passes on {workers} worker processes"):
-            for key, got in run_passes(base, jobs, workers).items():
-                if isinstance(got, EdgepackError):
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+        from .parallel import run_convert, run_pass
+        cal = self.calibration
+        batches = list(cal.batches(self.manifest.calibration.batch_size)) if cal is not None else None
+        futures: dict[str, Any] = {}
+        label = " + ".join(x for x in (f"{len(passes)} onnx precision passes" if passes else "",
+                                       f"{len(converts)} conversions" if converts else "") if x)
+        with self.progress.step(f"{label} on {workers} worker processes"), \
+                ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for key, (spec, target) in converts.items():
+                futures[key] = pool.submit(run_convert, ConvertJob(self.manifest, target, spec, cal, self.golden,
+                                                                   self.source_key))
+            base = None
+            if passes:
+                try:
+                    base = serialize(self.onnx_base())
+                except StaleInputsError:
+                    raise
+                except EdgepackError:
+                    pass  # each candidate reports the base model's error itself
+            if base is not None:
+                for key, spec in passes.items():
+                    job = PassJob(key, spec.precision, spec.quantization,
+                                  batches if spec.quantization and spec.quantization.mode == "static" else None,
+                                  bool(cal and cal.random))
+                    futures[key] = pool.submit(run_pass, base, job)
+            for key, future in futures.items():
+                try:
+                    got = future.result()
+                except EdgepackError as exc:
+                    self._prebuilt[key] = exc
+                    continue
+                except Exception as exc:  # reported per candidate, like a serial failure
+                    self._prebuilt[key] = ConversionError(f"{type(exc).__name__}: {exc}", where=f"worker for {key}")
+                    continue
+                if isinstance(got, Made):
                     self._prebuilt[key] = got
-                elif isinstance(got, Exception):
-                    self._prebuilt[key] = ConversionError(f"{type(got).__name__}: {got}", where=f"pass {key}")
                 else:
                     data, name, details, notes = got
                     self._prebuilt[key] = Made(data, ".onnx", name, details, notes,
                                                converter=f"{self.exporter} + {name}")
         # in the build report, not the bundles: a bundle is the same bytes whatever -j was
-        self.parallel = {"passes": sorted(pending), "workers": workers}
+        self.parallel = {"passes": sorted(k for k in futures if k in passes),
+                         "conversions": sorted(k for k in futures if k in converts), "workers": workers}
+
+    def _weight_bytes(self) -> int:
+        """The source model's weights in bytes (0 when unknown): decides whether a conversion
+        is worth a worker process."""
+        src = self.source
+        module = getattr(src, "module", None)
+        if module is not None and hasattr(module, "parameters"):
+            return int(sum(p.numel() * p.element_size() for p in module.parameters()))
+        model = getattr(src, "model", None)
+        weights = getattr(model, "weights", None) or getattr(model, "variables", None) or []
+        try:
+            return int(sum(int(np.prod(w.shape)) * w.dtype.size for w in weights))
+        except Exception:
+            return 0
 
     def _take_prebuilt(self, variant: str) -> "Made | None":
         found = self._prebuilt.pop(variant, None)
@@ -710,7 +771,7 @@ class Builder:
         self._made_count = 0
         self._variant_total = len({self._variant_key(s, t) for t in self.targets for s in t.candidates})
         self._prepare_shared()
-        self._prebuild_passes()
+        self._prebuild()
         results = []
         for target in self.targets:
             self.progress.note(f"target {target.name}")

@@ -250,10 +250,47 @@ def test_precision_passes_run_in_parallel_with_the_same_result(tiny_project: Cal
     manifest = tiny_project(targets=[str(target)])
     serial = build(manifest, tmp_path / "serial", jobs=1)
     parallel = build(manifest, tmp_path / "parallel", jobs=2)
-    assert serial.parallel == {} and parallel.parallel["workers"] == 2
+    assert serial.parallel == {} and parallel.parallel["workers"] == 2, parallel.parallel
     assert parallel.parallel["passes"] == ["onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static"]
+    assert parallel.parallel["conversions"] == []
     for name in ("tiny.fp16.onnx", "tiny.int8-dynamic.onnx", "tiny.int8-static.onnx", "tiny.fp32.onnx"):
         assert sha(tmp_path / "serial" / "tiny-strict-dev" / "models" / name) == \
             sha(tmp_path / "parallel" / "tiny-strict-dev" / "models" / name)
     assert (tmp_path / "serial" / "tiny-strict-dev" / "bundle.json").read_bytes() == \
         (tmp_path / "parallel" / "tiny-strict-dev" / "bundle.json").read_bytes()
+
+
+MIXED_TARGET = """\
+name: mixed-dev
+arch: x86_64
+python: "3.11"
+threads: 1
+precision_fallback: false
+candidates:
+  - {format: tflite, precision: fp32}
+  - {format: torchscript, precision: fp32}
+  - {format: onnx, precision: int8, quantization: {mode: dynamic}}
+  - {format: onnx, precision: fp32}
+requirements:
+  common: [numpy==2.2.6]
+  tflite: [ai-edge-litert==2.3.0]
+  onnxruntime: [onnxruntime==1.22.1]
+  torchscript: [torch==2.13.0]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None, reason="needs the [tflite-torch] extra")
+def test_conversions_run_in_workers_with_the_same_bytes(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    """-j 2 sends the TFLite and TorchScript conversions to worker processes (which load the
+    model themselves) while this one exports ONNX: the bundle is byte-for-byte the serial one."""
+    target = write_yaml(tmp_path / "mixed.yaml", MIXED_TARGET)
+    manifest = tiny_project(targets=[str(target)])
+    serial = build(manifest, tmp_path / "serial", jobs=1)
+    parallel = build(manifest, tmp_path / "parallel", jobs=2)
+    assert serial.ok and parallel.ok
+    assert parallel.parallel["conversions"] == ["tflite-fp32", "torchscript-fp32"]
+    assert parallel.parallel["passes"] == ["onnx-int8-dynamic"]
+    assert sha(tmp_path / "serial" / "tiny-mixed-dev.tar.gz") == sha(tmp_path / "parallel" / "tiny-mixed-dev.tar.gz")
+    auto = build(manifest, tmp_path / "auto", jobs=None)  # a tiny model: not worth a worker
+    assert auto.parallel.get("conversions", []) == []
