@@ -444,8 +444,9 @@ class Builder:
                 except EdgepackError as exc:
                     self._prebuilt[key] = exc
                     continue
-                except Exception as exc:  # reported per candidate, like a serial failure
-                    self._prebuilt[key] = ConversionError(f"{type(exc).__name__}: {exc}", where=f"worker for {key}")
+                except Exception as exc:  # a crashed worker (killed, out of memory): redo it here
+                    self.warnings.append(f"worker process for {key} failed ({type(exc).__name__}: {exc}); "
+                                         "made in the main process instead")
                     continue
                 if isinstance(got, Made):
                     self._prebuilt[key] = got

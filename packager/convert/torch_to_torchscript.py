@@ -74,6 +74,11 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
+            # TorchScript names a class it has seen before in this process `___torch_mangle_N`
+            # (N a process-wide counter): the second build of a model in one process would give
+            # other bytes than the first, or than a worker process. An empty class registry
+            # makes every conversion a first one. Compiled modules keep their own types.
+            torch._C._jit_clear_class_registry()
             scripted = torch.jit.script(model) if method == "script" else torch.jit.trace(model, args)
             buf = io.BytesIO()
             torch.jit.save(scripted, buf)

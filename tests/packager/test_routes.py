@@ -401,3 +401,19 @@ def test_onnx_source_unsupported_cells(onnx_build: tuple[BuildResult, Path]) -> 
     doc = bundle_doc(out / "ox-routes-onnx")
     assert [c["id"] for c in doc["candidates"]] == ["onnx-fp32", "onnx-int8-dynamic"]
     assert sorted(s["candidate"] for s in doc["skipped"]) == ["tflite-fp32", "torchscript-fp32"]
+
+
+def test_torchscript_bytes_do_not_depend_on_earlier_conversions_in_the_process(tmp_path: Path) -> None:
+    """TorchScript mangles a class it has compiled before (`___torch_mangle_N`); the packager
+    converts with an empty class registry, so the second conversion equals the first."""
+    from packager.convert.torch_to_torchscript import to_torchscript
+    from packager.manifest import load_manifest
+    from packager.sources import load_source
+
+    (tmp_path / "tiny.py").write_text(TINY_MODEL)
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    module = load_source(manifest).module  # type: ignore[attr-defined]
+    feeds = {"x": np.zeros((1, 1, 4, 4), np.float32)}
+    first, second = (to_torchscript(module, manifest, feeds, precision="fp32", arch="x86_64",
+                                    method="trace").data for _ in range(2))
+    assert first == second and b"___torch_mangle" not in second
