@@ -268,3 +268,28 @@ def test_verify_where_only_litert_and_numpy_exist(bundle_factory: Callable[..., 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["passed"] and doc["candidates"][0]["candidate"] == "tfl-fp32"
+
+
+def test_hot_path_falls_back_to_the_public_interpreter_methods() -> None:
+    """An interpreter build without the C++ wrapper attribute runs through its public methods."""
+    from runtime.backends.tflite import _has_inner, _Public
+
+    calls: list[str] = []
+
+    class PublicOnly:
+        def set_tensor(self, index: int, value: object) -> None:
+            calls.append(f"set {index}")
+
+        def invoke(self) -> None:
+            calls.append("invoke")
+
+        def get_tensor(self, index: int, subgraph: int = 0) -> str:
+            calls.append(f"get {index}/{subgraph}")
+            return "out"
+
+    interp = PublicOnly()
+    assert not _has_inner(interp)
+    inner = _Public(interp)
+    inner.SetTensor(3, None)
+    inner.Invoke()
+    assert inner.GetTensor(7, 0) == "out" and calls == ["set 3", "invoke", "get 7/0"]
