@@ -1019,7 +1019,8 @@ def format_summary(result: InitResult) -> str:
     inf = result.inferred
     where = "stdout" if result.path == "-" else result.path
     source = inf.entry or (_shown(inf.path, Path.cwd().resolve()) if inf.path else "?")
-    lines = [f"wrote {where} for the {inf.framework} model {source}"]
+    lines = [f"manifest for the {inf.framework} model {source} printed on stdout" if result.path == "-"
+             else f"wrote {where} for the {inf.framework} model {source}"]
     for kind, tensors in (("input", inf.inputs), ("output", inf.outputs)):
         for t in tensors:
             shape = _dims_text(t.shape) if t.shape is not None else "(shape observed at build time)"

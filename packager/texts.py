@@ -33,12 +33,13 @@ Candidates, in order of preference: {', '.join(f'`{c}`' for c in candidates)}.
 python -m pip install -r requirements.txt
 python -m runtime verify          # golden parity on this device; exit 0 = same results as the build
 python -m runtime info            # which candidate and provider are used here, and why
-python -m runtime run --input x.npy --output y.npz
+python -m runtime run --input ../x.npy --output ../y.npz   # inputs/outputs live outside this folder
 python -m runtime bench           # load time, first inference, p50/p90/p99, throughput
 ```
 
 Run these from inside this folder (or pass the folder or its .tar.gz as the last argument).
-Every command takes `--json`. The runtime refuses to load if any file here was modified.
+Every command takes `--json`. The runtime refuses to load if any file here was modified or added,
+so write outputs and reports (`verify --report ../verify.html`) outside this folder.
 
 ## Signature
 

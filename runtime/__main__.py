@@ -177,6 +177,8 @@ def _summary(spec: TensorSpec, arr: np.ndarray) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One inference on given (or golden) inputs."""
+    if args.output:
+        _refuse_inside_bundle(args.output, "--output", args.bundle)
     bundle = _open(args)
     if args.input:
         feeds = read_inputs(args.input, bundle.signature.inputs)
@@ -212,11 +214,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_inside_bundle(path: str, flag: str, bundle_arg: str | None) -> None:
+    """A file written into the bundle folder makes every later command refuse the bundle
+    (its files are checked against bundle.json): say so before doing the work."""
+    root = Path(bundle_arg or ".")
+    if not root.is_dir() or not (root / "bundle.json").is_file():
+        return  # an archive, or not a bundle: nothing of ours to spoil
+    target = Path(path).resolve()
+    if target.is_relative_to(root.resolve()):
+        raise RuntimeBundleError("this would write into the bundle folder, and a bundle with an extra "
+                                 "file fails its integrity check on every later command",
+                                 where=f"{flag} {path}",
+                                 hint=f"write it outside the bundle, e.g. {flag} ../{Path(path).name}")
+
+
 def _check_report_path(args: argparse.Namespace) -> None:
     """Fail before the work when --report cannot be written (its folder is missing)."""
     path = getattr(args, "report", None)
     if path is None:
         return
+    _refuse_inside_bundle(path, "--report", args.bundle)
     parent = Path(path).resolve().parent
     if not parent.is_dir() or Path(path).is_dir():
         raise RuntimeBundleError("cannot write the report here", where=f"--report {path}",
@@ -521,6 +538,18 @@ def _error_report(args: argparse.Namespace, doc: dict[str, Any]) -> None:
         print(f"warning: no report written: {exc}", file=sys.stderr)
 
 
+
+def _stdout_closed() -> int:
+    """The reader of our stdout went away (``... | head``): stop quietly, like other CLIs. Point
+    stdout at /dev/null so the interpreter's final flush does not complain again."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, as a shell reports a process killed by it
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -536,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else EXIT_USER
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
     except Exception as exc:
         if args.debug:
             raise

@@ -253,3 +253,28 @@ def test_tune_exit_1_when_nothing_passes_and_warns_when_emulated(
     assert "warning: emulated" in proc.stderr
     doc = js(proc)
     assert doc["emulated"] is True and "not device timings" in doc["warning"]
+
+
+def test_outputs_and_reports_are_refused_inside_the_bundle(bundle_dir: Path, tmp_path: Path) -> None:
+    """A file written into the bundle folder would make every later command refuse the bundle:
+    refused up front (exit 2, nothing written), with where to write instead."""
+    for args, flag in ((("run", "--output", "y.npz"), "--output"), (("verify", "--report", "v.html"), "--report")):
+        proc = cli(*args, cwd=bundle_dir)
+        assert proc.returncode == 2 and f"e.g. {flag} ../" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (bundle_dir / "y.npz").exists() and not (bundle_dir / "v.html").exists()
+    assert cli("verify", cwd=bundle_dir).returncode == 0  # the bundle is still whole
+    ok = cli("run", "--output", str(tmp_path / "y.npz"), str(bundle_dir))
+    assert ok.returncode == 0 and (tmp_path / "y.npz").is_file()
+
+
+def test_closed_stdout_ends_quietly(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m runtime info | head -1`: the reader goes away; no 'internal error'."""
+    import runtime.__main__ as cli_main
+
+    def closed(*args: Any, **kwargs: Any) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setitem(cli_main.COMMANDS, "info", closed)
+    monkeypatch.setattr(cli_main, "_stdout_closed", lambda: 141)  # keep pytest's own stdout
+    assert cli_main.main(["info", str(bundle_dir)]) == 141
+    assert "internal error" not in capsys.readouterr().err
