@@ -273,16 +273,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
-def _stdout_closed() -> int:
-    """The reader of our stdout went away (``... | head``): stop quietly, like other CLIs. Point
-    stdout at /dev/null so the interpreter's final flush does not complain again."""
-    import os
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 141  # 128 + SIGPIPE, as a shell reports a process killed by it
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -297,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: nothing was written at the output path", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return _stdout_closed()
+        from runtime.__main__ import stdout_closed
+        return stdout_closed()
     except Exception as exc:
         from runtime.errors import HintedError
         if not isinstance(exc, HintedError):

@@ -539,7 +539,7 @@ def _error_report(args: argparse.Namespace, doc: dict[str, Any]) -> None:
 
 
 
-def _stdout_closed() -> int:
+def stdout_closed() -> int:
     """The reader of our stdout went away (``... | head``): stop quietly, like other CLIs. Point
     stdout at /dev/null so the interpreter's final flush does not complain again."""
     import os
@@ -566,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return _stdout_closed()
+        return stdout_closed()
     except Exception as exc:
         if args.debug:
             raise

@@ -275,6 +275,6 @@ def test_closed_stdout_ends_quietly(bundle_dir: Path, monkeypatch: pytest.Monkey
     def closed(*args: Any, **kwargs: Any) -> int:
         raise BrokenPipeError(32, "Broken pipe")
     monkeypatch.setitem(cli_main.COMMANDS, "info", closed)
-    monkeypatch.setattr(cli_main, "_stdout_closed", lambda: 141)  # keep pytest's own stdout
+    monkeypatch.setattr(cli_main, "stdout_closed", lambda: 141)  # keep pytest's own stdout
     assert cli_main.main(["info", str(bundle_dir)]) == 141
     assert "internal error" not in capsys.readouterr().err
