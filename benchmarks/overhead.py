@@ -21,14 +21,16 @@ import common
 
 MODELS = {
     # name: (manifest, target, {backend: (candidate id, raw I/O?[, target])}, goal kind,
-    # input shapes). digits' ONNX is timed in its x86-cpu bundle (the rpi4 one asks for 4
-    # threads, which on a 2-core host makes both sides spin against each other).
+    # input shapes). digits is timed in its x86-cpu bundle (ONNX) and a 1-thread bundle of the
+    # rpi4 int8 TFLite candidate: the rpi4 target asks for 4 threads, which on a 2-core host
+    # makes both sides spin against each other.
     "tiny MLP": (common.HERE / "manifests" / "mlp.yaml", "../targets/bench-fp32.yaml",
                  {"onnxruntime": ("onnx-fp32", False), "tflite": ("tflite-fp32", False)},
                  "abs", {"x": (1, 16)}),
     "digits CNN": (common.REPO / "manifests" / "digits-cnn.yaml", "rpi4",
                    {"onnxruntime": ("onnx-fp32", False, "x86-cpu"),
-                    "tflite": ("tflite-int8-static-int8io", True)},
+                    "tflite": ("tflite-int8-static-int8io", True,
+                               "../benchmarks/targets/bench-int8-tflite.yaml")},
                    "rel", {"image": (1, 1, 8, 8)}),
     "MobileNetV2": (common.HERE / "manifests" / "mobilenetv2.yaml", "../targets/bench-fp32.yaml",
                     {"onnxruntime": ("onnx-fp32", False), "tflite": ("tflite-fp32", False)},
