@@ -28,7 +28,7 @@ from .cache import (BuildCache, Entry, code_hash, hash_arrays, make_key, npz_byt
 from .signing import cryptography_pin, load_private_key
 from .input_trace import Fingerprint, tracing
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
-from .errors import BuildError, ConversionError, EdgepackError, TargetError, UnsupportedError
+from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples

@@ -20,7 +20,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import __version__
-from .bench import benchmark, device_info
 from .bundle import BUNDLE_FILE, Bundle, open_bundle
 from .compare import format_parity_rows, looks_like_scores
 from .errors import BundleFormatError, FeedError, NoCandidateError, RuntimeBundleError
@@ -537,6 +536,16 @@ def _error_report(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     except Exception as exc:  # the error above is what matters; say why there is no report
         print(f"warning: no report written: {exc}", file=sys.stderr)
 
+
+
+def device_info() -> dict[str, Any]:
+    from .bench import device_info as info  # lazy: `run` and `info` never need it
+    return info()
+
+
+def benchmark(*args: Any, **kwargs: Any) -> Any:
+    from .bench import benchmark as bench
+    return bench(*args, **kwargs)
 
 
 def stdout_closed() -> int:

@@ -8,19 +8,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
-import tarfile
-import tempfile
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .compare import Tolerance
 from .errors import ArchiveError, BundleFormatError, IntegrityError, SignatureError
 from .signature import Signature
 from .signing import SIGNATURE_FILE, PublicKey, SignatureInfo, verify_signature
+
+if TYPE_CHECKING:
+    import tarfile
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "bundle.json"
@@ -197,6 +197,9 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     decompression bomb is refused while its headers are read, before any byte is written).
     Checks run on all members before anything is written.
     """
+    import shutil
+    import tarfile  # only for archives: not on the path of a bundle folder's cold start
+
     archive, dest = Path(archive), Path(dest)
     limit = max_archive_bytes()
     try:
@@ -510,6 +513,8 @@ def open_bundle(path: str | os.PathLike[str], *, public_key: PublicKey | None = 
     if p.is_dir():
         return read_bundle(p, public_key=public_key)
     if p.is_file() and is_archive(p):
+        import shutil
+        import tempfile
         tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
         try:
             root = extract_archive(p, tmp)

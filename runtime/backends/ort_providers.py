@@ -5,12 +5,9 @@ live in a folder keyed by all four, so a cache never goes stale when one of them
 """
 from __future__ import annotations
 
-import ctypes.util
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +36,7 @@ def tensorrt_version() -> str:
         import tensorrt  # lazy: only on machines that have it
         return str(tensorrt.__version__)
     except Exception:
+        import ctypes.util  # only with TensorRT: ctypes is not on the CPU cold-start path
         lib = ctypes.util.find_library("nvinfer") or ""
         match = re.search(r"\.so\.(\d+)", lib)
         return f"lib{match.group(1)}" if match else "unknown"
@@ -46,6 +44,8 @@ def tensorrt_version() -> str:
 
 def gpu_name() -> str:
     """The GPU's name (nvidia-smi), or the Jetson module (device tree), or 'unknown'."""
+    import shutil
+    import subprocess  # only when a GPU name is asked for: not on the CPU cold-start path
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
