@@ -23,10 +23,11 @@ from runtime.compare import Tolerance, compare, looks_like_scores
 
 from . import __version__
 from .bundle import BundleWriter, remove_stale_temps
-from .cache import (BuildCache, Entry, code_hash, hash_arrays, make_key, npz_bytes,
+from .cache import (BuildCache, Entry, hash_arrays, make_key, npz_bytes,
                     tool_versions as cache_tool_versions)
 from .signing import cryptography_pin, load_private_key
 from .input_trace import Fingerprint, tracing
+from .inputs_record import LABEL as INPUTS_LABEL, InputsRecord, declared_inputs, inputs_key
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
 from .manifest import Manifest, load_manifest
@@ -123,13 +124,13 @@ class Builder:
         self._inputs_loaded = False
         self._base: Any = None
         self._base_error: EdgepackError | None = None
-        key = self._inputs_key()
+        key = inputs_key(self.manifest, self.needs_cal)
         if not self.reload_inputs and self._restore_inputs(key):
             return
         with tracing() as trace:
             self._load_inputs()
         self._derive()
-        self._store_inputs(key, Fingerprint.of(trace, self._declared_inputs()))
+        self._store_inputs(key, Fingerprint.of(trace, declared_inputs(self.manifest)))
 
     def _load_inputs(self) -> None:
         """Call the user's entry points / read the files: the model, calibration, golden and
@@ -192,48 +193,26 @@ class Builder:
                                                  "tensorflow-cpu", "keras", "tf2onnx", "ai-edge-litert", "litert-torch",
                                                  "edgepack"))
 
-    # -- the inputs' cache: skip the entry points when nothing they read changed ---------------
-    def _inputs_key(self) -> str:
-        m = self.manifest
-        import yaml
-        manifest_file = Path(m.file).resolve()
-        doc = yaml.safe_load(manifest_file.read_text(encoding="utf-8"))
-        doc.pop("targets", None)  # the targets only matter through needs_cal
-        return make_key("inputs", str(manifest_file), doc, self.needs_cal, str(Path.cwd()), code_hash())
-
-    def _declared_inputs(self) -> list[Path]:
-        """Paths the manifest names directly: native readers (TensorFlow's SavedModel loader) do
-        not go through Python's open(), so the trace alone could miss them."""
-        src = self.manifest.source
-        path = getattr(src, "path", None)
-        return [Path(path)] if path and Path(path).exists() else []
-
+    # -- the inputs' record: skip the entry points when nothing they read changed --------------
     def _restore_inputs(self, key: str) -> bool:
         hit = self.cache.peek(key)
         if hit is None:
             return False
-        meta = hit.meta
-        why = Fingerprint.from_dict(meta["fingerprint"]).changed()
+        fingerprint = hit.meta["fingerprint"]
+        why = Fingerprint.from_dict(fingerprint).changed()
         if why is not None:
             self.progress.note(f"  inputs changed ({why}): calling the entry points")
             return False
-        self.cache.hits.append("inputs (model, data, reference outputs)")
-        golden = np.load(io.BytesIO(hit.blobs["golden.npz"]), allow_pickle=False)
-        reference = np.load(io.BytesIO(hit.blobs["reference.npz"]), allow_pickle=False)
-        g = meta["golden"]
-        self.golden = SampleSet({name: golden[name] for name in g["names"]}, g["batched"], g["source"], g["random"])
-        self.reference = {o.name: reference[o.name] for o in self.manifest.outputs}
-        self.reference_accuracy = meta["reference_accuracy"]
-        self.evaluation_samples = meta["evaluation_samples"]
-        self.source_info = meta["source"]
-        self.scores = meta["scores"]
-        self.signature = meta["signature"]
-        self.source_key, self.data_key = meta["source_key"], meta["data_key"]
+        self.cache.hits.append(INPUTS_LABEL)
+        record = InputsRecord.from_entry(hit, self.output_names)
+        for name, value in vars(record).items():
+            if name != "warnings":
+                setattr(self, name, value)
+        self.warnings.extend(record.warnings)
         self.model_key = self._model_key(self.source_key)
-        self.warnings.extend(meta["warnings"])
-        self.progress.note(f"  inputs unchanged ({len(meta['fingerprint']['files'])} files traced): "
+        self.progress.note(f"  inputs unchanged ({len(fingerprint['files'])} files traced): "
                            "model and data entry points not called")
-        for path in meta["fingerprint"]["files"]:
+        for path in fingerprint["files"]:
             self.progress.detail(f"unchanged: {path}")
         return True
 
@@ -241,17 +220,10 @@ class Builder:
         if not self.cache.enabled:
             return
         if not self.reload_inputs:
-            self.cache.misses.append("inputs (model, data, reference outputs)")
+            self.cache.misses.append(INPUTS_LABEL)
         for path in [*fingerprint.files, *fingerprint.dirs]:
             self.progress.detail(f"input recorded for the next build: {path}")
-        meta = {"fingerprint": fingerprint.to_dict(),
-                "golden": {"names": list(self.golden.arrays), "batched": self.golden.batched,
-                           "source": self.golden.source, "random": self.golden.random},
-                "reference_accuracy": self.reference_accuracy, "evaluation_samples": self.evaluation_samples,
-                "source": self.source_info, "scores": self.scores, "signature": self.signature,
-                "data_key": self.data_key, "source_key": self.source_key, "warnings": list(self.warnings)}
-        self.cache.put(key, Entry(meta, {"golden.npz": npz_bytes(self.golden.arrays),
-                                         "reference.npz": npz_bytes(self.reference)}), replace=True)
+        self.cache.put(key, InputsRecord.of(self).entry(fingerprint), replace=True)
 
     def _ensure_inputs(self) -> None:
         """A step the cache did not have needs the real model or data: load them now, and make
@@ -261,7 +233,7 @@ class Builder:
         self.progress.note("  a step is not cached: calling the model and data entry points")
         self._load_inputs()
         if (self._data_key(), self._source.cache_key) != (self.data_key, self.source_key):
-            self.cache.drop(self._inputs_key())
+            self.cache.drop(inputs_key(self.manifest, self.needs_cal))
             raise StaleInputsError("the model or data changed although no file their entry points read did "
                              "(they depend on something edgepack cannot trace: an environment variable, "
                              "the clock, a native reader)", where=f"{self.manifest.file}",
