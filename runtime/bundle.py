@@ -5,7 +5,6 @@ a bundle, so both sides agree on which files count and how they are hashed.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -15,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .compare import Tolerance
+from .digest import sha256
 from .errors import ArchiveError, BundleFormatError, IntegrityError, SignatureError
 from .signature import Signature
 from .signing import SIGNATURE_FILE, PublicKey, SignatureInfo, verify_signature
@@ -46,7 +46,7 @@ _CHUNK = 1 << 20
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file, read in chunks so large models do not fill memory."""
-    digest = hashlib.sha256()
+    digest = sha256(size_hint=os.path.getsize(path))
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from .digest import sha256
 from .errors import SignatureError
 
 SIGNATURE_FILE = "bundle.sig"
@@ -41,7 +41,7 @@ class SignatureInfo:
 
 def key_id(raw: bytes) -> str:
     """A short, stable name for a raw public key (for messages: never the whole key)."""
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return sha256(raw).hexdigest()[:16]
 
 
 def _crypto() -> tuple[Any, Any, Any]:

@@ -5,7 +5,6 @@ live in a folder keyed by all four, so a cache never goes stale when one of them
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -64,6 +63,7 @@ def gpu_name() -> str:
 def tensorrt_cache_dir(model_path: Path, ort_version: str, trt_version: str, gpu: str,
                        root: Path | None = None) -> Path:
     """The engine/timing cache folder for this model on this software and GPU."""
+    import hashlib  # only with TensorRT, for a whole model: OpenSSL's speed pays here
     h = hashlib.sha256()
     with model_path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
