@@ -64,18 +64,23 @@ class RuntimeRunner:
             raise ConversionError(f"running the artifact failed: {exc}", where=self.where) from None
 
 
-def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Outputs for every sample, laid out like the samples (batched, or stacked per sample)."""
+def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64,
+                on_rows: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Outputs for every sample, laid out like the samples (batched, or stacked per sample);
+    ``on_rows(n)`` is told after each batch how many samples it held (for a progress bar)."""
     parts: dict[str, list[np.ndarray]] = {}
     for feeds in samples.batches(batch_size):
         for name, value in runner(feeds).items():
             parts.setdefault(name, []).append(np.asarray(value))
+        if on_rows is not None:
+            on_rows(len(next(iter(feeds.values()))) if samples.batched else 1)
     join = np.concatenate if samples.batched else np.stack
     return {name: join(values) for name, values in parts.items()}
 
 
-def accuracy(runner: Runner, evaluation: EvaluationSet, output: str) -> float:
-    """Top-1 accuracy of ``output`` on held-out data."""
+def accuracy(runner: Runner, evaluation: EvaluationSet, output: str,
+             on_rows: Callable[[int], None] | None = None) -> float:
+    """Top-1 accuracy of ``output`` on held-out data (``on_rows`` as for ``run_samples``)."""
     correct = 0
     for feeds, labels in zip(evaluation.feeds, evaluation.labels):
         scores = np.asarray(runner(feeds)[output])
@@ -84,6 +89,8 @@ def accuracy(runner: Runner, evaluation: EvaluationSet, output: str) -> float:
         else:
             pred = scores.reshape(len(labels), -1).argmax(axis=-1)
         correct += int((pred == labels).sum())
+        if on_rows is not None:
+            on_rows(len(labels))
     return correct / max(len(evaluation), 1)
 
 

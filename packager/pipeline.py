@@ -153,10 +153,12 @@ class Builder:
         if self._calibration is not None and self._calibration.random:
             self.warnings.append("calibration data is RANDOM (manifest asked for random: true); "
                                  "int8 artifacts and golden checks do not reflect real inputs")
-        with self.progress.step("reference outputs (original model)"):
-            self.reference = run_samples(self._source.reference, self.golden)
-            self.reference_accuracy = (accuracy(self._source.reference, self._evaluation, m.evaluation.output)
-                                       if self._evaluation and m.evaluation else None)
+        evaluated = self._evaluation if self._evaluation and m.evaluation else None
+        total = len(self.golden) + (len(evaluated) if evaluated else 0)
+        with self.progress.step("reference outputs (original model)", total=total) as bar:
+            self.reference = run_samples(self._source.reference, self.golden, on_rows=bar.advance)
+            self.reference_accuracy = (accuracy(self._source.reference, evaluated, m.evaluation.output,
+                                                on_rows=bar.advance) if evaluated and m.evaluation else None)
         self.evaluation_samples = len(self._evaluation) if self._evaluation else None
         self.source_info = {"sha256": self._source.sha256, "description": self._source.description}
         self.scores: dict[str, bool] = {o.name: (o.scores if o.scores is not None else

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+
 from packager.progress import Progress, paint, use_color
 
 
@@ -68,3 +69,27 @@ def test_quiet_prints_nothing_and_verbose_adds_details() -> None:
     assert quiet.getvalue() == ""
     assert "taken from the cache" in loud.getvalue() and "taken from the cache" not in normal.getvalue()
     assert "target rpi4" in normal.getvalue()
+
+
+def test_sample_loops_report_rows_for_the_bar() -> None:
+    """The reference-outputs step is sized by its samples: run_samples and accuracy report how
+    many rows each batch held, so the terminal bar ends at exactly the total."""
+    import numpy as np
+
+    from packager.data import EvaluationSet, SampleSet
+    from packager.parity import accuracy, run_samples
+
+    def runner(feeds: dict) -> dict:
+        return {"y": np.eye(3, dtype=np.float32)[feeds["x"][:, 0].astype(int) % 3]}
+
+    batched = SampleSet({"x": np.arange(10, dtype=np.float32)[:, None]}, batched=True, source="t")
+    seen: list[int] = []
+    out = run_samples(runner, batched, batch_size=4, on_rows=seen.append)
+    assert seen == [4, 4, 2] and out["y"].shape == (10, 3)
+    stacked = SampleSet({"x": np.arange(3, dtype=np.float32)[:, None, None]}, batched=False, source="t")
+    seen.clear()
+    run_samples(lambda f: {"y": f["x"]}, stacked, on_rows=seen.append)
+    assert seen == [1, 1, 1]
+    ev = EvaluationSet(feeds=[{"x": np.arange(6, dtype=np.float32)[:, None]}], labels=[np.arange(6) % 3])
+    seen.clear()
+    assert accuracy(runner, ev, "y", on_rows=seen.append) == 1.0 and seen == [6]
