@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-
 from packager.progress import Progress, paint, use_color
 
 
