@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import numpy as np
 
 from .bundle import BUNDLE_FILE, Bundle, sha256_file
-from .doctor import (REAL_PATHS, DevicePaths, backend_packages, backend_providers,
-                     detect_emulation, read_cpuinfo)
+from .device import REAL_PATHS, DevicePaths, detect_emulation, read_cpuinfo
+from .inventory import backend_packages, backend_providers
 from .errors import RuntimeBundleError
 from .tuned import TunedLookup, tuned_path
 
