@@ -309,6 +309,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "samples": bundle.golden.samples if bundle.golden else None,
            "signature_check": _signature_doc(bundle),
            "candidates": [{k: v for k, v in r.items() if k != "_report"} for r in results],
+           "mode": "all" if args.all else "selected",
            "decisions": decisions, "device": device_info()}
     if args.report:
         write_report(args.report, "verify", doc)

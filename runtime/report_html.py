@@ -97,6 +97,7 @@ _STATUS = {  # status -> (label, badge class, card class)
     "ok": ("OK", "b-ok", "ok"),
     "passed": ("PASS", "b-ok", "ok"),
     "selected": ("SELECTED", "b-ok", "ok"),
+    "loads": ("LOADS", "b-ok", "ok"),
     "partial": ("PARTIAL", "b-warn", "warn"),
     "dropped": ("DROPPED", "b-warn", "dropped"),
     "parity-failed-allowed": ("PARITY FAILED (ALLOWED)", "b-warn", "dropped"),
@@ -583,8 +584,13 @@ def _verify_body(doc: Mapping[str, Any]) -> str:
                      + _kv([("providers", _e(", ".join(map(str, _seq(c.get("providers"))))))])
                      + _outputs_block(_seq(c.get("outputs")), c.get("tolerance")) + "</section>")
     decisions = [_mapping(d) for d in _seq(doc.get("decisions"))]
+    if decisions and doc.get("mode") == "all":  # each candidate was loaded on its own
+        decisions = [dict(d, status="loads" if d.get("status") == "selected" else d.get("status"))
+                     for d in decisions]
     if decisions:
-        parts.append("<h2>candidate selection</h2>" + _table(
+        heading = ("which candidates load here (--all)" if doc.get("mode") == "all"
+                   else "candidate selection")
+        parts.append(f"<h2>{heading}</h2>" + _table(
             ("candidate", "status", "backend", "precision", "providers asked", "in use", "reason"),
             [(f"<code>{_e(d.get('candidate'))}</code>", _badge(d.get("status") or "-"), _e(d.get("backend")),
               _e(d.get("precision")), _e(", ".join(map(str, _seq(d.get("providers_asked"))))),

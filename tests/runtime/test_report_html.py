@@ -308,6 +308,8 @@ def test_verify_report_in_chromium(bundle_factory: Callable[..., Path], kit: typ
     # the candidate that could not load is listed with its reason
     selection = "\n".join(tr.text() for tr in dom.find_all("tr"))
     assert re.search(r"cuda-only .*CUDAExecutionProvider not available", selection)
+    assert re.search(r"onnx-fp32\s+LOADS", selection)  # --all: each loaded alone, none "selected"
+    assert "which candidates load here (--all)" in dom.text() and doc["mode"] == "all"
 
     proc = cli("verify", "--report", str(tmp_path / "text.html"), str(root))
     assert proc.returncode == 1 and f"wrote {tmp_path / 'text.html'}" in proc.stdout
