@@ -133,6 +133,51 @@ class Model:
             raise BackendError(f"backend returned no output {exc.args[0]!r}",
                                where=self._candidate.id) from None
 
+    def run_into(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray], *,
+                 validate: bool = True) -> dict[str, np.ndarray]:
+        """One inference written into ``out``: arrays you allocated once (one per output, the
+        signature's dtype, C-contiguous, the shape this batch gives) and reuse call after call.
+
+        onnxruntime writes into them directly (IOBinding: inputs bound to their memory, no output
+        allocated per call, so memory stays flat with big outputs; on a CPU it is not faster
+        than ``run``); other backends run as usual and copy. Returns a dict of the same arrays.
+        """
+        backend = self._backend
+        if backend is None:
+            raise BackendError("model is closed", where=self._candidate.id,
+                               hint="load the bundle again")
+        if validate:
+            self._validate(feeds)
+            self._check_out(out)
+        if self._in_map is not None:
+            feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
+        art_out = {art: out[name] for name, art in self._out_pairs}
+        if self._static_batch is not None and _batch_of(feeds) != self._static_batch:
+            got = self._run_in_slices(backend, feeds, False)
+            for art, arr in art_out.items():
+                _copy_into(arr, got[art], art)
+        else:
+            backend.run_into(feeds, art_out)
+        return {name: out[name] for name, _ in self._out_pairs}
+
+    def _check_out(self, out: Mapping[str, np.ndarray]) -> None:
+        names = [n for n, _ in self._out_pairs]
+        if set(out) != set(names):
+            missing, extra = sorted(set(names) - set(out)), sorted(set(out) - set(names))
+            raise FeedError(f"out must have exactly the outputs {names}"
+                            + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""),
+                            where="out", hint="allocate one array per output, e.g. "
+                                              "np.empty(shape, dtype) from model.outputs")
+        for spec in self.bundle.signature.outputs:
+            arr = out[spec.name]
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.dtype(spec.dtype):
+                raise FeedError(f"needs a numpy array of dtype {spec.dtype}, got "
+                                f"{getattr(arr, 'dtype', type(arr).__name__)}", where=f"out[{spec.name!r}]",
+                                hint=f"np.empty(shape, dtype=np.{spec.dtype})")
+            if not arr.flags.c_contiguous or not arr.flags.writeable:
+                raise FeedError("needs a C-contiguous, writeable array", where=f"out[{spec.name!r}]",
+                                hint="allocate it with np.empty(shape, dtype); not a slice or a view")
+
     def _run_in_slices(self, backend: Backend, feeds: Mapping[str, np.ndarray],
                        raw: bool) -> dict[str, np.ndarray]:
         """Run a batch of n through a fixed-batch artifact, ``static_batch`` rows at a time."""
@@ -175,6 +220,13 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({self.bundle.name!r}, candidate={self._candidate.id!r}, "
                 f"providers={self.providers})")
+
+
+def _copy_into(dest: np.ndarray, value: np.ndarray, name: str) -> None:
+    if dest.shape != value.shape:
+        raise FeedError(f"has shape {list(dest.shape)}, this inference gives {list(value.shape)}",
+                        where=f"out[{name!r}]", hint="allocate the output with the shape for this batch")
+    np.copyto(dest, value, casting="same_kind")
 
 
 def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:

@@ -60,6 +60,18 @@ class Backend:
         """
         raise NotImplementedError
 
+    def run_into(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+        """One inference written into ``out`` (artifact output name -> preallocated array).
+        Backends that can write into caller memory override this; the default runs and copies."""
+        got = self.run(feeds)
+        for name, dest in out.items():
+            value = got[name]
+            if dest.shape != value.shape:
+                from ..errors import FeedError
+                raise FeedError(f"has shape {list(dest.shape)}, this inference gives {list(value.shape)}",
+                                where=f"out[{name!r}]", hint="allocate the output with the shape for this batch")
+            np.copyto(dest, value, casting="same_kind")
+
     def close(self) -> None:
         """Release the session; safe to call twice."""
         raise NotImplementedError

@@ -145,6 +145,25 @@ class OnnxRuntimeBackend(Backend):
                 raise BackendError(f"inference failed: {text}") from exc
         return run
 
+    def run_into(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+        """IOBinding: inputs bound to their numpy memory, outputs written straight into ``out``
+        (no output allocated by onnxruntime). A binding per call keeps it thread-safe."""
+        session = self._session
+        if session is None:
+            raise BackendError("session is not open", hint="open() first, or the model was closed")
+        try:
+            binding = session.io_binding()
+            for name, arr in feeds.items():
+                binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+            for name, dest in out.items():
+                binding.bind_output(name, "cpu", 0, dest.dtype, list(dest.shape), dest.ctypes.data)
+            session.run_with_iobinding(binding)
+        except Exception as exc:
+            text = " ".join(str(exc).split())
+            raise BackendError(f"inference into the given outputs failed: {text}",
+                               hint="check each out array's shape against this batch's output "
+                                    "shape (model.outputs)") from exc
+
     def close(self) -> None:
         # A run already in flight keeps its own reference to the session and completes.
         self._c_run = None

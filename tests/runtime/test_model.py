@@ -171,3 +171,40 @@ def test_direct_run_falls_back_to_the_public_method() -> None:
     session = Public()
     assert _direct_run(session)(["y"], {}, None) == ["public:y"]
     assert session.fallback is False
+
+
+def test_run_into_writes_the_callers_arrays(bundle_dir: Path) -> None:
+    """run_into: the same numbers as run(), written into arrays allocated once (onnxruntime
+    IOBinding), call after call; bad out arrays are refused with what to allocate."""
+    x = np.random.default_rng(5).standard_normal((3, 4)).astype(np.float32)
+    with runtime.load(bundle_dir) as model:
+        expected = model.run({"x": x})
+        out = {name: np.empty_like(arr) for name, arr in expected.items()}
+        buffers = {name: arr.ctypes.data for name, arr in out.items()}
+        for _ in range(3):
+            got = model.run_into({"x": x}, out)
+            for name in expected:
+                assert got[name] is out[name] and got[name].ctypes.data == buffers[name]
+                np.testing.assert_array_equal(got[name], expected[name])
+        with pytest.raises(FeedError, match="missing"):
+            model.run_into({"x": x}, {"y": out["y"]})
+        with pytest.raises(FeedError, match="dtype"):
+            model.run_into({"x": x}, dict(out, y=out["y"].astype(np.float64)))
+        with pytest.raises(FeedError, match="C-contiguous"):
+            model.run_into({"x": x}, dict(out, y=np.empty((out["y"].shape[1], 3), np.float32).T))
+        with pytest.raises(BackendError, match="shape"):
+            model.run_into({"x": x}, {n: np.empty((7, *a.shape[1:]), a.dtype) for n, a in out.items()})
+
+
+def test_run_into_default_copies_for_backends_without_binding() -> None:
+    from runtime.backends.base import Backend
+
+    class Echo(Backend):
+        def run(self, feeds: dict, *, raw: bool = False) -> dict:
+            return {"y": feeds["x"] * 2}
+
+    dest = np.empty((2, 2), np.float32)
+    Echo().run_into({"x": np.ones((2, 2), np.float32)}, {"y": dest})
+    np.testing.assert_array_equal(dest, 2.0)
+    with pytest.raises(FeedError, match="shape"):
+        Echo().run_into({"x": np.ones((3, 2), np.float32)}, {"y": dest})
