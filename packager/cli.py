@@ -63,9 +63,6 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .report import format_build
     from .cache import BuildCache
-    from .init_manifest import check_placeholders
-    from .manifest import load_manifest
-    check_placeholders(load_manifest(args.manifest))  # before the slow work: say what data goes where
     progress = Progress(quiet=args.quiet or args.json, verbose=args.verbose)
     cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
                        max_bytes=int(args.cache_max_mb * 1024 * 1024))

@@ -26,7 +26,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 _active: list["Trace"] = []
 _lock = threading.Lock()
@@ -180,7 +180,7 @@ class Fingerprint:
     installed: str
 
     @classmethod
-    def of(cls, trace: Trace, extra_paths: list[Path] = ()) -> "Fingerprint":  # type: ignore[assignment]
+    def of(cls, trace: Trace, extra_paths: Sequence[Path] = ()) -> "Fingerprint":
         """Hash what ``trace`` saw, plus ``extra_paths`` (files or whole folders), plus every
         local module loaded in this process (imports of already-loaded modules open no file)."""
         roots = _installed_roots()

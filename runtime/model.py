@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .backends import Backend
+from .backends.base import copy_into
 from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
 from .errors import BackendError, FeedError, SignatureError
 from .select import (AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates,
@@ -155,7 +156,7 @@ class Model:
         if self._static_batch is not None and _batch_of(feeds) != self._static_batch:
             got = self._run_in_slices(backend, feeds, False)
             for art, arr in art_out.items():
-                _copy_into(arr, got[art], art)
+                copy_into(arr, got[art], art)
         else:
             backend.run_into(feeds, art_out)
         return {name: out[name] for name, _ in self._out_pairs}
@@ -220,13 +221,6 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({self.bundle.name!r}, candidate={self._candidate.id!r}, "
                 f"providers={self.providers})")
-
-
-def _copy_into(dest: np.ndarray, value: np.ndarray, name: str) -> None:
-    if dest.shape != value.shape:
-        raise FeedError(f"has shape {list(dest.shape)}, this inference gives {list(value.shape)}",
-                        where=f"out[{name!r}]", hint="allocate the output with the shape for this batch")
-    np.copyto(dest, value, casting="same_kind")
 
 
 def _batch_of(feeds: Mapping[str, np.ndarray]) -> int:

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 EMPTY_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
+def copy_into(dest: np.ndarray, value: np.ndarray, name: str) -> None:
+    """``value`` into the caller's preallocated ``dest`` (``run_into``), shapes checked."""
+    if dest.shape != value.shape:
+        from ..errors import FeedError
+        raise FeedError(f"has shape {list(dest.shape)}, this inference gives {list(value.shape)}",
+                        where=f"out[{name!r}]", hint="allocate the output with the shape for this batch")
+    np.copyto(dest, value, casting="same_kind")
+
+
 class Backend:
     """Base class for backends. Subclasses set ``name`` and implement the four methods.
 
@@ -65,12 +74,7 @@ class Backend:
         Backends that can write into caller memory override this; the default runs and copies."""
         got = self.run(feeds)
         for name, dest in out.items():
-            value = got[name]
-            if dest.shape != value.shape:
-                from ..errors import FeedError
-                raise FeedError(f"has shape {list(dest.shape)}, this inference gives {list(value.shape)}",
-                                where=f"out[{name!r}]", hint="allocate the output with the shape for this batch")
-            np.copyto(dest, value, casting="same_kind")
+            copy_into(dest, got[name], name)
 
     def close(self) -> None:
         """Release the session; safe to call twice."""
