@@ -156,9 +156,9 @@ def read_yaml(path: Path, error: type[ConfigError], what: str) -> Any:
     except RecursionError:
         raise error("malformed YAML: collections nested too deeply to read", where=str(path),
                     hint="a manifest or target is a few levels deep; check for unbalanced brackets") from None
-    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError, IndexError) as exc:
         # PyYAML's constructors raise these for values that match a type's pattern but not its
-        # range, e.g. the timestamp 2024-13-45 or '!!int abc'
+        # range, e.g. the timestamp 2024-13-45, '!!int abc' or an empty '!!float 
         raise error(f"malformed YAML: a value cannot be read ({type(exc).__name__}: {exc})", where=str(path),
                     hint="quote values that are meant as plain text (e.g. '2024-13-45') and drop "
                          "explicit !!tags") from None

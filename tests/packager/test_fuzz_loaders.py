@@ -217,6 +217,7 @@ FOUND_TEXTS = [
     "name: !!set [a]\n",                  # a tagged set: TypeError in the duplicate-key check
     "name: !!int abc\n",                  # explicit tags whose value does not fit: ValueError
     "name: !!float abc\n",
+    "!!float \n",                         # an empty float: IndexError inside PyYAML
     "name: !!timestamp abc\n",            # AttributeError inside PyYAML
     "name: " + "[" * 5000 + "]" * 5000 + "\n",  # RecursionError
 ]
