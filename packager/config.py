@@ -156,7 +156,7 @@ def read_yaml(path: Path, error: type[ConfigError], what: str) -> Any:
     except RecursionError:
         raise error("malformed YAML: collections nested too deeply to read", where=str(path),
                     hint="a manifest or target is a few levels deep; check for unbalanced brackets") from None
-    except (ValueError, TypeError, AttributeError, OverflowError, IndexError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
         # PyYAML's constructors raise these for values that match a type's pattern but not its
         # range, e.g. the timestamp 2024-13-45, '!!int abc' or an empty '!!float 
         raise error(f"malformed YAML: a value cannot be read ({type(exc).__name__}: {exc})", where=str(path),

@@ -218,6 +218,7 @@ FOUND_TEXTS = [
     "name: !!int abc\n",                  # explicit tags whose value does not fit: ValueError
     "name: !!float abc\n",
     "!!float \n",                         # an empty float: IndexError inside PyYAML
+    "!!bool \n",                          # an empty bool: KeyError inside PyYAML
     "name: !!timestamp abc\n",            # AttributeError inside PyYAML
     "name: " + "[" * 5000 + "]" * 5000 + "\n",  # RecursionError
 ]
