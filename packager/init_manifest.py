@@ -25,7 +25,7 @@ from .init_infer import (DEFAULT_BATCH, EXAMPLE_INPUT_HELP, Inferred, Tensor, ex
 from .init_render import (CALIBRATION_PLACEHOLDER, CALIBRATION_SAMPLES, GOLDEN_SAMPLES, PLACEHOLDER_DIR,
                           _dims_text, _rel, data_format, render)
 from .manifest import Manifest, parse_manifest
-from .targets import available_targets, resolve_target_ref
+from .targets import available_targets, no_targets_error, resolve_target_ref
 
 __all__ = [
     "CALIBRATION_PLACEHOLDER", "CALIBRATION_SAMPLES", "DEFAULT_BATCH", "DEFAULT_TARGET", "EXAMPLE_INPUT_HELP",
@@ -142,8 +142,9 @@ def init_manifest(model: str, *, output: str | None = None, force: bool = False,
     manifest_dir = out_path.parent if out_path is not None else cwd
     known = available_targets()
     if not known and not targets:
-        raise SourceError("no targets found", where="targets",
-                          hint="the shipped targets/ folder is missing; pass --target path/to/device.yaml")
+        error = no_targets_error()
+        raise SourceError(error.message, where=error.where,
+                          hint=f"{error.hint}; or pass --target path/to/device.yaml")
     enabled = list(dict.fromkeys(targets)) or [DEFAULT_TARGET if DEFAULT_TARGET in known else min(known)]
     for ref in enabled:
         resolve_target_ref(ref, cwd)  # an unknown name or missing file: TargetError with did-you-mean

@@ -37,7 +37,9 @@ KNOWN_ORT_PROVIDERS = (
 )
 BACKENDS = tuple(sorted(set(BACKEND_OF_FORMAT.values())))
 
-SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+# the shipped targets travel inside the package (pyproject: package-data), so a regular
+# `pip install` has them as well as an editable install or the checkout
+SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent / "shipped_targets"
 
 # -- the declarations: what each section of a target holds (packager/schema.py reads them too) --
 QUANTIZATION = Section("Quantization", "how an int8 candidate is quantized", (
@@ -156,15 +158,30 @@ class Target:
         return out
 
 
-def target_search_dirs() -> list[Path]:
-    """Where target names are looked up: $EDGEPACK_TARGETS_PATH, ./targets, then the shipped ones."""
+def target_search_path() -> list[Path]:
+    """Every folder a target name is looked up in, in order, whether it exists or not:
+    $EDGEPACK_TARGETS_PATH, ./targets, then the shipped ones."""
     dirs = [Path(p) for p in os.environ.get("EDGEPACK_TARGETS_PATH", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "targets", SHIPPED_TARGETS_DIR]
+    return dirs + [Path.cwd() / "targets", SHIPPED_TARGETS_DIR]
+
+
+def target_search_dirs() -> list[Path]:
+    """The folders of target_search_path() that exist (each once)."""
     seen: list[Path] = []
-    for d in dirs:
+    for d in target_search_path():
         if d.is_dir() and d.resolve() not in [s.resolve() for s in seen]:
             seen.append(d)
     return seen
+
+
+def no_targets_error() -> TargetError:
+    """No target YAML file anywhere: says where it looked and how to get the shipped ones back."""
+    looked = ", ".join(str(d) for d in target_search_path())
+    # the shipped folder always holds files in a sound install, so its absence is the cause
+    hint = (f"the shipped targets are missing from this install ({SHIPPED_TARGETS_DIR}): reinstall edgepack "
+            "(pip install --force-reinstall edgepack; from a checkout: pip install .); or put your own "
+            "target YAML files in ./targets/ or in a folder named by $EDGEPACK_TARGETS_PATH")
+    return TargetError("no target YAML files found", where=f"looked in {looked}", hint=hint)
 
 
 def available_targets() -> dict[str, Path]:
@@ -187,9 +204,13 @@ def resolve_target_ref(ref: str, base: Path | None = None) -> Path:
                           hint="give an existing target YAML path, or a shipped target name "
                                "(see 'edgepack targets')")
     known = available_targets()
+    if not known:
+        error = no_targets_error()
+        raise TargetError(f"unknown target {ref!r}: {error.message}", where=error.where,
+                          hint=f"{error.hint}; or give the path of a target YAML file")
     if ref not in known:
         raise TargetError(f"unknown target {ref!r}{did_you_mean(ref, known)}", where=ref,
-                          hint=f"known targets: {', '.join(sorted(known)) or 'none'}; "
+                          hint=f"known targets: {', '.join(sorted(known))}; "
                                "or give the path of your own target YAML file")
     return known[ref]
 

@@ -25,7 +25,7 @@ from ..conftest import REPO
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 SHIPPED_MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))
-SHIPPED_TARGETS = sorted((REPO / "targets").glob("*.yaml"))
+SHIPPED_TARGETS = sorted((REPO / "packager" / "shipped_targets").glob("*.yaml"))
 MANIFEST_DOCS = {p.name: yaml.safe_load(p.read_text()) for p in SHIPPED_MANIFESTS}
 TARGET_DOCS = {p.name: yaml.safe_load(p.read_text()) for p in SHIPPED_TARGETS}
 

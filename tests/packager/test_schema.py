@@ -31,7 +31,7 @@ SCHEMAS = {kind: schema_document(kind) for kind in SCHEMA_KINDS}
 VALIDATORS = {kind: Draft202012Validator(SCHEMAS[kind]) for kind in SCHEMA_KINDS}
 SHIPPED = {
     "manifest": sorted((REPO / "manifests").glob("*.yaml")) + sorted((REPO / "benchmarks" / "manifests").glob("*.yaml")),
-    "target": sorted((REPO / "targets").glob("*.yaml")) + sorted((REPO / "benchmarks" / "targets").glob("*.yaml")),
+    "target": sorted((REPO / "packager" / "shipped_targets").glob("*.yaml")) + sorted((REPO / "benchmarks" / "targets").glob("*.yaml")),
 }
 FILE = "doc.yaml"
 

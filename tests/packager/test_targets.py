@@ -1,14 +1,19 @@
 """Targets: the shipped ones are valid and true to their devices; mistakes give clear errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+import packager.targets
+from packager.cli import main
 from packager.errors import TargetError
-from packager.targets import available_targets, load_target
+from packager.targets import SHIPPED_TARGETS_DIR, available_targets, load_target
 
-from ..conftest import write_yaml
+from ..conftest import REPO, write_yaml
+
+SHIPPED = ("jetson-orin-nano", "rpi4", "rpi5", "x86-cpu", "x86-cuda")
 
 BASE = """\
 name: dev
@@ -116,3 +121,68 @@ def test_requirements_per_backend_must_cover_the_candidates(tmp_path: Path) -> N
 def test_io_int8_only_for_full_int8_tflite(tmp_path: Path) -> None:
     e = err(tmp_path, BASE.replace("precision: fp32}", "precision: fp32, io: int8}"))
     assert "full-int8 TFLite" in e.message
+
+
+def test_shipped_targets_are_package_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """They live inside the packager package (pyproject's package-data), not beside it, so a regular
+    install has them too (tests/test_install.py installs one); found from any working folder."""
+    assert SHIPPED_TARGETS_DIR == REPO / "packager" / "shipped_targets"
+    assert tuple(sorted(p.stem for p in SHIPPED_TARGETS_DIR.glob("*.yaml"))) == SHIPPED
+    assert 'packager = ["shipped_targets/*.yaml"]' in (REPO / "pyproject.toml").read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDGEPACK_TARGETS_PATH", raising=False)
+    assert {n: p.parent for n, p in available_targets().items()} == {n: SHIPPED_TARGETS_DIR for n in SHIPPED}
+
+
+def test_own_targets_folder_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDGEPACK_TARGETS_PATH", raising=False)
+    (tmp_path / "targets").mkdir()
+    mine = write_yaml(tmp_path / "targets" / "rpi4.yaml", BASE.replace("name: dev", "name: rpi4"))
+    found = available_targets()
+    assert found["rpi4"].resolve() == mine.resolve() and found["x86-cpu"].parent == SHIPPED_TARGETS_DIR
+
+
+@pytest.fixture
+def no_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An install whose shipped targets are missing, run from a folder without ./targets."""
+    missing = tmp_path / "site-packages" / "packager" / "shipped_targets"
+    monkeypatch.setattr(packager.targets, "SHIPPED_TARGETS_DIR", missing)
+    monkeypatch.delenv("EDGEPACK_TARGETS_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return missing
+
+
+def test_no_targets_is_an_error_not_an_empty_table(no_targets: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["targets"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no target YAML files found" in err
+    assert f"looked in {tmp_path / 'targets'}, {no_targets}" in err  # where it looked, in order
+    assert "hint: the shipped targets are missing from this install" in err and "reinstall edgepack" in err
+
+    assert main(["targets", "--json"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["error"] == "target" and doc["message"] == "no target YAML files found"
+    assert str(no_targets) in doc["where"] and "pip install" in doc["hint"]
+
+
+def test_no_targets_names_the_cause_for_a_target_name(no_targets: Path) -> None:
+    with pytest.raises(TargetError) as info:
+        load_target("x86-cpu")
+    e = info.value
+    assert e.message == "unknown target 'x86-cpu': no target YAML files found"
+    assert str(no_targets) in e.where and "reinstall edgepack" in e.hint and "path of a target YAML" in e.hint
+    assert "known targets" not in e.hint  # never 'known targets: none'
+
+
+def test_targets_path_variable_is_searched(no_targets: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    write_yaml(folder / "dev.yaml", BASE)
+    monkeypatch.setenv("EDGEPACK_TARGETS_PATH", str(folder))
+    assert main(["targets", "--json"]) == 0
+    assert [t["name"] for t in json.loads(capsys.readouterr().out)["targets"]] == ["dev"]
