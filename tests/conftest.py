@@ -1,15 +1,86 @@
-"""Shared fixtures: small real models and manifests written into a temp folder."""
+"""Shared fixtures: small real models and manifests written into a temp folder; and the CI rule:
+under CI=true nothing skips (a test lacking a capability fails with the reason)."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# -- the CI rule: a skip under CI=true is a failure ------------------------------------------------
+
+def ci_mode() -> bool:
+    """CI=true (or 1, yes): the run must prove everything, so a skip would hide a missing capability."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def skip_reason(longrepr: Any) -> str:
+    """The reason of a skipped report (pytest keeps it as (path, line, 'Skipped: reason'))."""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        path, line, message = longrepr
+        return f"{str(message).removeprefix('Skipped: ')} ({path}:{line})"
+    return str(longrepr)
+
+
+class SkippedUnderCI(pytest.Item):
+    """Stands for a whole module skipped while it was collected (a module-level importorskip or
+    pytest.skip(allow_module_level=True)): under CI it fails with the reason, and the run goes on."""
+
+    def __init__(self, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+
+    def runtest(self) -> None:
+        pytest.fail(f"skipped under CI=true: {self.reason}", pytrace=False)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, self.name
+
+
+class CIPolicy:
+    """Under CI=true a test that would be skipped (pytest.skip, skipif, importorskip, at setup, in
+    the test or while collecting its module) FAILS, the skip reason in the failure. Elsewhere skips
+    stay skips, and pytest's summary (-ra in pyproject's addopts) lists them with their reasons.
+    Registered below; tests/test_ci_policy.py runs it on small test files with pytester."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]
+                                  ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.skipped and not hasattr(report, "wasxfail") and ci_mode():
+            report.outcome = "failed"
+            report.longrepr = f"skipped under CI=true: {skip_reason(report.longrepr)}"
+            report.user_properties.append(("skipped_under_ci", True))
+        return report
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_make_collect_report(self, collector: pytest.Collector
+                                   ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        report = yield
+        if report.skipped and ci_mode():
+            reason = skip_reason(report.longrepr)
+            report.outcome = "passed"
+            report.longrepr = None
+            report.result = [SkippedUnderCI.from_parent(collector, name="module-skipped", reason=reason)]
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # a skip at setup (skipif, a fixture's skip) would otherwise show as ERROR: it is a FAILED test
+        if report.failed and ("skipped_under_ci", True) in getattr(report, "user_properties", ()):
+            return "failed", "F", "FAILED"
+        return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(CIPolicy(), "edgepack-ci-policy")
 
 TINY_MODEL = '''
 import numpy as np

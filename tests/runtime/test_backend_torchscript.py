@@ -1,6 +1,6 @@
 """TorchScript backend on real traced modules: fp32, dict outputs, fp16, dynamic int8 with the
-quantized engine, devices (cuda asked on a host without it), threads, and a process where only
-torch and numpy exist."""
+quantized engine, devices (cuda on this host, with or without CUDA, and on a simulated host
+without it), threads, and a process where only torch and numpy exist."""
 from __future__ import annotations
 
 import json
@@ -120,10 +120,34 @@ def test_unsupported_engine_names_the_supported_ones(bundle_factory: Callable[..
     assert all(e in reason for e in torch.backends.quantized.supported_engines)
 
 
-@pytest.mark.skipif(not NO_CUDA, reason="checks behaviour on a host without CUDA")
+@pytest.fixture
+def without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host without CUDA, whatever this one has (the backend asks torch.cuda.is_available())."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_cuda_candidate_follows_this_hosts_cuda(bundle_factory: Callable[..., Path], kit: types.ModuleType,
+                                                artifacts: dict[str, bytes]) -> None:
+    """The real host, either kind: with CUDA the cuda candidate runs there, without it it is skipped."""
+    root = bundle_factory(artifacts=artifacts, candidates=[
+        ts_candidate(kit, cid="ts-cuda", providers=["cuda"]), ts_candidate(kit, cid="ts-cpu")])
+    x = x_of(3)
+    with load(root) as model:
+        rows = model.explain()
+        chosen, providers, degraded = model.candidate_spec.id, model.providers, model.degraded
+        y = model.run({"x": x})["y"]
+    np.testing.assert_allclose(y, kit.reference(x)["y"], atol=1e-4)
+    if NO_CUDA:
+        assert (chosen, providers) == ("ts-cpu", ["cpu"])
+        assert rows[0]["status"] == SKIPPED and "is_available() is false" in rows[0]["reason"]
+    else:
+        assert (chosen, providers, degraded) == ("ts-cuda", ["cuda"], False)
+        assert rows[0]["status"] == SELECTED
+
+
 def test_cuda_only_candidate_skipped_with_reason(bundle_factory: Callable[..., Path],
                                                  kit: types.ModuleType,
-                                                 artifacts: dict[str, bytes]) -> None:
+                                                 artifacts: dict[str, bytes], without_cuda: None) -> None:
     root = bundle_factory(artifacts=artifacts, candidates=[
         ts_candidate(kit, "fp16", providers=["cuda"]), ts_candidate(kit, cid="ts-cpu")])
     with load(root) as model:
@@ -134,10 +158,9 @@ def test_cuda_only_candidate_skipped_with_reason(bundle_factory: Callable[..., P
     assert rows[1]["status"] == SELECTED
 
 
-@pytest.mark.skipif(not NO_CUDA, reason="checks behaviour on a host without CUDA")
 def test_cuda_then_cpu_is_a_recorded_downgrade(bundle_factory: Callable[..., Path],
                                                kit: types.ModuleType,
-                                               artifacts: dict[str, bytes]) -> None:
+                                               artifacts: dict[str, bytes], without_cuda: None) -> None:
     cand = ts_candidate(kit, providers=["cuda", "cpu"])
     root = bundle_factory(artifacts=artifacts, candidates=[cand])
     with load(root) as model:
