@@ -1,4 +1,26 @@
-"""The runtime's one exception tree: every error says what is wrong, where, and how to fix it."""
+"""The runtime's one exception tree: every error says what is wrong, where, and how to fix it.
+
+    HintedError                  message, where, hint, code (shared with the packager's tree)
+    └── RuntimeBundleError       runtime-error: base of everything the runtime raises on purpose
+        ├── BundleFormatError    bundle-format: bundle.json missing, unreadable or not understood
+        ├── IntegrityError       bundle-integrity: a bundle file missing, modified or unlisted
+        ├── ArchiveError         unsafe-archive: a .tar.gz that is unsafe or not a bundle
+        ├── SignatureError       bad-signature: --key given and bundle.sig does not check out
+        ├── FeedError            bad-feed: inputs that do not match the signature (or, when
+        │                        asked, hold NaN/inf)
+        ├── NoCandidateError     no-candidate: nothing loads on this device
+        ├── BackendError         backend-failed: a backend failed to open or run an artifact
+        ├── UnknownCandidateError  unknown-candidate: prefer= names no candidate
+        └── FileIOError          io-error: the file system refused a read (permission denied,
+            │                    I/O error) or the temp copy of an archive (disk full)
+            └── OutputError      output-failed: a file the runtime writes (run --output,
+                                 --report, X.tuned.json) could not be written; nothing partial
+                                 is left behind
+
+The CLI (runtime/__main__.py) exits 2 on every RuntimeBundleError (1 for NoCandidateError from
+``info``), and turns an OSError that still reaches it into a FileIOError, so a full disk or a
+read-only folder is never an "internal error".
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -93,3 +115,19 @@ class UnknownCandidateError(RuntimeBundleError):
     """``prefer`` named a candidate id that the bundle does not have."""
 
     code = "unknown-candidate"
+
+
+class FileIOError(RuntimeBundleError):
+    """The file system refused a read or write: no space left, read-only file system, permission
+    denied, I/O error. ``where`` names the file; the hint follows from the cause (see
+    ``runtime.fileio.io_error``)."""
+
+    code = "io-error"
+
+
+class OutputError(FileIOError):
+    """A file the runtime writes (``run --output``, ``--report``, ``X.tuned.json``) could not be
+    written. Writes are atomic (temp file in the same folder, then rename), so nothing partial
+    is left and an older file of that name is kept as it was."""
+
+    code = "output-failed"

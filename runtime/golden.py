@@ -9,6 +9,7 @@ import numpy as np
 from .bundle import Bundle
 from .compare import ParityReport, compare
 from .errors import BundleFormatError, FeedError
+from .fileio import io_error, is_fault
 
 if TYPE_CHECKING:
     from .model import Model
@@ -30,6 +31,8 @@ def load_npz(path: str, *, where: str | None = None) -> dict[str, np.ndarray]:
                                          "dtypes)") from exc
         raise BundleFormatError(f"cannot read npz: {exc}", where=where or path) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, OSError) and is_fault(exc):  # the machine refused, not bad content
+            raise io_error(exc, path, "reading", where=where) from exc
         raise BundleFormatError(f"cannot read npz: {exc}", where=where or path) from exc
 
 

@@ -102,12 +102,17 @@ class Model:
         return self._tuning.to_dict()
 
     def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True,
-            raw: bool = False) -> dict[str, np.ndarray]:
+            raw: bool = False, check_finite: bool = False) -> dict[str, np.ndarray]:
         """One inference; outputs keyed by the bundle's output names, in signature order.
 
         ``raw=True`` feeds and returns the artifact's own dtypes (int8 for a full-integer TFLite
         model whose signature says float32) instead of the float arrays the runtime
         (de)quantizes for you; feeds are then checked against those dtypes.
+
+        ``check_finite=True`` refuses float feeds holding NaN or inf (FeedError naming the input
+        and how many values): an int8 model would turn them into ordinary-looking outputs. It
+        reads every value, so it is off by default (``runtime.finite.check_finite(feeds)`` does
+        the same check on its own, e.g. once per batch before a loop of runs).
         """
         backend = self._backend
         if backend is None:
@@ -118,6 +123,9 @@ class Model:
                 self._raw_validator(backend)(feeds)
             else:
                 self._validate(feeds)
+        if check_finite:
+            from .finite import check_finite as _check_finite
+            _check_finite(feeds)
         ordered = self._ordered
         if ordered is not None and (self._static_batch is None
                                     or _batch_of(feeds) == self._static_batch):

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from .bundle import BUNDLE_FILE, Bundle, sha256_file
 from .device import REAL_PATHS, DevicePaths, detect_emulation, read_cpuinfo
 from .inventory import backend_packages, backend_providers
 from .errors import RuntimeBundleError
+from .fileio import atomic_write
 from .tuned import TunedLookup, tuned_path
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 TUNED_SCHEMA = "edgepack-tuned/1"
 STABLE_WITHIN = 0.02  # median of the last half within 2% of the whole run's median
+# how to get past a folder that cannot take X.tuned.json (after the cause's own fix)
+NO_WRITE_HINT = ("or run tune with --no-write to only measure, or copy the bundle to a writable "
+                 "folder and tune it there")
 
 
 # --------------------------------------------------------------------------- where / who
@@ -278,8 +281,8 @@ def tune(bundle: Bundle, *, runs: int = 20, warmup: int = 5, max_seconds: float 
 
 
 def write_entry(path: Path, entry: dict[str, Any]) -> None:
-    """Add ``entry``, replacing any with the same fingerprint; atomic, so a crash mid-write
-    never leaves a half file that load() would have to guess about."""
+    """Add ``entry``, replacing any with the same fingerprint; atomic, so a crash or a full disk
+    mid-write never leaves a half file that load() would have to guess about (OutputError)."""
     entries: list[dict[str, Any]] = []
     if path.is_file():
         try:
@@ -289,16 +292,8 @@ def write_entry(path: Path, entry: dict[str, Any]) -> None:
             entries = []  # an unreadable file is replaced, not merged
     doc = {"schema": TUNED_SCHEMA, "note": "written by python -m runtime tune; one entry per "
                                            "device fingerprint", "entries": entries + [entry]}
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RuntimeBundleError(f"cannot write the tuned choice: {exc}", where=str(path),
-                                 hint="make the folder holding the bundle writable, or run "
-                                      "tune with --no-write to only measure") from exc
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), instead=NO_WRITE_HINT)
 
 
 def format_measurements(rows: list[dict[str, Any]], indent: str = "  ") -> str:
