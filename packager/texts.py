@@ -41,6 +41,12 @@ Run these from inside this folder (or pass the folder or its .tar.gz as the last
 Every command takes `--json`. The runtime refuses to load if any file here was modified or added,
 so write outputs and reports (`verify --report ../verify.html`) outside this folder.
 
+The runtime in this folder checks itself, but code that was edited before it runs can lie. For a
+check that runs none of this folder's code, install the runtime separately
+(`edgepack runtime-wheel` on the build host) and run, from outside this folder:
+`edgepack-runtime verify --key edgepack-signing.pub path/to/{bundle_name}` (`--key` when the
+bundle is signed).
+
 ## Signature
 
 Inputs:

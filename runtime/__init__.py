@@ -1,14 +1,22 @@
 """edgepack device runtime: load a bundle, pick the candidate that works here, run, verify.
 
 Importing this package needs only the standard library and numpy; backends import their
-framework (onnxruntime, ...) only when a candidate is tried.
+framework (onnxruntime, ...) only when a candidate is tried. Run from inside a bundle, it first
+makes sure that only the bundle's listed source runs (``runtime.code_guard``).
 """
 from __future__ import annotations
 
+from . import code_guard as _code_guard
+
+_code_guard.protect(__name__, __file__)
+
+# ruff: noqa: E402 (the imports below go through the guard's checked finder)
 from .bundle import Bundle, open_bundle
 from .compare import OutputReport, ParityReport, Tolerance, compare
-from .errors import (ArchiveError, BackendError, BundleFormatError, FeedError, IntegrityError,
-                     NoCandidateError, RuntimeBundleError, SignatureError, UnknownCandidateError)
+from .errors import (ArchiveError, BackendError, BundleFormatError, FeedError, FileIOError,
+                     IntegrityError, NoCandidateError, OutputError, RuntimeBundleError,
+                     SignatureError, UnknownCandidateError)
+from .finite import check_finite
 from .model import Model, load
 from .signature import TensorSpec
 from .signing import verify_signature
@@ -16,7 +24,7 @@ from .signing import verify_signature
 __version__ = "0.1.0"
 
 __all__ = ["ArchiveError", "BackendError", "Bundle", "BundleFormatError", "FeedError",
-           "IntegrityError", "Model", "NoCandidateError", "OutputReport", "ParityReport",
-           "RuntimeBundleError", "SignatureError", "TensorSpec", "Tolerance",
-           "UnknownCandidateError", "__version__", "compare", "load", "open_bundle",
-           "verify_signature"]
+           "FileIOError", "IntegrityError", "Model", "NoCandidateError", "OutputError",
+           "OutputReport", "ParityReport", "RuntimeBundleError", "SignatureError", "TensorSpec",
+           "Tolerance", "UnknownCandidateError", "__version__", "check_finite", "compare", "load",
+           "open_bundle", "verify_signature"]

@@ -4,12 +4,18 @@
 (runtime.report_html), with or without ``--json``.
 
 Exit codes: 0 ok; 1 no candidate loads (info), parity failed (verify), the device does not match
-the bundle (doctor) or no candidate passes (tune); 2 user error (bad bundle, bad input);
+the bundle (doctor) or no candidate passes (tune); 2 user error (bad bundle, bad input, and the
+file system refusing a read or write: disk full, read-only, permission denied, I/O error);
 3 internal error (rerun with --debug for the traceback).
+
+Files are written atomically (runtime.fileio.atomic_write): a failed write leaves nothing
+partial. Float inputs holding NaN/inf are warned about (stderr, and ``warnings`` with --json)
+and refused under --strict (runtime.finite).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -19,15 +25,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, code_guard
 from .bundle import BUNDLE_FILE, Bundle, open_bundle
 from .compare import format_parity_rows, looks_like_scores
-from .errors import BundleFormatError, FeedError, NoCandidateError, RuntimeBundleError
+from .errors import (BundleFormatError, FeedError, FileIOError, NoCandidateError,
+                     RuntimeBundleError)
+from .fileio import atomic_write, cause_of, check_writable, io_error, is_fault
+from .finite import nonfinite_error, nonfinite_inputs
 from .golden import check_parity, first_sample, load_golden, load_npz
 from .model import Model, choose, load
 from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
                      try_candidate)
 from .signature import TensorSpec
+from .verifier import describe_verifier
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -65,6 +75,8 @@ def _load_array(path: str) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, OSError) and is_fault(exc):  # permission denied, I/O error
+            raise io_error(exc, path, "reading") from exc
         raise FeedError(f"cannot read array: {exc}", where=path,
                         hint="give a .npy file written with np.save (no pickles)") from exc
     if not isinstance(arr, np.ndarray):  # an .npz under another name
@@ -105,10 +117,48 @@ def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, 
 
 def _open(args: argparse.Namespace, *, verify: bool = True) -> Bundle:
     """Open the bundle; with --key, its signature is checked first (before parsing)."""
-    bundle = open_bundle(args.bundle, public_key=args.key)
+    if _is_archive_arg(args.bundle):
+        _warn_unusable_tmpdir()
+    try:
+        bundle = open_bundle(args.bundle, public_key=args.key)  # archive faults: FileIOError
+    except OSError as exc:
+        raise io_error(exc, exc.filename or args.bundle, "reading") from exc
     if verify:
-        bundle.verify()
+        _verify(bundle)
     return bundle
+
+
+def _verify(bundle: Bundle) -> None:
+    """The hash check; a file the machine will not let us read is an I/O error, not a bug."""
+    try:
+        bundle.verify()
+    except OSError as exc:
+        path = str(exc.filename or bundle.root)
+        where = None
+        if bundle.archive is not None and path.startswith(str(bundle.root)):
+            # name the member of the archive, not a temp folder about to vanish
+            where = f"{bundle.archive}:{bundle.root.name}{path[len(str(bundle.root)):]}"
+        raise io_error(exc, path, "reading", where=where) from exc
+
+
+def _is_archive_arg(path: str | None) -> bool:
+    return path is not None and os.path.isfile(path)
+
+
+def _warn_unusable_tmpdir() -> None:
+    """Python unpacks into the next usable temp folder when TMPDIR cannot take a file (missing,
+    read-only, full): say so, rather than fill a disk the user did not choose."""
+    import tempfile
+
+    for var in ("TMPDIR", "TEMP", "TMP"):  # tempfile's own order
+        value = os.environ.get(var)
+        if value:
+            used = tempfile.gettempdir()
+            if os.path.abspath(value) != used:
+                print(f"warning: {var}={value} cannot take files (missing, read-only, full or "
+                      f"not writable); the archive is unpacked into {used} instead",
+                      file=sys.stderr)
+            return
 
 
 def _signature_doc(bundle: Bundle) -> dict[str, Any]:
@@ -148,9 +198,13 @@ def cmd_info(args: argparse.Namespace) -> int:
                     "target": bundle.target, "signature": bundle.signature.to_dict(),
                     "selected": selected, "candidates": [d.to_dict() for d in decisions],
                     "tuning": tuning.to_dict(), "warnings": bundle.warnings,
-                    "signature_check": _signature_doc(bundle), "device": device_info()})
+                    "signature_check": _signature_doc(bundle), "device": device_info(),
+                    "runtime_code": code_guard.STATE.to_dict()})
     else:
         print(f"bundle: {bundle.name}  target: {bundle.target.get('name', '-')}")
+        if code_guard.STATE.active:
+            print(f"runtime code: this bundle's, checked source only; compiled code cache: "
+                  f"{code_guard.STATE.cache_note}")
         if _signature_line(bundle):
             print(_signature_line(bundle))
         print("\n".join(_signature_lines(bundle)))
@@ -174,10 +228,38 @@ def _summary(spec: TensorSpec, arr: np.ndarray) -> str:
     return text
 
 
+def _npz_path(path: str) -> str:
+    """Where ``--output`` goes: np.savez's rule, ``.npz`` added when missing."""
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def _output_where(args: argparse.Namespace) -> tuple[str, str]:
+    return (f"--output {args.output}",
+            f"or write elsewhere: --output /a/writable/folder/{Path(_npz_path(args.output)).name}")
+
+
+def check_inputs_finite(args: argparse.Namespace, feeds: dict[str, np.ndarray]) -> list[str]:
+    """Float feeds holding NaN/inf: a FeedError under --strict, else one warning per input
+    (printed to stderr here, returned for --json)."""
+    found = nonfinite_inputs(feeds)
+    if not found:
+        return []
+    if args.strict:
+        raise nonfinite_error(found)
+    texts = [f"input {f.name}: {f.text}; outputs computed from it are not meaningful (an int8 "
+             f"model turns NaN/inf into ordinary-looking numbers); --strict refuses such input"
+             for f in found]
+    for text in texts:
+        print(f"warning: {text}", file=sys.stderr)
+    return texts
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """One inference on given (or golden) inputs."""
     if args.output:
         _refuse_inside_bundle(args.output, "--output", args.bundle)
+        where, instead = _output_where(args)
+        check_writable(_npz_path(args.output), where=where, instead=instead)
     bundle = _open(args)
     if args.input:
         feeds = read_inputs(args.input, bundle.signature.inputs)
@@ -186,14 +268,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         g_in, _, batched = load_golden(bundle)
         feeds = first_sample(g_in, batched, batch=g_in[next(iter(g_in))].shape[0] if batched else 1)
         source = "golden inputs"
+    warnings = check_inputs_finite(args, feeds)
+    written = None
     with _load(args, bundle) as model:
         outputs = model.run(feeds)
         if args.output:
-            np.savez(args.output, **outputs)
+            written = str(atomic_write(_npz_path(args.output),
+                                       lambda fh: np.savez(fh, **outputs),
+                                       where=where, instead=instead))
         if args.json:
             doc: dict[str, Any] = {"ok": True, "candidate": model.candidate_spec.id,
                                    "providers": model.providers, "degraded": model.degraded,
-                                   "input_source": source,
+                                   "input_source": source, "warnings": warnings,
                                    "signature_check": _signature_doc(bundle), "outputs": {}}
             for spec in model.outputs:
                 arr = outputs[spec.name]
@@ -201,15 +287,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if args.values:
                     entry["values"] = _jsonable(arr)
                 doc["outputs"][spec.name] = entry
-            if args.output:
-                doc["written"] = args.output
+            if written is not None:
+                doc["written"] = written
             _emit_json(doc)
         else:
             print(_selection_text(model) + f"  (input: {source})")
             for spec in model.outputs:
                 print(_summary(spec, outputs[spec.name]))
-            if args.output:
-                print(f"wrote {args.output}")
+            if written is not None:
+                print(f"wrote {written}")
     return EXIT_OK
 
 
@@ -238,37 +324,22 @@ def _check_report_path(args: argparse.Namespace) -> None:
         raise RuntimeBundleError("cannot write the report here", where=f"--report {path}",
                                  hint="give a file path in an existing folder, e.g. --report "
                                       "report.html")
+    check_writable(path, where=f"--report {path}", instead=_report_instead(path))
+
+
+def _report_instead(path: str) -> str:
+    return f"or write it elsewhere: --report /a/writable/folder/{Path(path).name}"
 
 
 def write_report(path: str, kind: str, doc: dict[str, Any]) -> None:
-    """The HTML report of a verify / bench document, written atomically (temp file + rename)."""
-    import tempfile
-
+    """The HTML report of a verify / bench document, written atomically (temp file + rename;
+    OutputError naming the file and the cause when the disk is full or read-only)."""
     from .report_html import render_device_report
 
-    text = render_device_report(kind, json.loads(json.dumps(doc, default=_json_default)))
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=str(target.resolve().parent))
-    except OSError as exc:
-        raise RuntimeBundleError(f"cannot write the report: {exc.strerror or exc}",
-                                 where=f"--report {path}",
-                                 hint="give a file path in a folder you can write") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise RuntimeBundleError(f"cannot write the report: {exc.strerror or exc}",
-                                     where=f"--report {path}") from exc
-        raise
+    data = render_device_report(kind, json.loads(json.dumps(doc, default=_json_default))
+                                ).encode("utf-8")
+    atomic_write(path, lambda fh: fh.write(data), where=f"--report {path}",
+                 instead=_report_instead(path))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -308,6 +379,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "target": bundle.target.get("name"), "batched": batched,
            "samples": bundle.golden.samples if bundle.golden else None,
            "signature_check": _signature_doc(bundle),
+           "verifier": describe_verifier(bundle).to_dict(),
            "candidates": [{k: v for k, v in r.items() if k != "_report"} for r in results],
            "mode": "all" if args.all else "selected",
            "decisions": decisions, "device": device_info()}
@@ -317,6 +389,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(doc)
     else:
+        for line in describe_verifier(bundle).lines():
+            print(line)
         if _signature_line(bundle):
             print(_signature_line(bundle))
         for r in results:
@@ -338,13 +412,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_report_path(args)
     bundle = _open(args, verify=False)
     t0 = time.perf_counter()
-    bundle.verify()
+    _verify(bundle)
     verify_ms = (time.perf_counter() - t0) * 1e3
     if args.input:
         feeds = read_inputs(args.input, bundle.signature.inputs)
     else:
         g_in, _, batched = load_golden(bundle)
         feeds = first_sample(g_in, batched, batch=args.batch)
+    warnings = check_inputs_finite(args, feeds)
     t0 = time.perf_counter()
     model = _load(args, bundle)
     load_ms = (time.perf_counter() - t0) * 1e3
@@ -356,7 +431,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                "target": bundle.target.get("name"), "providers": model.providers,
                "degraded": model.degraded, "backend_version": model.backend_version,
                "verify_ms": verify_ms, "signature_check": _signature_doc(bundle),
-               **result.to_dict(), "device": dev}
+               **result.to_dict(), "device": dev, "warnings": warnings}
         if args.report:
             write_report(args.report, "bench", doc)
             args.report_written = True
@@ -389,7 +464,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if path is None and args.key is not None:
         raise BundleFormatError("--key needs a bundle to check", where="--key",
                                 hint="python -m runtime doctor BUNDLE --key PUB.pem")
-    bundle = open_bundle(path, public_key=args.key) if path is not None else None
+    bundle = None
+    if path is not None:
+        args.bundle = path
+        bundle = _open(args, verify=False)
     doc = report(bundle, deep=args.deep)
     if bundle is not None and args.key is not None and isinstance(doc.get("bundle"), dict):
         doc["bundle"]["signature_check"] = _signature_doc(bundle)
@@ -403,9 +481,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Verify and time every candidate that loads; record the fastest that passes beside the
     bundle, for load() on this device."""
-    from .tune import format_measurements, tune
+    from .tune import NO_WRITE_HINT, format_measurements, tune
+    from .tuned import tuned_path
 
     bundle = _open(args)
+    if not args.no_write:  # a read-only folder: say so before minutes of measuring
+        check_writable(tuned_path(bundle), instead=NO_WRITE_HINT)
     result = tune(bundle, runs=args.runs, warmup=args.warmup, max_seconds=args.max_seconds,
                   strict=args.strict, write=not args.no_write)
     warning = ("emulated: timings under emulation are not device timings (" + result.emulation
@@ -560,23 +641,130 @@ def stdout_closed() -> int:
         pass
     return 141  # 128 + SIGPIPE, as a shell reports a process killed by it
 
+
+class StdoutFault(Exception):
+    """Writing to stdout failed (a full disk it is redirected to): raised by ``_GuardedStdout``
+    in place of the OSError, so that main() can tell it from a fault in a file we write."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _GuardedStdout:
+    """sys.stdout during a command: the same stream, with an OSError on write/flush (other
+    than a closed pipe) raised as StdoutFault."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFault(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFault(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _stdout_fault() -> OSError | None:
+    """The error stdout gives on flush (a full disk it is redirected to), or None. On a fault,
+    stdout is pointed at /dev/null so the exit does not fail on the same bytes again."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return exc
+    return None
+
+
+def _stdout_error(exc: OSError) -> FileIOError:
+    try:  # the file stdout is redirected to, to name it
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError):
+        target = "standard output"
+    return io_error(exc, target, "writing", where="standard output",
+                    subject=f"the output to {target}" if target != "standard output" else None,
+                    instead="or redirect the output to a file on a disk with room")
+
+
+def _user_error(args: argparse.Namespace, exc: RuntimeBundleError, *,
+                stdout_ok: bool = True) -> int:
+    """Print ``error: ...`` (with its hint) on stderr, the JSON document with --json, and a
+    report with --report; exit 2 (1 for ``info`` when no candidate loads)."""
+    print(f"error: {exc}", file=sys.stderr)
+    _error_report(args, {"ok": False, **exc.to_dict()})
+    if args.json and stdout_ok:
+        try:
+            _emit_json({"ok": False, **exc.to_dict()})
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return stdout_closed()
+        except (OSError, StdoutFault):  # stdout fails now: the error line above is what is left
+            sys.stdout = getattr(sys.stdout, "_stream", sys.stdout)
+            _stdout_fault()
+    return EXIT_FAIL if isinstance(exc, NoCandidateError) and args.command == "info" \
+        else EXIT_USER
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)  # type: ignore[assignment]
     try:
-        return COMMANDS[args.command](args)
+        return _main(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # output buffered for a full disk fails only now
+        return code
+    except StdoutFault as exc:
+        if args.debug:
+            raise
+        sys.stdout = getattr(sys.stdout, "_stream", sys.stdout)
+        _stdout_fault()
+        return _user_error(args, _stdout_error(exc.error), stdout_ok=False)
     except RuntimeBundleError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        _error_report(args, {"ok": False, **exc.to_dict()})
-        if args.json:
-            _emit_json({"ok": False, **exc.to_dict()})
-        return EXIT_FAIL if isinstance(exc, NoCandidateError) and args.command == "info" \
-            else EXIT_USER
+        return _user_error(args, exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return stdout_closed()
+    except OSError as exc:  # disk full, read-only, permission, I/O error: the machine, not us
+        if args.debug:
+            raise
+        if not exc.filename:
+            return _user_error(args, FileIOError(
+                f"{cause_of(exc)} (the file system refused; no file name given)",
+                hint="rerun with --debug to see where; then free space or fix permissions "
+                     "there"))
+        writing = exc.errno in (errno.ENOSPC, errno.EROFS, errno.EFBIG,
+                                getattr(errno, "EDQUOT", errno.ENOSPC))
+        return _user_error(args, io_error(exc, exc.filename, "writing" if writing
+                                          else "accessing"))
     except Exception as exc:
         if args.debug:
             raise

@@ -1,163 +1,40 @@
-"""Read a bundle: bundle.json as typed objects, file integrity, and safe archive extraction.
+"""Read a bundle: bundle.json as typed objects, and safe archive extraction.
 
-The packager reuses ``sha256_file``, ``list_bundle_files`` and the constants here when it writes
-a bundle, so both sides agree on which files count and how they are hashed.
+Which files a bundle holds and how they are hashed is ``runtime.integrity`` (re-exported here:
+the packager lists a bundle with the same code the runtime checks it with).
 """
 from __future__ import annotations
 
 import json
 import os
-import stat
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Mapping
 
 from .compare import Tolerance
-from .digest import sha256
-from .errors import ArchiveError, BundleFormatError, IntegrityError, SignatureError
+from .errors import ArchiveError, BundleFormatError, FileIOError, IntegrityError, SignatureError
+from .fileio import io_error, is_fault
+from .integrity import (BUNDLE_FILE, SIGNATURE_FILE, UNLISTED_FILES, check_relpath,
+                        list_bundle_files, sha256_file, verify_files)
 from .signature import Signature
-from .signing import SIGNATURE_FILE, PublicKey, SignatureInfo, verify_signature
+from .signing import PublicKey, SignatureInfo, verify_signature
 
 if TYPE_CHECKING:
     import tarfile
 
+__all__ = ["BUNDLE_FILE", "SCHEMA_VERSION", "SIGNATURE_FILE", "UNLISTED_FILES", "Bundle",
+           "Candidate", "Golden", "archive_fault", "extract_archive", "is_archive", "list_bundle_files",
+           "max_archive_bytes", "open_bundle", "read_bundle", "sha256_file", "verify_files"]
+
 SCHEMA_VERSION = 1
-BUNDLE_FILE = "bundle.json"
-# The only unlisted names the integrity check accepts (at the bundle root, as regular files):
-# bundle.json cannot hash itself, and bundle.sig signs bundle.json (see runtime/signing.py).
-UNLISTED_FILES = frozenset({BUNDLE_FILE, SIGNATURE_FILE})
 
 # Archive limits: a bundle is models + golden data + a small runtime; anything far bigger is a
 # decompression bomb or not a bundle. Overridable for genuinely huge models.
 MAX_ARCHIVE_BYTES = 4 << 30
 MAX_ARCHIVE_BYTES_ENV = "EDGEPACK_MAX_ARCHIVE_BYTES"
 MAX_ARCHIVE_MEMBERS = 100_000
-
-# Unlisted files with these suffixes (code or model artifacts) make a bundle untrusted.
-RISKY_SUFFIXES = frozenset({".py", ".onnx", ".tflite", ".pt", ".so", ".pyd", ".dll", ".dylib",
-                            ".sh", ".npz"})
-_IGNORED_DIRS = frozenset({"__pycache__"})
-_IGNORED_SUFFIXES = frozenset({".pyc"})
 _CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- hashing / listing
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks so large models do not fill memory."""
-    digest = sha256(size_hint=os.path.getsize(path))
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _ignored(rel: PurePosixPath) -> bool:
-    """Python's own byte-code caches appear when the bundled runtime is imported; skip them."""
-    return rel.suffix in _IGNORED_SUFFIXES or any(p in _IGNORED_DIRS for p in rel.parts)
-
-
-def _walk(root: Path) -> list[tuple[PurePosixPath, Path]]:
-    """Every non-directory entry below root (symlinks not followed), sorted, minus caches."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
-        base = Path(dirpath)
-        for name in filenames:
-            full = base / name
-            rel = PurePosixPath(full.relative_to(root).as_posix())
-            if not _ignored(rel):
-                found.append((rel, full))
-        # Symlinked directories are not descended into but still count as entries.
-        for d in list(dirnames):
-            if (base / d).is_symlink():
-                dirnames.remove(d)
-                found.append((PurePosixPath((base / d).relative_to(root).as_posix()), base / d))
-    return sorted(found)
-
-
-def list_bundle_files(root: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The ``files`` section for a bundle dir: relpath -> {"sha256", "size"}; bundle.json and
-    bundle.sig excluded (one cannot hash itself, the other is written after it)."""
-    root = Path(root)
-    files: dict[str, dict[str, Any]] = {}
-    for rel, full in _walk(root):
-        if str(rel) in UNLISTED_FILES:
-            continue
-        files[str(rel)] = {"sha256": sha256_file(full), "size": full.stat().st_size}
-    return files
-
-
-def _check_relpath(rel: str, where: str) -> PurePosixPath:
-    """A path named in bundle.json must stay inside the bundle."""
-    p = PurePosixPath(rel) if isinstance(rel, str) else PurePosixPath()
-    if (not rel or not p.parts or p.is_absolute() or ".." in p.parts or "\\" in rel
-            or ":" in p.parts[0] or "\x00" in rel):
-        raise BundleFormatError(f"path {rel!r} is not a relative path inside the bundle",
-                                where=where, hint="use POSIX relative paths without '..'")
-    return p
-
-
-def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, Any]],
-                 *, display_root: str | None = None) -> None:
-    """Refuse a bundle whose files differ from the ``files`` list; name every offending file.
-
-    ``display_root`` replaces ``root`` in the error's ``where`` (e.g. the archive's name when
-    ``root`` is a temp dir that disappears).
-    """
-    root = Path(root)
-    missing: list[str] = []
-    modified: list[str] = []
-    for rel, meta in sorted(files.items()):
-        _check_relpath(rel, f"{BUNDLE_FILE}: files")
-        full = root / rel
-        if full.is_symlink():
-            missing.append(f"{rel} (symlink)")
-            continue
-        if not full.is_file():
-            missing.append(rel if not full.exists() else f"{rel} (not a regular file)")
-            continue
-        if not isinstance(meta, Mapping):
-            modified.append(f"{rel} (no sha256 in bundle.json)")
-            continue
-        size = full.stat().st_size
-        if meta.get("size") is not None and size != meta["size"]:
-            modified.append(f"{rel} (size {size} != {meta['size']})")
-        elif sha256_file(full) != meta.get("sha256"):
-            modified.append(f"{rel} (sha256 differs)")
-    unexpected: list[str] = []
-    for rel, full in _walk(root):
-        key = str(rel)
-        if key in files:
-            continue
-        try:
-            st = full.lstat()
-        except OSError:  # vanished while walking
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            unexpected.append(f"{key} (symlink)")
-        elif key in UNLISTED_FILES and stat.S_ISREG(st.st_mode):
-            continue  # bundle.json / bundle.sig at the root: legitimate, and only these names
-        elif not stat.S_ISREG(st.st_mode):
-            unexpected.append(f"{key} (special file)")  # fifo, device, socket
-        elif rel.suffix.lower() in RISKY_SUFFIXES:
-            unexpected.append(key)
-        elif st.st_mode & 0o111:
-            unexpected.append(f"{key} (executable)")
-    problems = []
-    if missing:
-        problems.append("missing: " + ", ".join(missing))
-    if modified:
-        problems.append("modified: " + ", ".join(modified))
-    if unexpected:
-        problems.append("unexpected: " + ", ".join(unexpected))
-    if problems:
-        first = (missing or modified or unexpected)[0].split(" (")[0]
-        raise IntegrityError(
-            "bundle files do not match bundle.json (" + "; ".join(problems) + ")",
-            where=f"{display_root or root}/{first}",
-            hint="re-copy the bundle from the build host or rebuild it; do not edit bundle files")
 
 
 # --------------------------------------------------------------------------- safe extraction
@@ -251,10 +128,32 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
                 with src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
                 os.chmod(target, m.mode & 0o755)  # never setuid/setgid/sticky or group-write
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except OSError as exc:
+        if is_fault(exc):  # the machine refused (disk full, read-only, no permission)
+            raise archive_fault(archive, exc) from exc
+        raise ArchiveError(f"cannot read archive: {exc}", where=str(archive),
+                           hint="is this a complete .tar.gz bundle?") from exc
+    except (tarfile.TarError, EOFError) as exc:
         raise ArchiveError(f"cannot read archive: {exc}", where=str(archive),
                            hint="is this a complete .tar.gz bundle?") from exc
     return dest / top
+
+
+def archive_fault(archive: str | os.PathLike[str], exc: OSError) -> FileIOError:
+    """An archive that could not be unpacked because of the machine: the temp folder is full,
+    read-only or not ours (unpacking), or the archive itself cannot be read (reading)."""
+    import errno
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    name = str(exc.filename or "")
+    writing = exc.errno in (errno.ENOSPC, errno.EROFS, errno.EFBIG,
+                            getattr(errno, "EDQUOT", errno.ENOSPC)) \
+        or (name != "" and Path(name).absolute().is_relative_to(Path(tmp).absolute()))
+    if writing:
+        return io_error(exc, tmp, "unpacking", where=str(archive),
+                        subject=f"{Path(archive).name} into the temp folder {tmp}")
+    return io_error(exc, name or archive, "reading", where=str(archive))
 
 
 # --------------------------------------------------------------------------- bundle.json model
@@ -302,7 +201,7 @@ class Candidate:
             raise BundleFormatError("candidate must be an object", where=where)
         cid = _require(data, "id", str, where)
         file = _require(data, "file", str, where)
-        _check_relpath(file, f"{where}.file")
+        check_relpath(file, f"{where}.file")
         providers = data.get("providers") or []
         if not isinstance(providers, list) or not all(isinstance(p, str) for p in providers):
             raise BundleFormatError("'providers' must be a list of names", where=where)
@@ -371,8 +270,8 @@ class Golden:
             raise BundleFormatError("'golden' must be an object", where=where)
         inputs = _require(data, "inputs", str, where)
         outputs = _require(data, "outputs", str, where)
-        _check_relpath(inputs, f"{where}.inputs")
-        _check_relpath(outputs, f"{where}.outputs")
+        check_relpath(inputs, f"{where}.inputs")
+        check_relpath(outputs, f"{where}.outputs")
         batched = data.get("batched", True)
         if not isinstance(batched, bool):
             raise BundleFormatError("'batched' must be true or false", where=where)
@@ -449,7 +348,7 @@ class Bundle:
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file named in bundle.json."""
-        return self.root / _check_relpath(rel, f"{self.root / BUNDLE_FILE}")
+        return self.root / check_relpath(rel, f"{self.root / BUNDLE_FILE}")
 
     def candidate(self, cid: str) -> Candidate | None:
         return next((c for c in self.candidates if c.id == cid), None)
@@ -515,7 +414,10 @@ def open_bundle(path: str | os.PathLike[str], *, public_key: PublicKey | None = 
     if p.is_file() and is_archive(p):
         import shutil
         import tempfile
-        tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
+        try:
+            tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
+        except OSError as exc:
+            raise archive_fault(p, exc) if is_fault(exc) else exc
         try:
             root = extract_archive(p, tmp)
             bundle = read_bundle(root, archive=p.resolve(), public_key=public_key)

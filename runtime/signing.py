@@ -17,10 +17,10 @@ from typing import Any, Union
 
 from .digest import sha256
 from .errors import SignatureError
+from .integrity import BUNDLE_FILE as _BUNDLE_FILE
+from .integrity import SIGNATURE_FILE
 
-SIGNATURE_FILE = "bundle.sig"
 ALGORITHM = "ed25519"
-_BUNDLE_FILE = "bundle.json"  # == bundle.BUNDLE_FILE (bundle imports this module, not the reverse)
 _MAX_SIG_BYTES = 64 * 1024  # a real bundle.sig is ~200 bytes; refuse to parse anything huge
 _INSTALL_HINT = "pip install cryptography (a signed bundle's requirements.txt pins it)"
 

@@ -20,6 +20,7 @@ import pytest
 from .. import device_env
 from onnx import TensorProto, helper, numpy_helper
 
+from packager.bundle import copy_runtime
 from runtime.bundle import BUNDLE_FILE, SCHEMA_VERSION, list_bundle_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -220,8 +221,7 @@ def build_bundle(dest: Path, *, candidates: list[dict[str, Any]] | None = None,
     else:  # one entry per sample, each a batch of one
         np.savez(root / "golden" / "inputs.npz", x=x[:, None, :])
         np.savez(root / "golden" / "outputs.npz", **{k: v[:, None] for k, v in out.items()})
-    shutil.copytree(RUNTIME_SRC, root / "runtime",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    copy_runtime(root / "runtime")  # as the packager does: __pycache__ blocked
     (root / "requirements.txt").write_text(requirements)
     (root / "README.md").write_text("python -m runtime verify\n")
     doc = {
@@ -248,8 +248,6 @@ def make_archive(root: Path, dest: Path | None = None) -> Path:
     dest = dest or root.parent / f"{root.name}.tar.gz"
     with tarfile.open(dest, "w:gz") as tar:
         for path in sorted([root, *root.rglob("*")]):
-            if "__pycache__" in path.parts or path.suffix == ".pyc":
-                continue
             info = tar.gettarinfo(str(path), arcname=path.relative_to(root.parent).as_posix())
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             info.mode = 0o755 if path.is_dir() else 0o644

@@ -31,16 +31,19 @@ def test_open_dir_and_archive(bundle_dir: Path, bundle_tar: Path) -> None:
     assert not root.exists()
 
 
-def test_list_files_skips_caches_and_bundle_json(bundle_dir: Path) -> None:
-    (bundle_dir / "runtime" / "__pycache__").mkdir()
-    (bundle_dir / "runtime" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"c")
-    (bundle_dir / "runtime" / "stray.pyc").write_bytes(b"c")
+def test_list_files_lists_everything_but_bundle_json(bundle_dir: Path) -> None:
+    """Nothing is skipped: the runtime's __pycache__ blocker is a listed file, and bytecode that
+    appears later is an unexpected file (no bundle ever holds bytecode)."""
     files = list_bundle_files(bundle_dir)
     assert BUNDLE_FILE not in files
-    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    assert files["runtime/__pycache__"] == {"sha256": sha256_file(bundle_dir / "runtime/__pycache__"),
+                                            "size": 0}
     assert files["models/tiny.fp32.onnx"]["sha256"] == sha256_file(
         bundle_dir / "models/tiny.fp32.onnx")
-    verify_files(bundle_dir, files)  # caches do not count as unexpected
+    verify_files(bundle_dir, files)
+    (bundle_dir / "runtime" / "stray.pyc").write_bytes(b"c")
+    with pytest.raises(IntegrityError, match=r"unexpected: runtime/stray.pyc \(bytecode or native code\)"):
+        verify_files(bundle_dir, files)
 
 
 def test_modified_file_is_named(bundle_dir: Path) -> None:
@@ -68,14 +71,13 @@ def test_unlisted_code_or_model_refused(bundle_dir: Path, rel: str) -> None:
         load(bundle_dir)
 
 
-def test_unlisted_executable_refused_but_plain_file_allowed(bundle_dir: Path) -> None:
-    (bundle_dir / "notes.txt").write_text("fine")
-    open_bundle(bundle_dir).verify()
-    tool = bundle_dir / "tool"
-    tool.write_text("#!/bin/sh\n")
-    os.chmod(tool, 0o755)
-    with pytest.raises(IntegrityError, match=r"unexpected: tool \(executable\)"):
+def test_any_unlisted_file_refused(bundle_dir: Path) -> None:
+    (bundle_dir / "notes.txt").write_text("harmless-looking")
+    with pytest.raises(IntegrityError, match=r"unexpected: notes.txt\)"):
         open_bundle(bundle_dir).verify()
+    (bundle_dir / "notes.txt").unlink()
+    (bundle_dir / "golden" / "empty-folder").mkdir()  # an empty folder holds nothing to run
+    open_bundle(bundle_dir).verify()
 
 
 def test_unlisted_symlink_refused(bundle_dir: Path) -> None:
