@@ -102,7 +102,10 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
         backend.close()
         dec.reason = problem
         return None, dec
-    lost = [p for p in cand.providers if p not in dec.providers_in_use]
+    if backend.providers_pick_one:  # degraded only when not on the first device asked
+        lost = [p for p in cand.providers[:1] if p not in dec.providers_in_use]
+    else:
+        lost = [p for p in cand.providers if p not in dec.providers_in_use]
     why = f" ({'; '.join(dec.notes)})" if dec.notes else ""
     if lost:
         text = (f"asked providers [{', '.join(cand.providers)}], session runs on "

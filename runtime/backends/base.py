@@ -39,6 +39,9 @@ class Backend:
     """
 
     name: ClassVar[str] = "base"
+    # True: ``providers`` is a preference list and the session runs on the first one available
+    # (TorchScript devices); False: all of them are used together (onnxruntime's CUDA + CPU).
+    providers_pick_one: ClassVar[bool] = False
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -29,6 +29,7 @@ class TorchScriptBackend(Backend):
     inference_mode keeps no per-call state, and TorchScript's executor is thread-safe."""
 
     name = "torchscript"
+    providers_pick_one = True  # the first available device of the list
 
     def __init__(self) -> None:
         self._module: Any = None

@@ -172,6 +172,18 @@ def test_cuda_then_cpu_is_a_recorded_downgrade(bundle_factory: Callable[..., Pat
         load(root, strict=True)
 
 
+def test_first_device_of_a_preference_list_is_not_a_downgrade(bundle_factory: Callable[..., Path],
+                                                              kit: types.ModuleType,
+                                                              artifacts: dict[str, bytes]) -> None:
+    """TorchScript devices are a preference list (one is used), unlike onnxruntime's providers
+    (all used together): running on the first one asked is not degraded, nor refused by --strict."""
+    root = bundle_factory(artifacts=artifacts, candidates=[ts_candidate(kit, providers=["cpu", "cuda"])])
+    for strict in (False, True):
+        with load(root, strict=strict) as model:
+            assert not model.degraded and model.providers == ["cpu"]
+            assert "asked providers" not in model.explain()[0]["reason"]
+
+
 def test_unknown_device_and_bad_file(tmp_path: Path, artifacts: dict[str, bytes]) -> None:
     path = tmp_path / "m.pt"
     path.write_bytes(artifacts[FILES["fp32"]])
