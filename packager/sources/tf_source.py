@@ -86,7 +86,7 @@ class TensorFlowSource:
                                       where=f"{where}.path")
                 import keras
                 try:
-                    keras_model = keras.models.load_model(path, compile=False)
+                    keras_model = keras.models.load_model(path, compile=False, safe_mode=True)
                 except Exception as exc:
                     raise SourceError(f"cannot load {path.name}: {exc}", where=f"{where}.path") from None
         if keras_model is not None:

@@ -72,6 +72,26 @@ def test_keras_file_and_savedmodel_sources(keras_project: Callable[..., Path], t
     np.testing.assert_allclose(from_sm.reference(_feeds())["scores"], src.reference(_feeds())["scores"], atol=1e-6)
 
 
+def test_keras_file_with_python_code_is_refused_not_run(keras_project: Callable[..., Path],
+                                                        tmp_path: Path) -> None:
+    """A .keras file is data: a Lambda layer's pickled Python code is refused (Keras safe_mode),
+    never executed while edgepack loads it."""
+    import keras
+    marker = tmp_path / "PWNED"
+    inp = keras.Input(shape=(6, 6, 1), name="image")
+    hook = f"__import__('pathlib').Path({str(marker)!r}).write_text('ran') or 0"
+    x = keras.layers.Lambda(eval(f"lambda t: t + ({hook})"))(inp)
+    out = keras.layers.Dense(5, name="scores")(keras.layers.Flatten()(x))
+    marker.unlink(missing_ok=True)  # building the model ran it once, as the author's own code
+    keras.Model(inp, out).save(tmp_path / "lambda.keras")
+    marker.unlink(missing_ok=True)
+    manifest = load_manifest(keras_project(source={"framework": "tensorflow", "path": "lambda.keras"}))
+    with pytest.raises(SourceError, match="cannot load lambda.keras") as info:
+        load_source(manifest)
+    assert "safe_mode" in str(info.value) or "arbitrary code execution" in str(info.value)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("override, message", [
     ({"inputs": [{"name": "img", "dtype": "float32", "shape": ["batch", 6, 6, 1]}], "calibration": {"random": True}},
      "no input 'img'"),
