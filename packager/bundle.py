@@ -18,8 +18,9 @@ import numpy as np
 
 import runtime
 from runtime.bundle import BUNDLE_FILE, list_bundle_files
+from runtime.code_guard import block_bytecode
 
-from .errors import BuildError
+from .errors import BuildError, OutputError, disk_error
 
 SIGNATURE_FILE = "bundle.sig"
 LOCK_FILE = ".edgepack.lock"  # in the output folder: serialises moving bundles into place
@@ -39,9 +40,19 @@ def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             zf.writestr(info, buf.getvalue())
 
 
+def runtime_files() -> list[Path]:
+    """The runtime package's files (no caches), relative to RUNTIME_DIR, sorted."""
+    return sorted(p.relative_to(RUNTIME_DIR) for p in RUNTIME_DIR.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+
+
 def copy_runtime(dest: Path) -> None:
-    """A clean copy of the runtime package (no caches) into the bundle."""
-    shutil.copytree(RUNTIME_DIR, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    """A clean copy of the runtime package (no caches) into the bundle. File by file, not
+    shutil.copytree: a full disk must raise its own OSError, not a list of every file that failed."""
+    for rel in runtime_files():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RUNTIME_DIR / rel, dest / rel)
+    block_bytecode(dest)  # runtime/__pycache__ as an empty listed file: no bytecode in a bundle
 
 
 def write_archive(src_dir: Path, archive: Path, top: str) -> None:
@@ -103,20 +114,38 @@ class BundleWriter:
     """Builds a bundle in a temp folder next to the output, then moves it into place at once.
 
     An interrupted build leaves only a hidden temp folder, never a half bundle at the final path.
+    A filesystem that refuses a write (full, read-only, I/O error) is an OutputError naming the
+    folder, with the temp folder removed and any previous bundle left as it was.
     """
 
-    def __init__(self, out_dir: Path, bundle_name: str) -> None:
+    def __init__(self, out_dir: Path, bundle_name: str, *, expected_bytes: int = 0) -> None:
         self.out_dir = out_dir
         self.bundle_name = bundle_name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_name}.pid{os.getpid()}-tmp-", dir=out_dir))
-        self.root = self.tmp / bundle_name
-        self.root.mkdir()
+        # folder + archive (models compress little): shown when the disk is full
+        self.expected_bytes = 2 * (expected_bytes + sum((RUNTIME_DIR / r).stat().st_size for r in runtime_files()))
+        with self._io():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_name}.pid{os.getpid()}-tmp-", dir=out_dir))
+            self.root = self.tmp / bundle_name
+            self.root.mkdir()
+
+    @contextlib.contextmanager
+    def _io(self) -> Iterator[None]:
+        """OSError -> OutputError (after removing the temp folder, so the free space shown is real)."""
+        try:
+            yield
+        except OSError as exc:
+            if hasattr(self, "tmp"):
+                self.discard()
+            raise disk_error(exc, f"writing the bundle {self.bundle_name}", self.out_dir,
+                             needed=self.expected_bytes, cls=OutputError, where="--out",
+                             option="--out") from exc
 
     def write_bytes(self, rel: str, data: bytes) -> Path:
         path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with self._io():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         return path
 
     def write_text(self, rel: str, text: str) -> Path:
@@ -124,12 +153,17 @@ class BundleWriter:
 
     def write_npz(self, rel: str, arrays: Mapping[str, np.ndarray]) -> None:
         path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_npz(path, arrays)
+        with self._io():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_npz(path, arrays)
 
     def finish(self, document: dict[str, Any], sign_key: Any = None) -> tuple[Path, Path]:
         """Add the runtime and bundle.json (with every file's hash), sign it if asked, archive, and
         move into place."""
+        with self._io():
+            return self._finish(document, sign_key)
+
+    def _finish(self, document: dict[str, Any], sign_key: Any) -> tuple[Path, Path]:
         copy_runtime(self.root / "runtime")
         document = dict(document, files=list_bundle_files(self.root))
         data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -153,9 +187,15 @@ class BundleWriter:
             # and no archive, never an archive that disagrees with the folder
             if final_archive.exists():
                 final_archive.unlink()
+            previous = self.tmp / "previous"
             if final_dir.exists():
-                os.replace(final_dir, self.tmp / "previous")
-            os.replace(self.root, final_dir)
+                os.replace(final_dir, previous)
+            try:
+                os.replace(self.root, final_dir)
+            except OSError:
+                if previous.exists():  # put the old (whole) folder back before giving up
+                    os.replace(previous, final_dir)
+                raise
             os.replace(archive_tmp, final_archive)
         self.discard()
         return final_dir, final_archive

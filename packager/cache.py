@@ -2,8 +2,14 @@
 
 Keys chain: an artifact's key holds its input's key, the step name and config, and the versions of
 the tools that shape its output, so a changed weight, manifest field, target or tool version is a
-different key (never a stale hit). Entries are written atomically (temp folder + rename) and their
-blobs are checked against recorded hashes on read, so a killed build cannot corrupt the cache.
+different key (never a stale hit). Entries are written atomically (temp folder + rename), removed
+atomically (renamed aside, then deleted) and their blobs are checked against recorded hashes on
+read, so a killed build cannot corrupt the cache; the temp folders a killed build leaves are
+removed by the next build that writes.
+
+A cache is an optimisation: when its filesystem refuses a write (full, read-only, permission,
+I/O error) the build goes on without storing, and the first failure is kept in ``write_error``
+for one warning in the build summary.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
+TEMP_PREFIXES = (".put-", ".trash-")  # in the cache root: a write or a removal under way
 
 
 def default_cache_dir() -> Path:
@@ -100,6 +107,8 @@ class BuildCache:
         self.max_bytes = max_bytes
         self.hits: list[str] = []
         self.misses: list[str] = []
+        self.write_error: str | None = None  # the first write the filesystem refused; writes stop
+        self._swept = False
 
     def _dir(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -117,7 +126,18 @@ class BuildCache:
         return entry
 
     def drop(self, key: str) -> None:
-        shutil.rmtree(self._dir(key), ignore_errors=True)
+        self._remove(self._dir(key))
+
+    def _remove(self, folder: Path) -> None:
+        """Rename aside, then delete: a build killed meanwhile leaves a temp folder, never a torn entry."""
+        if not folder.exists():
+            return
+        trash = self.root / f"{TEMP_PREFIXES[1]}pid{os.getpid()}-{os.urandom(6).hex()}"
+        try:
+            os.replace(folder, trash)
+        except OSError:
+            return  # a read-only cache, say: its entries stay, and are checked on every read
+        shutil.rmtree(trash, ignore_errors=True)
 
     def peek(self, key: str) -> Entry | None:
         """``get`` without counting a hit or miss: for entries the caller must still validate."""
@@ -126,28 +146,51 @@ class BuildCache:
         folder = self._dir(key)
         try:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            self._remove(folder)  # absent; or a folder without meta.json (torn by an older edgepack)
+            return None
+        except (OSError, ValueError):
+            self._remove(folder)  # damaged: rebuild it
+            return None
+        try:
             blobs = {}
             for name, digest in meta.pop("_blobs").items():
                 data = (folder / name).read_bytes()
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise ValueError(f"blob {name} does not match its hash")
                 blobs[name] = data
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            shutil.rmtree(folder, ignore_errors=True)  # damaged: rebuild it
+            self._remove(folder)  # damaged (a blob missing or altered): rebuild it
             return None
         now = time.time()
-        os.utime(folder, (now, now))  # recently used: evicted last
+        try:
+            os.utime(folder, (now, now))  # recently used: evicted last
+        except OSError:
+            pass  # a read-only cache still serves its entries
         return Entry(meta, blobs)
 
     def put(self, key: str, entry: Entry, *, replace: bool = False) -> None:
         """Store atomically; a concurrent writer of the same key wins harmlessly (same content).
-        ``replace``: the key names a slot whose content changes (not a content address)."""
-        if not self.enabled:
+        ``replace``: the key names a slot whose content changes (not a content address).
+        A write the filesystem refuses is recorded (``write_error``), not raised: the build goes on."""
+        if not self.enabled or self.write_error is not None:
             return
+        try:
+            self._put(key, entry, replace)
+            self.evict()
+        except OSError as exc:
+            from .errors import disk_error
+            err = disk_error(exc, "storing a build step", self.root, needed=sum(map(len, entry.blobs.values())),
+                             option="--cache-dir")
+            self.write_error = (f"build cache not written: {err.message}; this build went on without "
+                                f"caching its steps ({err.hint}, or --no-cache)")
+
+    def _put(self, key: str, entry: Entry, replace: bool) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".put-", dir=self.root))
+        if not self._swept:
+            self._swept = True
+            self.remove_stale_temps()
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIXES[0]}pid{os.getpid()}-", dir=self.root))
         try:
             digests = {}
             for name, data in entry.blobs.items():
@@ -166,7 +209,18 @@ class BuildCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.evict()
+
+    def remove_stale_temps(self) -> list[str]:
+        """Temp folders of builds that were killed (their process is gone): safe to delete."""
+        from .bundle import _alive
+        removed = []
+        for prefix in TEMP_PREFIXES:
+            for tmp in self.root.glob(f"{prefix}*"):
+                pid = tmp.name[len(prefix):].split("-")[0].removeprefix("pid")
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    removed.append(tmp.name)
+        return removed
 
     def evict(self) -> list[str]:
         """Remove least recently used entries until the cache fits ``max_bytes``."""
@@ -175,18 +229,21 @@ class BuildCache:
         entries = []
         total = 0
         for folder in self.root.glob("??/*"):
-            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-            entries.append((folder.stat().st_mtime, size, folder))
+            try:  # another build may remove an entry meanwhile
+                size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+                entries.append((folder.stat().st_mtime, size, folder))
+            except FileNotFoundError:
+                continue
             total += size
         removed = []
         for _, size, folder in sorted(entries):
             if total <= self.max_bytes:
                 break
-            shutil.rmtree(folder, ignore_errors=True)
+            self._remove(folder)
             total -= size
             removed.append(folder.name)
         return removed
 
     def summary(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "dir": str(self.root), "hits": list(self.hits),
-                "misses": list(self.misses)}
+                "misses": list(self.misses), "write_error": self.write_error}

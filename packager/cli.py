@@ -20,10 +20,13 @@ def _emit_json(data: Any) -> None:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from .report import format_targets
-    from .targets import available_targets, load_target
+    from .targets import available_targets, load_target, no_targets_error
+    found = available_targets()
+    if not found:  # an empty table would pass for success; a build could use none of them
+        raise no_targets_error()
     rows, docs = [], []
     status = EXIT_OK
-    for name, path in sorted(available_targets().items()):
+    for name, path in sorted(found.items()):
         try:
             t = load_target(str(path))
             rows.append((name, t, str(path)))
@@ -121,27 +124,32 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """A trusted check: the bundle's runtime/ is data here, hashed by the packager's own runtime."""
     from runtime.bundle import open_bundle
     from runtime.errors import IntegrityError
+    from runtime.signing import SIGNATURE_FILE, key_id, read_signature
+    from runtime.verifier import describe_verifier
     from .report import format_bundle
-    from runtime.signing import SIGNATURE_FILE, key_id, read_signature, verify_signature
-    bundle = open_bundle(args.bundle)
+    # with --key the signature is checked before bundle.json is parsed (a bad one: exit 2)
+    bundle = open_bundle(args.bundle, public_key=args.key or None)
     try:
         bundle.verify()
         integrity, ok = f"OK ({len(bundle.files)} files match their sha256)", True
     except IntegrityError as exc:
         integrity, ok = f"FAILED: {exc}", False
-    signature: dict[str, Any] = {"signed": (bundle.root / SIGNATURE_FILE).is_file(), "checked": False}
+    signature: dict[str, Any] = {"signed": (bundle.root / SIGNATURE_FILE).is_file(),
+                                 "checked": bundle.signed_by is not None}
     if signature["signed"]:
         named_key, _ = read_signature(bundle.root)
         signature["key_id"] = key_id(named_key)
-    if args.key:
-        verify_signature(bundle.root, args.key)  # a bad or missing signature is an error (exit 2)
-        signature["checked"] = True
     integrity += ("; signed (ed25519, key " + signature["key_id"] + (", checked" if signature["checked"]
                   else ", not checked: give --key") + ")") if signature["signed"] else "; not signed"
+    verifier = describe_verifier(bundle) if ok else None
+    if verifier is not None:
+        integrity += "\n" + "\n".join(verifier.lines())
     if args.json:
-        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}, "signature": signature})
+        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}, "signature": signature,
+                    "verifier": None if verifier is None else verifier.to_dict()})
     else:
         print(format_bundle(bundle.raw, integrity))
     return EXIT_OK if ok else EXIT_FAILED
@@ -284,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         from runtime.__main__ import stdout_closed
         return stdout_closed()
-    except Exception as exc:
+    except Exception as caught:
         from runtime.errors import HintedError
+        from .errors import from_os_error
+        exc = from_os_error(caught) or caught  # a full or failing disk is not edgepack's bug
         if not isinstance(exc, HintedError):
             if args.debug:
                 raise

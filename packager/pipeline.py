@@ -6,6 +6,7 @@ target that asks for it.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from .signing import cryptography_pin, load_private_key
 from .input_trace import Fingerprint, tracing
 from .inputs_record import LABEL as INPUTS_LABEL, InputsRecord, declared_inputs, inputs_key
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
-from .errors import BuildError, EdgepackError, TargetError, UnsupportedError
+from .errors import BuildError, EdgepackError, OutputError, TargetError, UnsupportedError, disk_error
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
@@ -666,7 +667,8 @@ class Builder:
                result: TargetResult) -> tuple[Path, Path]:
         m = self.manifest
         bundle_name = f"{m.name}-{target.name}"
-        writer = BundleWriter(self.out_dir, bundle_name)
+        payload = sum({cr.file: len(art.data) for _, art, cr in chosen if cr.file}.values())
+        writer = BundleWriter(self.out_dir, bundle_name, expected_bytes=payload)
         try:
             written: set[str] = set()
             for spec, art, cr in chosen:
@@ -752,7 +754,9 @@ class Builder:
             self.progress.note(f"target {target.name}")
             results.append(self._build_target(target))
         return BuildResult(name=self.manifest.name, manifest=self.manifest.file, targets=results,
-                           steps=self.steps, warnings=self.warnings,
+                           # a cache write failure is this host's matter, not the bundles'
+                           steps=self.steps, warnings=self.warnings + ([self.cache.write_error]
+                                                                       if self.cache.write_error else []),
                            reference_accuracy=self.reference_accuracy,
                            golden={"samples": len(self.golden), "source": self.golden.source},
                            cache=self.cache.summary(), parallel=self.parallel,
@@ -784,8 +788,8 @@ def check_out_dir(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out_dir).close()
     except OSError as exc:
-        raise BuildError(f"cannot write to output folder {out_dir}: {exc.strerror or exc}", where="--out",
-                         hint="choose a folder you can write to") from None
+        raise disk_error(exc, "writing", out_dir, cls=OutputError, where="--out",
+                         option="--out") from None
 
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
@@ -833,5 +837,12 @@ def write_reports(result: BuildResult, out_dir: Path) -> None:
     for path, text in ((out_dir / f"{result.name}.build.json", json.dumps(doc, indent=2, sort_keys=True) + "\n"),
                        (html, render_build_report(doc))):
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:  # a full or failing disk: the bundles are in place, say so
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise disk_error(exc, f"writing the build report {path.name} (the bundles were written)",
+                             out_dir, needed=len(text.encode()), cls=OutputError, where="--out",
+                             option="--out") from exc

@@ -1,8 +1,12 @@
 """The build cache: a rebuild reuses every step and gives the same bytes; any changed input re-runs
-the steps it feeds; a damaged entry is rebuilt, not trusted; the size limit evicts."""
+the steps it feeds; a damaged or torn entry is rebuilt, not trusted; the size limit evicts; a write
+the filesystem refuses is recorded, not raised (the build goes on: see test_io_faults)."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -115,3 +119,37 @@ def test_size_limit_evicts_least_recently_used(tiny_project: Callable[..., Path]
     run(tiny_project(), tmp_path / "a", tmp_path / "cache", max_bytes=20_000)
     total = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*") if f.is_file())
     assert total <= 20_000
+
+
+def test_torn_entries_and_temp_folders_of_killed_builds_are_cleared(tmp_path: Path) -> None:
+    """An entry missing meta.json or a blob (an older edgepack killed while deleting it) is removed
+    and stored again; the temp folders of dead processes go at the next write, a live one's stay."""
+    from packager.cache import Entry
+    cache = BuildCache(tmp_path)
+    cache.put("ab" * 32, Entry({"x": 1}, {"blob": b"data"}))
+    cache.put("cd" * 32, Entry({"x": 2}, {"blob": b"more"}))
+    (tmp_path / "ab" / ("ab" * 32) / "meta.json").unlink()
+    (tmp_path / "cd" / ("cd" * 32) / "blob").unlink()
+    assert cache.peek("ab" * 32) is None and cache.peek("cd" * 32) is None
+    assert not (tmp_path / "ab" / ("ab" * 32)).exists() and not (tmp_path / "cd" / ("cd" * 32)).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    for name in (f".put-pid{dead}-x", f".trash-pid{dead}-y", f".put-pid{os.getpid()}-z"):
+        (tmp_path / name).mkdir()
+    fresh = BuildCache(tmp_path)
+    fresh.put("ab" * 32, Entry({"x": 1}, {"blob": b"data"}))
+    assert fresh.peek("ab" * 32) == Entry({"x": 1}, {"blob": b"data"})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [f".put-pid{os.getpid()}-z"]
+
+
+def test_a_refused_cache_write_is_recorded_once_not_raised(tmp_path: Path) -> None:
+    from packager.cache import Entry
+    (tmp_path / "file").write_text("not a folder")
+    cache = BuildCache(tmp_path / "file" / "cache")  # every write fails: ENOTDIR
+    cache.put("ab" * 32, Entry({"x": 1}, {"blob": b"data"}))
+    first = cache.write_error
+    assert first and first.startswith("build cache not written: ") and str(tmp_path / "file" / "cache") in first
+    assert "--cache-dir" in first and "--no-cache" in first
+    cache.put("cd" * 32, Entry({"x": 2}))
+    assert cache.write_error == first and cache.summary()["write_error"] == first
+    assert cache.get("ab" * 32, "x") is None  # reads still work (a miss)

@@ -1,17 +1,28 @@
 """Faults during a build: interrupted (SIGINT) or killed (SIGKILL) builds never leave a partial or
-mixed bundle at the output path, the next build succeeds and matches a clean one, and two builds
-into one folder at once end with one whole bundle. Also: signed bundles."""
+mixed bundle at the output path nor a torn cache entry, the next build succeeds and matches a clean
+one, and two builds into one folder at once end with one whole bundle. Also: signed bundles.
+
+The signals must really interrupt builds: every attempt builds on a COLD cache (a fresh
+--cache-dir) into a folder that holds a previous bundle; the moments are spread over the measured
+length of such a build, two more per signal land in the bundle write (right after the last
+"make ... (n/n) ... done" progress line) and two in the move into place (right after the bundle
+folder at the output path changed), where a few milliseconds decide; the test counts how many
+attempts were really cut short (the process still running when the signal was sent)."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,10 +30,14 @@ import pytest
 
 from runtime.bundle import open_bundle
 
-from ..conftest import REPO
+from ..conftest import REPO, TINY_MODEL, tiny_manifest
 
 pytestmark = pytest.mark.slow
 NAME = "tiny-x86-cpu"
+SPREAD = 5  # attempts per signal at moments spread over the build
+AT_WRITE = 2  # attempts per signal during the bundle write
+AT_MOVE = 2  # ... and while it is moved into place
+TEMPS = (".put-", ".trash-")  # the cache's temp folders (packager.cache.TEMP_PREFIXES)
 
 
 def start_build(manifest: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
@@ -48,44 +63,183 @@ def assert_whole_or_absent(out: Path) -> None:
         assert not archive.exists(), "an archive without its folder"
 
 
-@pytest.fixture(scope="module")
-def clean_archive(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
-    cache: dict[str, str] = {}
+def cache_entries(root: Path) -> int:
+    """Check every entry of a build cache (see packager/cache.py): meta.json and exactly the blobs
+    it lists, each matching its sha256. A killed build may leave no entry or a whole one, and a
+    temp folder; never a torn entry. Returns how many entries there are."""
+    if not root.exists():
+        return 0
+    for path in root.iterdir():
+        assert (len(path.name) == 2 and path.is_dir()) or path.name.startswith(TEMPS), f"unexpected {path}"
+    entries = list(root.glob("??/*"))
+    for folder in entries:
+        meta = json.loads((folder / "meta.json").read_text())  # a missing meta.json: a torn entry
+        blobs = meta["_blobs"]
+        assert {p.name for p in folder.iterdir()} == {"meta.json", *blobs}, f"torn entry {folder}"
+        for name, digest in blobs.items():
+            assert sha(folder / name) == digest, f"{folder}/{name} does not match its hash"
+    return len(entries)
 
-    def get(manifest: Path) -> str:
-        if "sha" not in cache:
-            out = tmp_path_factory.mktemp("clean")
-            proc = start_build(manifest, out)
-            assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-            cache["sha"] = sha(out / f"{NAME}.tar.gz")
-        return cache["sha"]
-    return get
+
+@dataclass
+class Clean:
+    """The tiny project and what a clean, cold build of it gives: its length and archive."""
+
+    manifest: Path
+    seconds: float  # wall time of `python -m packager build` on a cold cache
+    sha: str  # of the archive
+    bundle: Path  # its output folder
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Clean:
+    """Timed clean builds on a cold cache: the length the signal moments are spread over. Two, and
+    the shorter counts: the first process of a session pays for cold file caches; both must give
+    the same bytes."""
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.py").write_text(TINY_MODEL)
+    manifest = tiny_manifest(folder)
+    runs = []
+    for _ in range(2):
+        out = tmp_path_factory.mktemp("clean")
+        started = time.monotonic()
+        proc = start_build(manifest, out, "--cache-dir", str(tmp_path_factory.mktemp("cold-cache")))
+        _, err = proc.communicate(timeout=600)
+        runs.append((time.monotonic() - started, out))
+        assert proc.returncode == 0, err
+    assert len({sha(out / f"{NAME}.tar.gz") for _, out in runs}) == 1, "two clean builds differ"
+    seconds, out = min(runs)
+    return Clean(manifest, seconds, sha(out / f"{NAME}.tar.gz"), out)
+
+
+@pytest.fixture(scope="module")
+def clean_archive(clean: Clean) -> Callable[[Path], str]:
+    """The clean archive's sha256 for a tiny_project manifest (the same files as ``clean``'s)."""
+    return lambda manifest: clean.sha
+
+
+LAST_MADE = re.compile(r"\((\d+)/\1\) \.\.\. done")  # "make X + parity (3/3) ... done": the write is next
+
+
+@dataclass
+class Attempt:
+    """One build, and the signal sent to it."""
+
+    when: str  # "at 0.42 of the build" or "4 ms after the last artifact"
+    cache: Path
+    alive: bool = False  # the build was still running when the signal was sent
+    code: int | None = None
+    stderr: str = ""
+
+
+def inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def attempt(when: str, manifest: Path, out: Path, cache: Path, sig: signal.Signals, *,
+            after: float | None = None, at_write: float | None = None, at_move: float | None = None) -> Attempt:
+    """Start a cold build and send ``sig`` (if it is still running): ``after`` seconds, or
+    ``at_write`` seconds after the last artifact's progress line (the bundle write starts right
+    then), or ``at_move`` seconds after the bundle folder at the output path changed (the previous
+    one moved away, or the new one in: the moment a non-atomic move would be half done)."""
+    proc = subprocess.Popen([sys.executable, "-m", "packager", "build", str(manifest), "--out", str(out),
+                             "--cache-dir", str(cache)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    lines: list[str] = []
+    last_made = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if LAST_MADE.search(line):
+                last_made.set()
+        last_made.set()  # EOF: the build ended without that line
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    if at_write is not None:
+        last_made.wait(timeout=600)
+        time.sleep(at_write)
+    elif at_move is not None:
+        before = inode(out / NAME)
+        last_made.wait(timeout=600)
+        while proc.poll() is None and inode(out / NAME) == before:
+            time.sleep(0.0002)
+        time.sleep(at_move)
+    else:
+        time.sleep(max(0.0, started + (after or 0.0) - time.monotonic()))
+    result = Attempt(when, cache, alive=proc.poll() is None)
+    if result.alive:
+        proc.send_signal(sig)
+    result.code = proc.wait(timeout=300)
+    reader.join(timeout=60)
+    result.stderr = "".join(lines)
+    return result
+
+
+def cache_temps(root: Path) -> list[str]:
+    return [p.name for p in root.iterdir() if p.name.startswith(TEMPS)] if root.exists() else []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupted_build_never_leaves_a_partial_bundle(tiny_project: Callable[..., Path], tmp_path: Path,
-                                                         clean_archive: Callable[[Path], str],
+def test_interrupted_build_never_leaves_a_partial_bundle(clean: Clean, tmp_path: Path,
                                                          sig: signal.Signals) -> None:
-    manifest = tiny_project()
-    clean = clean_archive(manifest)
     rng = random.Random(int(sig))
     out = tmp_path / "out"
-    for attempt in range(3):
-        proc = start_build(manifest, out)
-        time.sleep(rng.uniform(1.0, 6.0))  # somewhere in: export, quantize, parity, writing
-        proc.send_signal(sig)
-        code = proc.wait(timeout=120)
-        assert_whole_or_absent(out)
-        err = proc.stderr.read() if proc.stderr else ""
-        if sig == signal.SIGINT and code not in (0, -signal.SIGINT):  # 0: it had finished already;
-            # -SIGINT: Ctrl-C during interpreter start-up, before anything was built
-            assert code == 130 and "interrupted" in err, (code, err[-2000:])
-            assert not list(out.glob(".*-tmp-*")), "an interrupted build cleans up its temp folder"
-    # the next build succeeds, clears what killed builds left, and equals a clean build
-    proc = start_build(manifest, out)
+    shutil.copytree(clean.bundle, out)  # a previous, whole bundle is at the output path
+    plan: list[tuple[str, dict[str, float]]] = []
+    for i in range(SPREAD):  # evenly over the build, a little seeded jitter
+        moment = 0.1 + i * (0.95 - 0.1) / (SPREAD - 1) + rng.uniform(-0.03, 0.03)
+        plan.append((f"at {moment:.2f} of the build", {"after": clean.seconds * moment}))
+    for _ in range(AT_WRITE):
+        delay = rng.uniform(0.0, 0.01)
+        plan.append((f"{delay * 1000:.0f} ms after the last artifact", {"at_write": delay}))
+    for _ in range(AT_MOVE):
+        delay = rng.uniform(0.0, 0.002)
+        plan.append((f"{delay * 1000:.1f} ms after the bundle folder changed", {"at_move": delay}))
+    attempts = []
+    for i, (when, moment) in enumerate(plan):
+        a = attempt(when, clean.manifest, out, tmp_path / f"cache{i}", sig, **moment)
+        attempts.append(a)
+        try:
+            assert_whole_or_absent(out)
+        except Exception as exc:
+            raise AssertionError(f"{sig.name} {when} (exit {a.code}) left a partial bundle: {exc}") from exc
+        entries = cache_entries(a.cache)
+        if not a.alive:  # it had finished: it must have succeeded
+            assert a.code == 0 and entries, (when, a.code, a.stderr[-2000:])
+        elif sig == signal.SIGKILL:
+            assert a.code == -signal.SIGKILL, (when, a.code, a.stderr[-2000:])
+        else:  # 0 or -SIGINT (Python's own exit on an uncaught Ctrl-C, the shell's 130 too) only
+            # when the signal came as the process was exiting, after its work
+            assert a.code in (0, 130, -signal.SIGINT), (when, a.code, a.stderr[-2000:])
+            if a.code == 130:
+                assert "interrupted" in a.stderr, a.stderr[-2000:]
+                assert not list(out.glob(".*-tmp-*")), "an interrupted build cleans up its temp folder"
+                assert not cache_temps(a.cache), "an interrupted build cleans up its cache temp folders"
+    expected = -signal.SIGKILL if sig == signal.SIGKILL else 130
+    cut = [a for a in attempts if a.alive and a.code == expected]
+    report = (f"{sig.name}: {len(cut)}/{len(attempts)} attempts interrupted (clean cold build "
+              f"{clean.seconds:.1f}s): " + "; ".join(f"{a.when}: {'running' if a.alive else 'finished'}"
+                                                     f" -> exit {a.code}" for a in attempts))
+    print(report)
+    assert 3 * len(cut) >= 2 * len(attempts), report
+    assert any(a in cut for a in attempts[SPREAD:SPREAD + AT_WRITE]), "none cut short in the write: " + report
+    assert any(a in cut for a in attempts[SPREAD + AT_WRITE:]), "none cut short in the move: " + report
+    # the next build, on the fullest cache a cut-short attempt left, clears what killed builds
+    # left (temp folders at --out and in the cache) and equals a clean build byte for byte
+    resume = max(cut, key=lambda a: cache_entries(a.cache)).cache
+    proc = start_build(clean.manifest, out, "--cache-dir", str(resume))
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
     assert not list(out.glob(".*-tmp-*"))
-    assert sha(out / f"{NAME}.tar.gz") == clean
+    assert not cache_temps(resume), "the next build removes the cache temp folders of killed builds"
+    cache_entries(resume)
+    assert sha(out / f"{NAME}.tar.gz") == clean.sha
     assert_whole_or_absent(out)
 
 

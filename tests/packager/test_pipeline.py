@@ -4,8 +4,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -76,17 +78,39 @@ def test_build_writes_a_complete_verified_bundle(tiny_project: Callable[..., Pat
         assert g["scores"].shape == (16, 5)
 
 
-def test_builds_are_byte_identical(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
-    # two CLI runs, as a user or CI does (TorchScript mangles class names per process, so two
-    # builds inside one Python process are not the contract)
-    import subprocess
-    import sys
+def cli_build(manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
+    """`python -m packager build --json` in a fresh process, as a user or CI runs it (TorchScript
+    mangles class names per process, so two builds inside one Python process are not the contract)."""
+    done = subprocess.run([sys.executable, "-m", "packager", "build", str(manifest), "--out", str(out), "--json",
+                           *extra], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def bundle_files(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_builds_are_byte_identical_with_and_without_the_cache(tiny_project: Callable[..., Path],
+                                                               tmp_path: Path) -> None:
+    """Reproducible, not merely cached: a build that fills a cache, one served from it, and one
+    with --no-cache (nothing read from or written to any cache) give the same bytes."""
     manifest = tiny_project()
-    for out in ("a", "b"):
-        subprocess.run([sys.executable, "-m", "packager", "build", str(manifest), "--out", str(tmp_path / out),
-                        "-q"], check=True, capture_output=True, cwd=Path(__file__).resolve().parents[2])
-    assert sha(tmp_path / "a" / "tiny-x86-cpu.tar.gz") == sha(tmp_path / "b" / "tiny-x86-cpu.tar.gz")
-    doc = json.loads((tmp_path / "a" / "tiny-x86-cpu" / "bundle.json").read_text())
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    cold = cli_build(manifest, tmp_path / "cold", *cache)
+    warm = cli_build(manifest, tmp_path / "warm", *cache)
+    fresh = cli_build(manifest, tmp_path / "fresh", "--no-cache")
+    assert cold["cache"]["enabled"] and cold["cache"]["hits"] == [] and cold["cache"]["misses"]
+    assert warm["cache"]["misses"] == [] and warm["cache"]["hits"], "the second build is a cache hit"
+    assert fresh["cache"] == dict(fresh["cache"], enabled=False, hits=[], misses=[]), fresh["cache"]
+    assert not any(c["cached"] for t in fresh["targets"] for c in t["candidates"])
+    archives = {name: sha(tmp_path / name / "tiny-x86-cpu.tar.gz") for name in ("cold", "warm", "fresh")}
+    assert len(set(archives.values())) == 1, archives
+    files = bundle_files(tmp_path / "fresh" / "tiny-x86-cpu")
+    assert files == bundle_files(tmp_path / "cold" / "tiny-x86-cpu") == bundle_files(tmp_path / "warm" / "tiny-x86-cpu")
+    assert {"models/tiny.fp32.pt", "models/tiny.fp32.onnx", "models/tiny.int8-static-pc.onnx"} <= set(files)
+    doc = json.loads((tmp_path / "fresh" / "tiny-x86-cpu" / "bundle.json").read_text())
     assert "torchscript-fp32" in [c["id"] for c in doc["candidates"]]
 
 
