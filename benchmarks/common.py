@@ -5,10 +5,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -64,6 +67,21 @@ def median(xs: Iterable[float]) -> float:
     return float(statistics.median(list(xs)))
 
 
+def stats(xs: Sequence[float]) -> dict[str, Any]:
+    """min, median, max and every sample (in run order) of a list of measurements."""
+    xs = [float(x) for x in xs]
+    return {"n": len(xs), "min": min(xs), "median": median(xs), "max": max(xs), "samples": xs}
+
+
+def quantile(xs: Sequence[float], q: float) -> float:
+    """The q-quantile of xs (linear interpolation between order statistics)."""
+    ys = sorted(xs)
+    pos = q * (len(ys) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ys) - 1)
+    return float(ys[lo] + (ys[hi] - ys[lo]) * (pos - lo))
+
+
 def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -72,17 +90,42 @@ def parser(doc: str) -> argparse.ArgumentParser:
 
 
 def emit(args: argparse.Namespace, bench: str, rows: list[dict[str, Any]],
-         extra: dict[str, Any] | None = None) -> None:
-    """Print rows (goal | baseline | ours | met?) as text, or everything as JSON."""
-    doc = {"benchmark": bench, "machine": machine(), "rows": rows, **(extra or {})}
+         extras: dict[str, Any] | None = None, method: str = "", **more: Any) -> None:
+    """Print rows (goal | baseline | ours | met?) and the extra measurements (figures the README
+    prose quotes, no goal; each a dict with a "text") as text, or everything as JSON."""
+    doc = {"benchmark": bench, "machine": machine(), "quick": bool(args.quick), "method": method,
+           "rows": rows, "extras": extras or {}, **more}
     if args.json:
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
     print(machine_line(doc["machine"]))
+    if method:
+        print(f"method: {method}")
     for r in rows:
         print(f"{r['what']}: baseline {r['baseline']} | ours {r['ours']} | goal {r['goal']} | "
               f"{'met' if r['met'] else 'NOT met'}" + (f" ({r['note']})" if r.get("note") else ""))
+    for name, e in (extras or {}).items():
+        print(f"{name}: {e.get('text', '')}")
+
+
+def rounded(x: Any, digits: int = 6) -> Any:
+    """``x`` with every float rounded to ``digits`` significant digits (results.json: the noise
+    is far above that)."""
+    if isinstance(x, float):
+        return float(f"{x:.{digits}g}")
+    if isinstance(x, dict):
+        return {k: rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [rounded(v, digits) for v in x]
+    return x
+
+
+def dumps(doc: Any) -> str:
+    """JSON, indented, floats rounded, each list of numbers on one line."""
+    text = json.dumps(rounded(doc), indent=1, ensure_ascii=False)
+    return re.sub(r"\[\s*(-?[0-9][-+0-9.eE]*(?:,\s*-?[0-9][-+0-9.eE]*)*)\s*\]",
+                  lambda m: "[" + ", ".join(re.split(r",\s*", m[1])) + "]", text) + "\n"
 
 
 def row(what: str, goal: str, baseline: str, ours: str, met: bool, **more: Any) -> dict[str, Any]:
@@ -137,6 +180,156 @@ def _same_runtime(copy: Path) -> bool:
     mine = sorted(p.relative_to(src) for p in src.rglob("*.py"))
     theirs = sorted(p.relative_to(copy) for p in copy.rglob("*.py"))
     return mine == theirs and all((src / p).read_bytes() == (copy / p).read_bytes() for p in mine)
+
+
+# -- peak memory of a whole process tree ------------------------------------------------------------
+
+def _stat(pid: str) -> tuple[int, int] | None:
+    """(ppid, start time in clock ticks) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            s = f.read()
+    except OSError:
+        return None
+    fields = s[s.rfind(b")") + 2:].split()  # the command name may hold spaces and ')'
+    return int(fields[1]), int(fields[19])
+
+
+def _kib(path: str, keys: tuple[bytes, ...]) -> dict[bytes, int]:
+    out: dict[bytes, int] = {}
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                k = line.split(b":", 1)[0]
+                if k in keys:
+                    out[k] = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+HAS_PSS = os.path.exists("/proc/self/smaps_rollup")
+PSS_SLACK_KIB = 2048   # a process's PSS is read again when its RSS moved by more than this,
+PSS_MAX_AGE = 0.1      # when it is older than this (s), or when the tree's process set changed
+MEMORY_METHOD = (
+    "a sampler thread lists /proc every {ms} ms, finds the measured process and all its "
+    "descendants (ppid links from /proc/PID/stat; worker processes included, and a process stays "
+    "counted after its parent exits) and sums their memory; "
+    + ("the figure is the peak of the summed PSS (/proc/PID/smaps_rollup: a page shared by "
+       "several processes split between them, so a forked child's copy-on-write pages and the "
+       "libraries workers share are not counted twice). Reading it walks the page tables (about "
+       "6 ms for a 650 MB process), so a process's PSS is read again only when the tree's "
+       "process set changed, when its RSS moved by more than 2 MiB since, or every 100 ms, "
+       "and reused in between. Beside it the peak of the summed RSS (VmRSS, every sample; it "
+       "counts shared pages once per process). PSS also drops when unrelated processes map "
+       "the same libraries: run on a quiet machine. " if HAS_PSS else
+       "the figure is the peak of the summed RSS (VmRSS of /proc/PID/status; no smaps_rollup "
+       "here, so shared pages count once per process). ")
+    + "Cross-checks: the sum of every process's VmHWM at its last sample (an upper bound: their "
+      "peaks need not coincide) and the largest single process's ru_maxrss from wait4 (what "
+      "RUSAGE_CHILDREN measured before). The baseline is measured the same way")
+
+
+def measure_tree(cmd: Sequence[str], *, interval: float = 0.002, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` and sample the memory of its whole process tree every ``interval`` seconds.
+
+    Returns seconds, returncode, stdout, stderr and, in MiB: ``peak`` (the figure: ``peak_pss``
+    where /proc/PID/smaps_rollup exists, else ``peak_rss``), ``peak_pss`` (peak of the summed
+    PSS, see MEMORY_METHOD), ``peak_rss`` (peak of the summed RSS), ``hwm_sum`` (sum of each
+    process's VmHWM at its last sample), ``largest_process`` (ru_maxrss from wait4: the largest
+    single process, children the command waited for included) and ``missed`` (True when that
+    largest process's ru_maxrss is above every VmHWM the sampler saw: a process grew after its
+    last sample, or was never sampled).
+    """
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="")
+    full_env.update(env or {})
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, cwd=cwd or REPO, env=full_env,
+                                text=True)
+        first = _stat(str(proc.pid))
+        known = {(proc.pid, first[1])} if first else set()
+        hwm: dict[tuple[int, int], int] = {}
+        pss_cache: dict[tuple[int, int], tuple[int, int, float]] = {}  # key -> (rss, pss, when)
+        peak = {"pss": 0, "rss": 0, "samples": 0, "pss_reads": 0}
+        last: set[int] = set()
+        seen: dict[int, tuple[int, int]] = {}  # pid -> (ppid, start) from earlier scans
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal last
+            # a process's stat is read once, when it first shows up: only a process born since
+            # the last scan can be a new descendant (a parent never changes to one in the tree)
+            stats = {}
+            for name in os.listdir("/proc"):
+                if name.isdigit():
+                    pid = int(name)
+                    st = seen.get(pid) or _stat(name)
+                    if st is not None:
+                        stats[pid] = st
+            seen.clear()
+            seen.update(stats)
+            children: dict[int, list[int]] = {}
+            for pid, (ppid, _) in stats.items():
+                children.setdefault(ppid, []).append(pid)
+            todo = [pid for pid, (_, start) in stats.items() if (pid, start) in known]
+            members = set(todo)
+            while todo:
+                for c in children.get(todo.pop(), ()):
+                    if c not in members:
+                        members.add(c)
+                        todo.append(c)
+            changed, last = members != last, members
+            now = time.perf_counter()
+            rss_sum = pss_sum = 0
+            for pid in members:
+                key = (pid, stats[pid][1])
+                known.add(key)
+                st = _kib(f"/proc/{pid}/status", (b"VmHWM", b"VmRSS"))
+                rss = st.get(b"VmRSS", 0)
+                rss_sum += rss
+                if b"VmHWM" in st:
+                    hwm[key] = st[b"VmHWM"]
+                if HAS_PSS:
+                    c = pss_cache.get(key)
+                    if changed or c is None or abs(rss - c[0]) > PSS_SLACK_KIB or \
+                            now - c[2] > PSS_MAX_AGE:
+                        pss = _kib(f"/proc/{pid}/smaps_rollup", (b"Pss",)).get(b"Pss", 0)
+                        c = pss_cache[key] = (rss, pss, now)
+                        peak["pss_reads"] += 1
+                    pss_sum += c[1]
+            peak["rss"] = max(peak["rss"], rss_sum)
+            peak["pss"] = max(peak["pss"], pss_sum)
+            peak["samples"] += 1
+
+        def loop() -> None:
+            while not stop.is_set():
+                t = time.perf_counter()
+                sample()
+                stop.wait(max(0.0, interval - (time.perf_counter() - t)))
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stop.set()
+        thread.join()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    mib = 1 / 1024.0
+    largest = usage.ru_maxrss * mib
+    hwm_max = max(hwm.values(), default=0) * mib
+    peak_pss = peak["pss"] * mib if HAS_PSS else None
+    return {"seconds": seconds, "returncode": proc.returncode, "stdout": stdout, "stderr": stderr,
+            "peak": peak_pss if HAS_PSS else peak["rss"] * mib, "peak_pss": peak_pss,
+            "peak_rss": peak["rss"] * mib, "hwm_sum": sum(hwm.values()) * mib,
+            "largest_process": largest, "missed": largest > hwm_max * 1.01 + 1,
+            "processes": len(known), "samples": peak["samples"], "pss_reads": peak["pss_reads"],
+            "mean_interval_ms": 1e3 * seconds / max(1, peak["samples"]),
+            "measure": "PSS" if HAS_PSS else "RSS"}
 
 
 def fmt_time(seconds: float) -> str:

@@ -27,3 +27,11 @@ def mobilenetv2():  # type: ignore[no-untyped-def]
     base = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3),
                                           include_top=True, classes=1000)
     return keras.Model(inp, keras.layers.Identity(name="logits")(base(inp)))
+
+
+def relu16mb():  # type: ignore[no-untyped-def]
+    """x float32[batch, 1024, 4096] -> y = relu(x): one op with a 16 MiB output per sample (the
+    run_into measurement: time goes to moving the output, not computing it)."""
+    import keras
+    inp = keras.Input(shape=(1024, 4096), name="x")
+    return keras.Model(inp, keras.layers.ReLU(name="y")(inp))

@@ -1,0 +1,99 @@
+"""A cheap slice of the benchmarks in ``make test`` (the full suite is ``make bench``): the
+process-tree memory sampler, the build-report check, and ``benchmarks/run_all.py --quick`` on its
+cheapest parts, into a temp file, with the JSON structure the README is rendered from."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+BENCH = REPO / "benchmarks"
+
+CHILD = """
+import subprocess, sys, time
+code = "import time; b = bytearray(256 * 2**20); time.sleep(2)"  # long enough for a loaded sampler
+subprocess.run([sys.executable, "-c", code], check=True)
+"""
+
+
+FORK = """
+import os, time
+b = bytearray(256 * 2**20)
+if os.fork() == 0:
+    time.sleep(2)
+    os._exit(0)
+os.wait()
+"""
+
+
+@pytest.fixture
+def bench_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+def test_measure_tree_counts_the_children(bench_modules: None) -> None:
+    import common
+    m = common.measure_tree([sys.executable, "-c", CHILD], interval=0.005)
+    assert m["returncode"] == 0, m["stderr"]
+    assert m["processes"] >= 2
+    assert m["peak"] >= 240, m            # the child's 256 MiB, not the parent's few MiB
+    assert m["peak_rss"] >= m["peak"] - 1
+    assert m["largest_process"] >= 250 and m["hwm_sum"] >= 250
+    assert not m["missed"]
+
+
+def test_a_failed_target_fails_the_build_benchmark(bench_modules: None) -> None:
+    import builds
+    ok = {"ok": True, "targets": [{"target": "x86-cpu", "status": "ok",
+                                   "candidates": [{"id": "onnx-fp32", "status": "ok"}]}]}
+    builds.check_report(ok, "build")
+    for bad in ({**ok, "ok": False},
+                {**ok, "targets": [{"target": "rpi4", "status": "failed", "candidates": []}]},
+                {**ok, "targets": [{"target": "rpi4", "status": "ok",
+                                    "candidates": [{"id": "tflite-fp32", "status": "dropped"}]}]},
+                {"ok": True, "targets": []}):
+        with pytest.raises(SystemExit, match="not ok"):
+            builds.check_report(bad, "build")
+    dropped = {**ok, "targets": [{"target": "rpi4", "status": "ok",
+                                  "candidates": [{"id": "tflite-int8", "status": "dropped"}]}]}
+    builds.check_report(dropped, "build", allowed=("ok", "dropped"))  # the MobileNetV2 builds
+
+
+def test_measure_tree_counts_a_forked_childs_shared_pages_once(bench_modules: None) -> None:
+    import common
+    if not common.HAS_PSS:
+        pytest.skip("no /proc/PID/smaps_rollup: the figure is summed RSS")
+    m = common.measure_tree([sys.executable, "-c", FORK], interval=0.005)
+    assert m["returncode"] == 0, m["stderr"]
+    assert m["processes"] == 2 and m["measure"] == "PSS"
+    assert m["peak_rss"] >= 480, m        # RSS counts the copy-on-write pages twice
+    assert 240 <= m["peak"] <= 400, m     # PSS splits them
+
+
+@pytest.mark.slow
+def test_run_all_quick_subset(tmp_path: Path, bench_modules: None) -> None:
+    out = tmp_path / "results.json"
+    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "import_time",
+                           "--only", "overhead:python_call", "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["quick"] is True and doc["machine"]["cores"] >= 1
+    assert [d["benchmark"] for d in doc["results"]] == ["overhead", "import"]
+    rows = [r for d in doc["results"] for r in d["rows"]]
+    assert rows, "no goal row"
+    for r in rows:
+        assert r["baseline"] and r["ours"] and r["goal"] and isinstance(r["met"], bool), r
+    imp = next(r for r in rows if r["key"] == "import")
+    assert len(imp["numpy_samples_ms"]) == len(imp["runtime_samples_ms"]) == imp["runs"]
+    assert doc["results"][0]["extras"]["python_call"]["ns"] > 0
+    import readme_table
+    text = readme_table.section(doc)
+    assert imp["what"] in text and "`import runtime`" in text
