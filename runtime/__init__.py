@@ -6,9 +6,9 @@ makes sure that only the bundle's listed source runs (``runtime.code_guard``).
 """
 from __future__ import annotations
 
-from . import code_guard as _code_guard
+from .code_cache import load_code_guard as _load_code_guard
 
-_code_guard.protect(__name__, __file__)
+_load_code_guard(__name__, __file__).protect(__name__, __file__)
 
 # ruff: noqa: E402 (the imports below go through the guard's checked finder)
 from .bundle import Bundle, open_bundle

@@ -37,7 +37,6 @@ from .model import Model, choose, load
 from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
                      try_candidate)
 from .signature import TensorSpec
-from .verifier import describe_verifier
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -344,6 +343,7 @@ def write_report(path: str, kind: str, doc: dict[str, Any]) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Golden parity for the selected candidate, or every candidate that loads (--all)."""
+    from .verifier import describe_verifier  # verify only: not on the cold-start path of run
     _check_report_path(args)
     bundle = _open(args)
     g_in, g_out, batched = load_golden(bundle)

@@ -8,58 +8,79 @@ package sits in a bundle (``bundle.json`` beside it), ``protect()``, called firs
 ``runtime/__init__.py``:
 
 1. installs a finder for the package's submodules that reads ``.py`` files only and checks each
-   file's sha256 against bundle.json before executing it; compiled code is cached outside the
-   bundle (``~/.cache/edgepack/code``, keyed by that sha256), never in ``__pycache__/``;
-2. checks the whole ``runtime/`` folder against bundle.json (every file listed and unchanged,
-   nothing unlisted) before any other module of the package runs;
-3. takes the bundle root off ``sys.path``, so nothing planted there shadows numpy or a backend.
+   file's sha256 against bundle.json before executing it (an unlisted or changed module is
+   refused, under ``python -m runtime`` with the CLI's own error and exit 2); compiled code is
+   cached outside the bundle (``runtime.code_cache``, keyed by that sha256), never in
+   ``__pycache__/``;
+2. takes the bundle root off ``sys.path``, so nothing planted there shadows numpy or a backend.
+
+Every command then checks the whole bundle (``Bundle.verify``: every file listed and unchanged,
+nothing unlisted) before it loads a model.
 
 Bundles ship ``runtime/__pycache__`` as an empty, listed file (``block_bytecode``): Python cannot
 create that folder, so no bytecode is written into a bundle, and bytecode planted there replaces
 a listed file.
 
-Limits (the README's threat model): ``runtime/__init__.py``, this module and bytecode planted for
-them run before any check, and a bundle.json rewritten to match edited files passes unless a
+Limits (the README's threat model): ``runtime/__init__.py``, ``runtime/code_cache.py``, this
+module and bytecode planted for them run before any check, and a bundle.json rewritten to match edited files passes unless a
 signature is checked. The trusted verifier is a separately installed runtime
 (``edgepack-runtime verify --key PUB BUNDLE``): it never imports the bundle's code.
 
-Standard library only: nothing else of the package is imported before the finder is in place.
+Standard library and ``code_cache`` only: nothing else of the package runs before the finder is
+in place.
 """
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
 import json
-import marshal
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
-from typing import Any, Callable, Mapping, NoReturn
+from typing import Any, Mapping, NoReturn
+
+from .code_cache import BUNDLE_FILE as _BUNDLE_FILE
+from .code_cache import CodeCache, cache_folder, sha256_hex
 
 PYCACHE_BLOCKER = "__pycache__"  # inside the bundle's runtime/: an empty regular file
-CODE_CACHE_ENV = "EDGEPACK_CODE_CACHE"  # a folder for compiled code, or "off"
-_BUNDLE_FILE = "bundle.json"  # == integrity.BUNDLE_FILE (not imported: nothing before the finder)
 
 
-@dataclass
 class GuardState:
-    """Whether this process's runtime runs from a bundle, and where its compiled code goes."""
+    """Whether this process's runtime runs from a bundle, where its compiled code goes, and the
+    sha256 of every source the finder checked (``Bundle.verify`` reuses them: see known_digest)."""
 
-    bundle_root: Path | None = None
-    code_cache: Path | None = None
-    cache_note: str = "not running from a bundle"
+    def __init__(self) -> None:
+        self.bundle_root: Path | None = None
+        self.cache = CodeCache(None, "not running from a bundle")
+        self._digests: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
 
     @property
     def active(self) -> bool:
         return self.bundle_root is not None
 
+    @property
+    def cache_note(self) -> str:
+        return self.cache.note
+
+    def remember(self, st: os.stat_result, digest: str) -> None:
+        self._digests[(st.st_dev, st.st_ino)] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns),
+                                                 digest)
+
+    def known_digest(self, st: os.stat_result) -> str | None:
+        """The sha256 this process computed for that very file, if it has not changed since:
+        same inode, size, mtime and ctime (any write moves ctime, which cannot be set back)."""
+        known = self._digests.get((st.st_dev, st.st_ino))
+        if known is not None and known[0] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return known[1]
+        return None
+
     def to_dict(self) -> dict[str, Any]:
+        folder = self.cache.folder
         return {"from_bundle": self.active,
                 "bundle": None if self.bundle_root is None else str(self.bundle_root),
-                "code_cache": None if self.code_cache is None else str(self.code_cache),
-                "code_cache_note": self.cache_note}
+                "code_cache": None if folder is None else str(folder),
+                "code_cache_note": self.cache.note}
 
 
 STATE = GuardState()
@@ -88,72 +109,6 @@ def block_bytecode(runtime_copy: Path) -> None:
     (runtime_copy / PYCACHE_BLOCKER).write_bytes(b"")
 
 
-def _sha256_hex(data: bytes) -> str:
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
-        except ImportError:
-            from hashlib import sha256  # type: ignore[assignment]
-    return str(sha256(data).hexdigest())
-
-
-class _CodeCache:
-    """Compiled code outside the bundle, one file per source sha256 (+ interpreter tag)."""
-
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
-        self._checked = False
-
-    def _usable(self) -> bool:
-        """The folder must be ours and not writable by others (it holds code we execute)."""
-        if self.folder is None:
-            return False
-        if not self._checked:
-            self._checked = True
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                st = self.folder.stat()
-                if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
-                    self._disable(f"{self.folder} is not owned by this user or is writable by "
-                                  "others; compiling from source instead")
-            except OSError as exc:
-                self._disable(f"{self.folder}: {exc.strerror or exc}; compiling from source")
-        return self.folder is not None
-
-    def _disable(self, note: str) -> None:
-        self.folder = None
-        STATE.code_cache, STATE.cache_note = None, note
-
-    def code(self, path: str, source: bytes, digest: str,
-             compile_source: Callable[[bytes, str], CodeType]) -> CodeType:
-        name = f"{digest}.{sys.implementation.cache_tag}.opt{sys.flags.optimize}"
-        magic = importlib.util.MAGIC_NUMBER
-        if self._usable():
-            assert self.folder is not None
-            try:
-                data = (self.folder / name).read_bytes()
-                if data[:len(magic)] == magic:
-                    code = marshal.loads(data[len(magic):])
-                    import _imp
-                    _imp._fix_co_filename(code, path)  # the cache is shared by every copy
-                    return code  # type: ignore[no-any-return]
-            except (OSError, ValueError, EOFError, TypeError):
-                pass  # absent or unreadable: compile again
-        code = compile_source(source, path)
-        if self._usable() and not sys.dont_write_bytecode:
-            assert self.folder is not None
-            tmp = self.folder / f".{name}.{os.getpid()}.tmp"
-            try:
-                tmp.write_bytes(magic + marshal.dumps(code))
-                os.replace(tmp, self.folder / name)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                self._disable(f"{self.folder}: {exc.strerror or exc}; compiling from source")
-        return code
-
-
 class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
     """Executes a listed ``.py`` file of the bundle's runtime once its sha256 checks out."""
 
@@ -162,8 +117,14 @@ class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
         self._finder = finder
 
     def get_code(self, fullname: str) -> CodeType:
-        source = self.get_data(self.path)  # the bytes checked are the bytes compiled
+        with open(self.path, "rb") as fh:  # the bytes checked are the bytes compiled
+            before = os.fstat(fh.fileno())
+            source = fh.read()
+            after = os.fstat(fh.fileno())
         digest = self._finder.check(self.path, source)
+        if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == \
+                (after.st_size, after.st_mtime_ns, after.st_ctime_ns):  # not written meanwhile
+            STATE.remember(after, digest)
         return self._finder.cache.code(self.path, source, digest, self.source_to_code)
 
 
@@ -171,9 +132,9 @@ class _BundleCodeFinder:
     """Resolves ``runtime.*`` to listed ``.py`` files only: never bytecode, never ``.so``."""
 
     def __init__(self, package: str, pkg_dir: Path, root: Path,
-                 files: Mapping[str, Any], cache: _CodeCache) -> None:
+                 files: Mapping[str, Any], cache: CodeCache, cli: bool) -> None:
         self.prefix, self.pkg_dir, self.root = package + ".", pkg_dir, root
-        self.files, self.cache = files, cache
+        self.files, self.cache, self.cli = files, cache, cli
 
     def find_spec(self, fullname: str, path: Any = None,
                   target: Any = None) -> importlib.machinery.ModuleSpec | None:
@@ -199,29 +160,18 @@ class _BundleCodeFinder:
     def check(self, path: str, source: bytes) -> str:
         rel = Path(path).relative_to(self.root).as_posix()
         meta = self.files.get(rel)
-        digest = _sha256_hex(source)
+        digest = sha256_hex(source)
         if not isinstance(meta, Mapping) or meta.get("sha256") != digest:
-            raise TamperedCodeError(
-                "not listed in bundle.json: not executed" if meta is None
-                else "differs from its sha256 in bundle.json: not executed",
+            what = f"unexpected: {rel}" if meta is None else f"modified: {rel} (sha256 differs)"
+            error = TamperedCodeError(
+                f"bundle files do not match bundle.json ({what}); not executed",
                 where=f"{self.root}/{rel}",
-                hint="re-copy the bundle from the build host; do not edit a bundle's runtime")
+                hint="re-copy the bundle from the build host or rebuild it; do not add, edit or "
+                     "remove files inside a bundle")
+            if self.cli:
+                _refuse_cli(error)  # SystemExit passes through the import machinery untouched
+            raise error
         return digest
-
-
-def _cache_folder(root: Path) -> tuple[Path | None, str]:
-    setting = os.environ.get(CODE_CACHE_ENV, "").strip()
-    if setting.lower() == "off":
-        return None, f"{CODE_CACHE_ENV}=off: compiling from source"
-    try:
-        base = Path(setting) if setting else Path(
-            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepack" / "code"
-        base = base.resolve()
-    except (OSError, RuntimeError) as exc:  # no home folder
-        return None, f"no cache folder ({exc}); compiling from source"
-    if base == root or root in base.parents:
-        return None, f"{base} is inside the bundle: compiling from source"
-    return base, str(base)
 
 
 def _read_files(root: Path) -> Mapping[str, Any]:
@@ -279,18 +229,13 @@ def protect(package: str, init_file: str) -> None:
     root = pkg_dir.parent
     if STATE.active or not (root / _BUNDLE_FILE).is_file():
         return
+    cli = _cli_module(package)
     try:
         files = _read_files(root)
-        folder, note = _cache_folder(root)
-        STATE.bundle_root, STATE.code_cache, STATE.cache_note = root, folder, note
-        sys.meta_path.insert(0, _BundleCodeFinder(package, pkg_dir, root, files,
-                                                  _CodeCache(folder)))
-        from .integrity import verify_files  # through the finder: checked before it runs
-        verify_files(root, files, within=pkg_dir.name)
-    except Exception as exc:
-        if hasattr(exc, "to_dict") and _cli_module(package):
+    except TamperedCodeError as exc:
+        if cli:
             _refuse_cli(exc)
         raise
-    finally:
-        if STATE.active:
-            _unshadow(root)
+    STATE.bundle_root, STATE.cache = root, CodeCache(*cache_folder(root))
+    sys.meta_path.insert(0, _BundleCodeFinder(package, pkg_dir, root, files, STATE.cache, cli))
+    _unshadow(root)

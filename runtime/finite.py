@@ -8,7 +8,6 @@ reads every value, so it is opt-in: ``Model.run``'s default path does not pay fo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -20,15 +19,16 @@ STRICT_HINT = ("replace or drop those values before running (np.nan_to_num, or f
                "turns them into ordinary-looking numbers")
 
 
-@dataclass(frozen=True)
 class NonFinite:
-    """How many values of one input are NaN / +inf / -inf."""
+    """How many values of one input are NaN / +inf / -inf.
 
-    name: str
-    count: int
-    total: int
-    nan: int
-    inf: int
+    A plain class, not a dataclass: ``runtime/__main__`` imports this module on every start, and
+    a dataclass compiles its generated methods at import time (cold start, see Benchmarks)."""
+
+    __slots__ = ("name", "count", "total", "nan", "inf")
+
+    def __init__(self, name: str, count: int, total: int, nan: int, inf: int) -> None:
+        self.name, self.count, self.total, self.nan, self.inf = name, count, total, nan, inf
 
     @property
     def text(self) -> str:

@@ -5,8 +5,7 @@ The packager lists a bundle with ``list_bundle_files`` and the runtime checks it
 ignored: bytecode, ``__pycache__/``, notes and editor backups are files like any other, and a
 file bundle.json does not list makes the bundle untrusted (see ``runtime.code_guard``).
 
-Standard library only (plus ``digest`` and ``errors``): ``code_guard`` checks the bundle's own
-runtime code with it before anything heavier is imported.
+Standard library only (plus ``digest`` and ``errors``), so checking is cheap to import.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from .code_guard import STATE
 from .digest import sha256
 from .errors import IntegrityError
 
@@ -28,19 +28,24 @@ _CODE_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".pth")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks so large models do not fill memory."""
-    digest = sha256(size_hint=os.path.getsize(path))
+    """Hex sha256 of a file, read in chunks so large models do not fill memory. A runtime module
+    the code guard hashed before running it, unchanged since, is not read twice."""
+    st = os.stat(path)
+    known = STATE.known_digest(st)
+    if known is not None:
+        return known
+    digest = sha256(size_hint=st.st_size)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def walk_entries(root: Path, within: str = "") -> list[tuple[PurePosixPath, Path]]:
-    """Every non-directory entry below ``root / within`` (symlinks not followed), sorted by
-    their path relative to ``root``; a symlinked directory is an entry, not descended into."""
+def walk_entries(root: Path) -> list[tuple[PurePosixPath, Path]]:
+    """Every non-directory entry below ``root`` (symlinks not followed), sorted by relative path;
+    a symlinked directory is an entry, not descended into."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(root / within):
+    for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)
         for name in filenames + [d for d in dirnames if (base / d).is_symlink()]:
             full = base / name
@@ -90,22 +95,19 @@ def _unexpected(key: str, full: Path) -> str | None:
 
 
 def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, Any]],
-                 *, display_root: str | None = None, within: str = "") -> None:
+                 *, display_root: str | None = None) -> None:
     """Refuse a bundle whose files differ from the ``files`` list; name every offending file.
 
     Every entry on disk must be listed (bundle.json and bundle.sig at the root excepted), every
-    listed file must be a regular file with its size and sha256. ``within`` limits both sides
-    to one folder (``runtime``: the bundle's own code). ``display_root`` replaces ``root`` in the
-    error's ``where`` (e.g. the archive's name when ``root`` is a temp dir that disappears).
+    listed file must be a regular file with its size and sha256. ``display_root`` replaces
+    ``root`` in the error's ``where`` (e.g. the archive's name when ``root`` is a temp dir that
+    disappears).
     """
     root = Path(root)
-    prefix = f"{within.strip('/')}/" if within else ""
     missing: list[str] = []
     modified: list[str] = []
     for rel, meta in sorted(files.items()):
         check_relpath(rel, f"{BUNDLE_FILE}: files")
-        if not rel.startswith(prefix):
-            continue
         full = root / rel
         if full.is_symlink():
             missing.append(f"{rel} (symlink)")
@@ -121,7 +123,7 @@ def verify_files(root: str | os.PathLike[str], files: Mapping[str, Mapping[str, 
             modified.append(f"{rel} (size {size} != {meta['size']})")
         elif sha256_file(full) != meta.get("sha256"):
             modified.append(f"{rel} (sha256 differs)")
-    unexpected = [why for rel, full in walk_entries(root, within) if str(rel) not in files
+    unexpected = [why for rel, full in walk_entries(root) if str(rel) not in files
                   for why in [_unexpected(str(rel), full)] if why is not None]
     problems = [f"{kind}: " + ", ".join(items) for kind, items in
                 (("missing", missing), ("modified", modified), ("unexpected", unexpected)) if items]

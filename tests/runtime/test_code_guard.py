@@ -80,6 +80,8 @@ def test_the_bundle_blocks_pycache_and_python_writes_no_bytecode_into_it(bundle_
     cached = {p.name.split(".")[0] for p in (tmp_path / "code-cache").iterdir()}
     assert cached and cached <= listed, cached - listed
     assert len(cached) >= 10  # __main__, bundle, model, select, backends ... all from the cache
+    files = json.loads((bundle_dir / BUNDLE_FILE).read_text())["files"]
+    assert files["runtime/code_guard.py"]["sha256"] in cached  # the guard itself too
     info = in_bundle(bundle_dir, env, "-m", "runtime", "info", "--json")
     assert json.loads(info.stdout)["runtime_code"] == {
         "from_bundle": True, "bundle": str(bundle_dir.resolve()),
@@ -153,7 +155,7 @@ def test_edited_runtime_module_is_refused_before_it_runs(bundle_dir: Path, tmp_p
     assert doc["where"] == f"{bundle_dir}/runtime/select.py"
     # imported as a library from inside the bundle, the package refuses too (the CLI is not special)
     lib = in_bundle(bundle_dir, device_env(tmp_path), "-c", "import runtime")
-    assert lib.returncode == 1 and "IntegrityError" in lib.stderr and "runtime/select.py" in lib.stderr
+    assert lib.returncode == 1 and "TamperedCodeError" in lib.stderr and "modified: runtime/select.py" in lib.stderr
     assert not marker.exists()
 
 
@@ -164,7 +166,7 @@ def test_unlisted_runtime_module_cannot_be_imported(bundle_dir: Path, tmp_path: 
               "try:\n    import runtime.extra\nexcept ImportError as exc:\n    print(type(exc).__name__, exc)\n")
     proc = in_bundle(bundle_dir, device_env(tmp_path), "-c", script)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("TamperedCodeError") and "not listed in bundle.json" in proc.stdout
+    assert proc.stdout.startswith("TamperedCodeError") and "(unexpected: runtime/extra.py); not executed" in proc.stdout
 
 
 def test_unlisted_plain_file_is_refused(bundle_dir: Path, tmp_path: Path) -> None:
@@ -205,3 +207,17 @@ def test_code_cache_inside_the_bundle_or_shared_is_not_used(bundle_dir: Path, tm
     info = json.loads(in_bundle(bundle_dir, env, "-m", "runtime", "info", "--json").stdout)
     assert info["runtime_code"]["code_cache"] is None
     assert "writable by others; compiling from source" in info["runtime_code"]["code_cache_note"]
+
+
+def test_a_module_changed_after_its_check_is_still_caught(bundle_dir: Path, tmp_path: Path) -> None:
+    """Bundle.verify reuses the digest the finder computed only while the file is untouched:
+    a same-size edit with its mtime set back (ctime still moves) is hashed again and refused."""
+    script = ("import os, pathlib, runtime, runtime.select\n"
+              "p = pathlib.Path('runtime/select.py'); st = p.stat(); data = bytearray(p.read_bytes())\n"
+              "data[-2:-1] = b'#' if data[-2:-1] != b'#' else b' '\n"
+              "p.write_bytes(bytes(data)); os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))\n"
+              "assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)\n"
+              "try:\n    runtime.load('.')\nexcept runtime.IntegrityError as exc:\n    print(exc.message)\n")
+    proc = in_bundle(bundle_dir, device_env(tmp_path), "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "bundle files do not match bundle.json (modified: runtime/select.py (sha256 differs))"
