@@ -13,11 +13,12 @@ else of the package, so that ``load_code_guard`` can take the (larger) guard fro
 """
 from __future__ import annotations
 
-import importlib.util
 import marshal
 import os
 import sys
 from pathlib import Path
+from importlib._bootstrap_external import MAGIC_NUMBER  # = importlib.util's, without its imports
+from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
 from typing import Callable
 
@@ -80,7 +81,7 @@ class CodeCache:
              compile_source: Callable[[bytes, str], CodeType]) -> CodeType:
         """The code of ``source`` (whose sha256 is ``digest``): cached, or compiled and cached."""
         name = f"{digest}.{sys.implementation.cache_tag}.opt{sys.flags.optimize}"
-        magic = importlib.util.MAGIC_NUMBER
+        magic = MAGIC_NUMBER
         if self._usable():
             assert self.folder is not None
             try:
@@ -121,10 +122,10 @@ def load_code_guard(package: str, init_file: str) -> ModuleType:
     cache = CodeCache(*cache_folder(pkg_dir.parent))
     with open(path, "rb") as fh:
         source = fh.read()
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    spec.cached = None
-    module = importlib.util.module_from_spec(spec)
+    module = ModuleType(name)
+    module.__spec__ = spec = ModuleSpec(name, None, origin=path)
+    spec.has_location, spec.cached = True, None
+    module.__file__, module.__package__, module.__loader__ = path, package, None
     sys.modules[name] = module
     try:
         exec(cache.code(path, source, sha256_hex(source), _compile), module.__dict__)

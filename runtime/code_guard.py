@@ -32,7 +32,6 @@ in place.
 from __future__ import annotations
 
 import importlib.machinery
-import importlib.util
 import json
 import os
 import sys
@@ -121,9 +120,11 @@ class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
             before = os.fstat(fh.fileno())
             source = fh.read()
             after = os.fstat(fh.fileno())
-        digest = self._finder.check(self.path, source)
-        if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == \
-                (after.st_size, after.st_mtime_ns, after.st_ctime_ns):  # not written meanwhile
+        unchanged = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == \
+            (after.st_size, after.st_mtime_ns, after.st_ctime_ns)  # not written while read
+        known = STATE.known_digest(after) if unchanged else None  # Bundle.verify hashed it
+        digest = self._finder.check(self.path, source, known)
+        if unchanged:
             STATE.remember(after, digest)
         return self._finder.cache.code(self.path, source, digest, self.source_to_code)
 
@@ -134,33 +135,36 @@ class _BundleCodeFinder:
     def __init__(self, package: str, pkg_dir: Path, root: Path,
                  files: Mapping[str, Any], cache: CodeCache, cli: bool) -> None:
         self.prefix, self.pkg_dir, self.root = package + ".", pkg_dir, root
+        self._pkg_dir, self._root = str(pkg_dir), str(root)
         self.files, self.cache, self.cli = files, cache, cli
 
     def find_spec(self, fullname: str, path: Any = None,
                   target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith(self.prefix):
             return None
-        parts = fullname.split(".")[1:]
-        folder = self.pkg_dir.joinpath(*parts)
-        init, module = folder / "__init__.py", folder.parent / f"{parts[-1]}.py"
-        if init.is_file():
-            file, search = init, [str(folder)]
-        elif module.is_file():
+        base = os.path.join(self._pkg_dir, *fullname.split(".")[1:])  # strings: on every import
+        init, module = os.path.join(base, "__init__.py"), base + ".py"
+        if os.path.isfile(init):
+            file, search = init, [base]
+        elif os.path.isfile(module):
             file, search = module, None
         else:  # no other finder may look: it would take a .so or a .pyc
             raise ModuleNotFoundError(f"No module named {fullname!r} (a bundle's runtime imports "
                                       "only its listed .py files)", name=fullname)
-        spec = importlib.util.spec_from_file_location(
-            fullname, file, loader=_CheckedSourceLoader(fullname, str(file), self),
-            submodule_search_locations=search)
-        assert spec is not None
-        spec.cached = None  # nothing is read from or written to __pycache__
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _CheckedSourceLoader(fullname, file, self), origin=file,
+            is_package=search is not None)
+        spec.has_location, spec.cached = True, None  # nothing read from or written to __pycache__
+        if search is not None:
+            spec.submodule_search_locations = search
         return spec
 
-    def check(self, path: str, source: bytes) -> str:
-        rel = Path(path).relative_to(self.root).as_posix()
+    def check(self, path: str, source: bytes, digest: str | None = None) -> str:
+        """``source`` (read from ``path``; ``digest``: its sha256 when already known) against
+        bundle.json; refused unless listed with that sha256."""
+        rel = path[len(self._root) + 1:].replace(os.sep, "/")  # find_spec built it under root
         meta = self.files.get(rel)
-        digest = sha256_hex(source)
+        digest = digest or sha256_hex(source)
         if not isinstance(meta, Mapping) or meta.get("sha256") != digest:
             what = f"unexpected: {rel}" if meta is None else f"modified: {rel} (sha256 differs)"
             error = TamperedCodeError(

@@ -28,17 +28,32 @@ _CODE_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".pth")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in chunks so large models do not fill memory. A runtime module
-    the code guard hashed before running it, unchanged since, is not read twice."""
-    st = os.stat(path)
-    known = STATE.known_digest(st)
+    """Hex sha256 of a file, read in chunks so large models do not fill memory.
+
+    In a bundle's runtime, a file hashed before in this process (by the code guard before it ran
+    a module, or here) and unchanged since (``GuardState.known_digest``) is not read again."""
+    if not STATE.active:
+        return _hash_file(path)[0]
+    known = STATE.known_digest(os.stat(path))
     if known is not None:
         return known
-    digest = sha256(size_hint=st.st_size)
+    digest, st = _hash_file(path)
+    if st is not None:
+        STATE.remember(st, digest)
+    return digest
+
+
+def _hash_file(path: str | os.PathLike[str]) -> tuple[str, os.stat_result | None]:
+    """The digest, and the file's stat when it did not change while it was read."""
     with open(path, "rb") as fh:
+        before = os.fstat(fh.fileno())
+        digest = sha256(size_hint=before.st_size)
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+        after = os.fstat(fh.fileno())
+    same = (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == \
+        (after.st_size, after.st_mtime_ns, after.st_ctime_ns)
+    return digest.hexdigest(), after if same else None
 
 
 def walk_entries(root: Path) -> list[tuple[PurePosixPath, Path]]:
