@@ -97,19 +97,23 @@ def io_error(exc: OSError, path: str | os.PathLike[str], action: Action, *,
                hint=hint_for(exc, path, action, instead))
 
 
+def _temp_beside(target: Path, suffix: str, where: str | None,
+                 instead: str | None) -> tuple[int, str]:
+    """A new hidden temp file in ``target``'s folder; refused creation is an OutputError."""
+    import tempfile  # lazily: cheap, but not needed by a command that writes nothing
+
+    try:
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=_folder(target))
+    except OSError as exc:
+        raise io_error(exc, target, "writing", where=where, instead=instead) from exc
+
+
 def check_writable(path: str | os.PathLike[str], *, where: str | None = None,
                    instead: str | None = None) -> None:
     """Fail before the work when ``path``'s folder cannot take a new file (read-only, no
     permission): create and remove an empty temp file there. A full disk shows only when
     writing, which ``atomic_write`` reports and cleans up."""
-    import tempfile  # lazily: cheap, but not needed by a command that writes nothing
-
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe",
-                                   dir=_folder(target))
-    except OSError as exc:
-        raise io_error(exc, target, "writing", where=where, instead=instead) from exc
+    fd, tmp = _temp_beside(Path(path), ".probe", where, instead)
     os.close(fd)
     try:
         os.unlink(tmp)
@@ -123,14 +127,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     """Write ``path`` through ``write(fh)`` (a binary file): temp file in the same folder,
     flushed and fsynced, then renamed over ``path``. On any failure the temp file is removed
     and ``path`` is as it was; an OSError becomes an OutputError naming the file and cause."""
-    import tempfile
-
     target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                   dir=_folder(target))
-    except OSError as exc:
-        raise io_error(exc, target, "writing", where=where, instead=instead) from exc
+    fd, tmp = _temp_beside(target, ".tmp", where, instead)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
