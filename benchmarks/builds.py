@@ -211,7 +211,8 @@ def peak_memory(work: Path, runs: int, interval: float) -> dict[str, Any]:
     ratio_rss = common.median([b["peak_rss"] for b in builds]) / \
         common.median([x["peak_rss"] for x in steps[biggest]])
     measure = builds[0]["measure"]
-    missed = any(x["missed"] for xs in [builds, *steps.values()] for x in xs)
+    checks = [x["missed"] for xs in [builds, *steps.values()] for x in xs]
+    missed = True if True in checks else None if None in checks else False
     return common.row(
         "peak memory of a build (digits, x86-cpu + rpi4, --no-cache), whole process tree",
         "≤ 1.3×", f"{step_peak[biggest]:.0f} MiB ({biggest} alone)",
@@ -224,7 +225,8 @@ def peak_memory(work: Path, runs: int, interval: float) -> dict[str, Any]:
 
 
 def _mem(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("seconds", "peak", "peak_pss", "peak_rss", "hwm_sum", "largest_process", "missed",
+    keys = ("seconds", "peak", "peak_pss", "peak_rss", "hwm_sum", "largest_process",
+            "parent_at_spawn", "missed",
             "processes", "samples", "pss_reads", "mean_interval_ms", "measure")
     return {k: m[k] for k in keys}
 

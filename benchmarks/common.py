@@ -240,10 +240,13 @@ def measure_tree(cmd: Sequence[str], *, interval: float = 0.002, cwd: Path | Non
     process's VmHWM at its last sample), ``largest_process`` (ru_maxrss from wait4: the largest
     single process, children the command waited for included) and ``missed`` (True when that
     largest process's ru_maxrss is above every VmHWM the sampler saw: a process grew after its
-    last sample, or was never sampled).
+    last sample, or was never sampled; None when the check cannot tell: Linux keeps in a child's
+    ru_maxrss the memory of the parent it was forked from, so a parent at least as big as the
+    largest process hides it).
     """
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="")
     full_env.update(env or {})
+    parent_kib = _kib("/proc/self/status", (b"VmRSS",)).get(b"VmRSS", 0)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, cwd=cwd or REPO, env=full_env,
@@ -326,7 +329,8 @@ def measure_tree(cmd: Sequence[str], *, interval: float = 0.002, cwd: Path | Non
     return {"seconds": seconds, "returncode": proc.returncode, "stdout": stdout, "stderr": stderr,
             "peak": peak_pss if HAS_PSS else peak["rss"] * mib, "peak_pss": peak_pss,
             "peak_rss": peak["rss"] * mib, "hwm_sum": sum(hwm.values()) * mib,
-            "largest_process": largest, "missed": largest > hwm_max * 1.01 + 1,
+            "largest_process": largest, "parent_at_spawn": parent_kib * mib,
+            "missed": None if parent_kib * mib >= largest * 0.99 else largest > hwm_max * 1.01 + 1,
             "processes": len(known), "samples": peak["samples"], "pss_reads": peak["pss_reads"],
             "mean_interval_ms": 1e3 * seconds / max(1, peak["samples"]),
             "measure": "PSS" if HAS_PSS else "RSS"}

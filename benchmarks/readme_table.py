@@ -156,8 +156,11 @@ def methods(r: Results) -> list[Callable[[], str]]:
                 "(PSS also drops when unrelated processes map the same libraries: a quiet "
                 "machine is best). Cross-checks kept in the results: each process's `VmHWM` at "
                 "its last sample and the largest single process's `ru_maxrss`"
-                + (" (no peak was missed)." if not m["missed_peak"] else
-                   " (**a peak was missed**: a process grew after its last sample).")
+                + (" (no peak was missed)." if m["missed_peak"] is False else
+                   " (**a peak was missed**: a process grew after its last sample)."
+                   if m["missed_peak"] else
+                   " (whether a peak was missed could not be checked: the benchmark process was "
+                   "as big as the largest measured process).")
                 )
 
     return [overhead, subprocesses, builds, memory]
