@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	-bash scripts/ensure-chromium.sh
 	$(PY) -m pytest
+
+# developer checks: ruff (E, F, I, B, UP) over all Python code, mypy over packager and runtime;
+# both at zero findings (.ci/run runs this before the tests)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check packager runtime tests benchmarks examples scripts
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) examples/digits/train.py

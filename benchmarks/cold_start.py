@@ -11,9 +11,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+import numpy as np
 
 MINIMAL = """import sys, numpy as np, onnxruntime as ort
 s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
@@ -58,7 +57,7 @@ def main() -> int:
             t_raw.append(timed(raw, scratch))
     raw_s, ours_s = common.median(t_raw), common.median(t_ours)
     ratio = ours_s / raw_s
-    pairs = [o / r for o, r in zip(t_ours, t_raw)]
+    pairs = [o / r for o, r in zip(t_ours, t_raw, strict=True)]
     common.emit(args, "cold_start", [common.row(
         "cold start, `python -m runtime run` (tiny MLP, onnx-fp32)", "≤ 1.2×",
         f"{raw_s * 1e3:.0f} ms (minimal onnxruntime script)",

@@ -39,7 +39,7 @@ def main() -> int:
         f"{rt_s * 1e3:.1f} ms ({extra * 1e3:+.1f} ms)", extra <= 0.030, key="import",
         runs=n, numpy_ms=np_s * 1e3, runtime_ms=rt_s * 1e3, extra_ms=extra * 1e3,
         numpy_samples_ms=[t * 1e3 for t in t_np], runtime_samples_ms=[t * 1e3 for t in t_rt],
-        pair_extra_ms=common.stats([(r - m) * 1e3 for r, m in zip(t_rt, t_np)]))],
+        pair_extra_ms=common.stats([(r - m) * 1e3 for r, m in zip(t_rt, t_np, strict=True)]))],
         method=f"`import X` timed inside fresh subprocesses, alternating numpy and runtime (the "
                "order flipping every pair), "
                f"{n} pairs; figure: difference of the medians")

@@ -23,12 +23,12 @@ import gc
 import itertools
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
+from typing import Any
 
 import common
+import numpy as np
 
 DIGITS = common.REPO / "manifests" / "digits-cnn.yaml"
 MODELS = {
@@ -109,7 +109,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], *, block: int,
 
 def diff(res: dict[str, Any], a: str, b: str) -> float:
     """Median over rounds of the per-call difference a - b (the same round's blocks)."""
-    return common.median([x - y for x, y in zip(res["per_call_s"][a], res["per_call_s"][b])])
+    return common.median([x - y for x, y in zip(res["per_call_s"][a], res["per_call_s"][b], strict=True)])
 
 
 def plan(t_one: float, quick: bool) -> tuple[int, int]:

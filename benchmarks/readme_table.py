@@ -15,8 +15,9 @@ import json
 import re
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -145,7 +146,8 @@ def methods(r: Results) -> list[Callable[[], str]]:
                "between them, so a forked child's copy-on-write pages and the libraries workers "
                "share count once; a process's PSS is read again when the set of processes "
                f"changed, when its RSS moved by more than {m['pss_slack_mib']:g} MiB, or every "
-               f"{m['pss_max_age_ms']:g} ms, since reading it walks the page tables), with the summed RSS beside it (shared pages counted "
+               f"{m['pss_max_age_ms']:g} ms, since reading it walks the page tables), with the summed RSS beside it "
+               "(shared pages counted "
                "once per process)" if m["measure"] == "PSS" else "RSS (no smaps_rollup here)")
         lo, hi = f"{min(intervals):.1f}", f"{max(intervals):.1f}"
         return (f"**Peak memory**: a sampler thread lists `/proc` every {m['interval_ms']:g} ms "
@@ -221,7 +223,8 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                    f"the time of {budget / call:.0f} empty Python function calls here "
                    f"({call:.0f} ns each)")
         threads = "one thread" if d["threads"] == 1 else plural(d["threads"], "thread")
-        return (f"The digits int8 model runs in {d['raw_us']:.2f} µs with {threads}, so its 2 % goal means {budget:.0f} ns, "
+        return (f"The digits int8 model runs in {d['raw_us']:.2f} µs with {threads}, so its 2 % goal means "
+                f"{budget:.0f} ns, "
                 f"{verdict}. With `validate=False` its "
                 f"overhead is {d['novalidate_extra_us']:+.2f} µs "
                 f"({d['novalidate_extra_pct']:+.0f} %).")
@@ -244,7 +247,7 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
         for backend, label in (("onnxruntime", "ONNX"), ("tflite", "TFLite")):
             m = ov("MobileNetV2", backend)
             s = m["samples_us"]
-            diffs = [o - w for o, w in zip(s["ours"], s["raw"])]
+            diffs = [o - w for o, w in zip(s["ours"], s["raw"], strict=True)]
             parts.append(f"{label} {m['extra_pct']:+.2f} % (per-round differences from "
                          f"{quantile(diffs, 0.1):+.0f} to {quantile(diffs, 0.9):+.0f} µs, 10th "
                          "to 90th percentile)")

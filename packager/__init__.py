@@ -6,18 +6,27 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from .errors import (BuildError, ConfigError, ConversionError, DataError, EdgepackError,  # noqa: E402
-                     ManifestError, ParityError, SourceError, TargetError, UnsupportedError)
+from .errors import (  # noqa: E402
+    BuildError,
+    ConfigError,
+    ConversionError,
+    DataError,
+    EdgepackError,
+    ManifestError,
+    ParityError,
+    SourceError,
+    TargetError,
+    UnsupportedError,
+)
 from .manifest import Manifest, load_manifest  # noqa: E402
 from .targets import Target, available_targets, load_target  # noqa: E402
-
 
 if TYPE_CHECKING:
     from .results import BuildResult
 
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
-          allow_parity_failure: bool = False, sign: str | Path | None = None) -> "BuildResult":
+          allow_parity_failure: bool = False, sign: str | Path | None = None) -> BuildResult:
     """Build one verified bundle per target of a manifest into ``out_dir``.
 
     The pipeline is imported here, not at package import, because it pulls in onnx.

@@ -5,8 +5,9 @@ import argparse
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from .errors import EdgepackError
@@ -62,10 +63,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .cache import BuildCache
     from .pipeline import build
     from .progress import Progress
     from .report import format_build
-    from .cache import BuildCache
     progress = Progress(quiet=args.quiet or args.json, verbose=args.verbose)
     cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
                        max_bytes=int(args.cache_max_mb * 1024 * 1024))
@@ -129,6 +130,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from runtime.errors import IntegrityError
     from runtime.signing import SIGNATURE_FILE, key_id, read_signature
     from runtime.verifier import describe_verifier
+
     from .report import format_bundle
     # with --key the signature is checked before bundle.json is parsed (a bad one: exit 2)
     bundle = open_bundle(args.bundle, public_key=args.key or None)
@@ -294,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return stdout_closed()
     except Exception as caught:
         from runtime.errors import HintedError
+
         from .errors import from_os_error
         exc = from_os_error(caught) or caught  # a full or failing disk is not edgepack's bug
         if not isinstance(exc, HintedError):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import yaml
 
@@ -186,13 +187,13 @@ class Node:
     def fail(self, message: str, key: str | int | None = None, hint: str | None = None) -> ConfigError:
         return self.error(message, where=self.where(key), hint=hint)
 
-    def child(self, key: str | int) -> "Node":
+    def child(self, key: str | int) -> Node:
         path = f"{self.path}[{key}]" if isinstance(key, int) else (f"{self.path}.{key}" if self.path else key)
         value = self.value[key]
         return Node(value, self.file, path, self.error)
 
     # -- shape checks --------------------------------------------------------------------------
-    def mapping(self, allowed: Section | Sequence[str], required: Sequence[str] = ()) -> "Node":
+    def mapping(self, allowed: Section | Sequence[str], required: Sequence[str] = ()) -> Node:
         """Require a mapping with only ``allowed`` keys and all ``required`` keys.
 
         Given a `Section`, its keys and required keys are used, and later reads of this node
@@ -274,7 +275,7 @@ class Node:
         return self.fail(spec.message.format(key=key, value=value), key, hint=hint or spec.hint)
 
     def items(self, key: str, *, required: bool = False, min_items: int | None = None,
-              hint: str | None = None) -> list["Node"]:
+              hint: str | None = None) -> list[Node]:
         """Read a list field as child nodes.
 
         ``min_items`` defaults to the declared one (a `ListOf` field); ``hint`` overrides the
@@ -308,7 +309,7 @@ class Node:
             out.append(entry.value)
         return out if self.has(key) else list(default)
 
-    def section(self, key: str) -> "Node | None":
+    def section(self, key: str) -> Node | None:
         return self.child(key) if self.has(key) else None
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class SampleSet:
     def __len__(self) -> int:
         return int(next(iter(self.arrays.values())).shape[0])
 
-    def take(self, indices: np.ndarray | slice) -> "SampleSet":
+    def take(self, indices: np.ndarray | slice) -> SampleSet:
         return SampleSet({k: np.ascontiguousarray(v[indices]) for k, v in self.arrays.items()},
                          self.batched, self.source, self.random)
 
@@ -64,7 +65,7 @@ def _check_array(name: str, arr: Any, spec: TensorSpec, *, batched: bool, stacke
         expect = ("(samples, " + ", ".join(map(str, shape)) + ")") if stacked else str(list(shape))
         raise DataError(f"input {name!r} has shape {list(arr.shape)}, expected {expect}", where=where,
                         hint="each sample must match the manifest's input shape")
-    for axis, (want, have) in enumerate(zip(shape, got)):
+    for axis, (want, have) in enumerate(zip(shape, got, strict=False)):
         if isinstance(want, int) and want != have:
             raise DataError(f"input {name!r} has {have} at axis {axis + (1 if stacked else 0)}, "
                             f"the signature fixes it to {want}", where=where,
@@ -204,7 +205,7 @@ class EvaluationSet:
     labels: list[np.ndarray]
 
     def __len__(self) -> int:
-        return int(sum(len(l) for l in self.labels))
+        return int(sum(len(batch) for batch in self.labels))
 
 
 def load_evaluation(manifest: Manifest) -> EvaluationSet | None:

@@ -6,8 +6,9 @@ import importlib
 import importlib.util
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import did_you_mean
 from .errors import EdgepackError

@@ -12,9 +12,10 @@ from __future__ import annotations
 import inspect
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def _entry_defaults(entry: str, cwd: Path, obj: Any) -> tuple[str, Path]:
     else:
         stem, folder = module_ref.rpartition(".")[2], cwd
     cls = type(obj)
-    own_class = _framework_of(obj) and not (cls.__module__ or "").split(".")[0] in ("torch", "keras", "tensorflow")
+    own_class = _framework_of(obj) and (cls.__module__ or "").split(".")[0] not in ("torch", "keras", "tensorflow")
     if stem.lower() in _GENERIC_STEMS and own_class:
         stem = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", cls.__name__)
     elif stem.lower() in _GENERIC_STEMS and folder != cwd:
@@ -313,7 +314,8 @@ def _infer_onnx(model: str, path: Path, batch_dim: str | None, fixed_batch: bool
         for n, (elem, dims) in list(outs.items()):
             more = found.get(n, (elem, None))[1]
             if more is not None and (dims is None or len(dims) == len(more)):
-                outs[n] = (elem, more if dims is None else [m if d == "?" else d for d, m in zip(dims, more)])
+                outs[n] = (elem, more if dims is None
+                           else [m if d == "?" else d for d, m in zip(dims, more, strict=False)])
     if not ins:
         raise SourceError(f"{path.name} has no inputs (every graph input is an initializer)", where=model,
                           hint="export the model with its real inputs as graph inputs")
@@ -421,7 +423,7 @@ def _infer_tensorflow(model: str, path: Path | None, keras_model: Any, batch_dim
         keys = [f"output_{i}" for i in range(len(model_names))]   # Keras order: output_i is output i
         names = model_names
     outputs = []
-    for n, key in zip(names, keys):
+    for n, key in zip(names, keys, strict=True):
         spec = out_specs[key]
         dims = dims_of(spec)
         shape = None if dims is None else _name_dims(dims, n, batch=batch, fixed_batch=fixed_batch,
@@ -590,7 +592,7 @@ def _probe_batch(module: Any, torch: Any, feeds: dict[str, np.ndarray],
         return f"it fails at batch {2 * b} ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
     if len(result) != len(outs):
         return f"it returns a different number of outputs at batch {2 * b}"
-    for (name, one), (_, two) in zip(outs, result):
+    for (name, one), (_, two) in zip(outs, result, strict=True):
         two = _as_array(two, f"output {name!r}")
         if not one.ndim or one.shape[0] != b or two.shape != (2 * b, *one.shape[1:]):
             return f"output {name!r} does not follow the batch ({list(one.shape)} at batch {b}, " \

@@ -12,18 +12,26 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from .config import NAME_PATTERN
 from .errors import DataError, EdgepackError, SourceError
-from .init_infer import (DEFAULT_BATCH, EXAMPLE_INPUT_HELP, Inferred, Tensor, example_feeds, infer_model,
-                         model_name)
-from .init_render import (CALIBRATION_PLACEHOLDER, CALIBRATION_SAMPLES, GOLDEN_SAMPLES, PLACEHOLDER_DIR,
-                          _dims_text, _rel, data_format, render)
+from .init_infer import DEFAULT_BATCH, EXAMPLE_INPUT_HELP, Inferred, Tensor, example_feeds, infer_model, model_name
+from .init_render import (
+    CALIBRATION_PLACEHOLDER,
+    CALIBRATION_SAMPLES,
+    GOLDEN_SAMPLES,
+    PLACEHOLDER_DIR,
+    _dims_text,
+    _rel,
+    data_format,
+    render,
+)
 from .manifest import Manifest, parse_manifest
 from .targets import available_targets, no_targets_error, resolve_target_ref
 
@@ -107,7 +115,7 @@ def check_placeholders(manifest: Manifest) -> None:
         else:
             names = [s.name for s in manifest.inputs]
             arrays = [f"{n}=<{line.partition(': ')[2]} array>" if n.isidentifier() else f"{n!r}: ..."
-                      for n, line in zip(names, npz)]
+                      for n, line in zip(names, npz, strict=True)]
             along = "the batch axis, axis 0" if manifest.symbolic_batch() else "a new axis 0"
             hint = (f"replace it with real input samples, one of: file: data.npz written with "
                     f"numpy.savez('data.npz', {', '.join(arrays)}) (one array per input, keyed by its name, "

@@ -24,11 +24,12 @@ import platform
 import site
 import sys
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
-_active: list["Trace"] = []
+_active: list[Trace] = []
 _lock = threading.Lock()
 _hook_installed = False
 
@@ -180,7 +181,7 @@ class Fingerprint:
     installed: str
 
     @classmethod
-    def of(cls, trace: Trace, extra_paths: Sequence[Path] = ()) -> "Fingerprint":
+    def of(cls, trace: Trace, extra_paths: Sequence[Path] = ()) -> Fingerprint:
         """Hash what ``trace`` saw, plus ``extra_paths`` (files or whole folders), plus every
         local module loaded in this process (imports of already-loaded modules open no file)."""
         roots = _installed_roots()
@@ -211,5 +212,5 @@ class Fingerprint:
         return {"files": self.files, "dirs": self.dirs, "installed": self.installed}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Fingerprint":
+    def from_dict(cls, d: dict[str, Any]) -> Fingerprint:
         return cls(files=dict(d["files"]), dirs=dict(d["dirs"]), installed=str(d["installed"]))

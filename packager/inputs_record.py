@@ -55,7 +55,7 @@ class InputsRecord:
     warnings: list[str]
 
     @classmethod
-    def of(cls, state: Any) -> "InputsRecord":
+    def of(cls, state: Any) -> InputsRecord:
         """The record of an object carrying these fields as attributes (the Builder)."""
         return cls(**{f.name: getattr(state, f.name) for f in fields(cls)})
 
@@ -67,7 +67,7 @@ class InputsRecord:
         return Entry(meta, {"golden.npz": npz_bytes(g.arrays), "reference.npz": npz_bytes(self.reference)})
 
     @classmethod
-    def from_entry(cls, entry: Entry, output_names: list[str]) -> "InputsRecord":
+    def from_entry(cls, entry: Entry, output_names: list[str]) -> InputsRecord:
         meta = entry.meta
         golden = np.load(io.BytesIO(entry.blobs["golden.npz"]), allow_pickle=False)
         reference = np.load(io.BytesIO(entry.blobs["reference.npz"]), allow_pickle=False)

@@ -252,7 +252,7 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
         for precision in tol_node.value:
             tolerances[precision] = _parse_tolerance(tol_node.child(precision))
     output_tolerances: dict[str, dict[str, dict[str, Any]]] = {}
-    for node, spec in zip(root.items("outputs"), outputs):
+    for node, spec in zip(root.items("outputs"), outputs, strict=True):
         t = node.section("tolerances")
         if t:
             t.mapping(TOLERANCES)

@@ -148,7 +148,7 @@ def set_input_dims(model: onnx.ModelProto, shapes: dict[str, tuple[int | str, ..
         shape = shapes.get(vi.name)
         if not shape:
             continue
-        for d, want in zip(vi.type.tensor_type.shape.dim, shape):
+        for d, want in zip(vi.type.tensor_type.shape.dim, shape, strict=False):
             if isinstance(want, str) and not d.HasField("dim_value"):
                 d.dim_param = want
 

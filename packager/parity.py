@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class RuntimeRunner:
     ``python -m runtime verify`` computes on the device (int8 I/O, io_map and all).
     """
 
-    def __init__(self, spec: "CandidateSpec", made: "Made", signature: dict[str, Any], where: str) -> None:
+    def __init__(self, spec: CandidateSpec, made: Made, signature: dict[str, Any], where: str) -> None:
         from runtime.bundle import SCHEMA_VERSION, Bundle
         from runtime.model import Model
         from runtime.select import try_candidate
@@ -82,7 +83,7 @@ def accuracy(runner: Runner, evaluation: EvaluationSet, output: str,
              on_rows: Callable[[int], None] | None = None) -> float:
     """Top-1 accuracy of ``output`` on held-out data (``on_rows`` as for ``run_samples``)."""
     correct = 0
-    for feeds, labels in zip(evaluation.feeds, evaluation.labels):
+    for feeds, labels in zip(evaluation.feeds, evaluation.labels, strict=True):
         scores = np.asarray(runner(feeds)[output])
         if scores.dtype.kind in "iub" and scores.size == len(labels):  # already class ids
             pred = scores.reshape(len(labels))

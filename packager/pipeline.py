@@ -14,8 +14,9 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,24 +25,24 @@ from runtime.compare import Tolerance, compare, looks_like_scores
 
 from . import __version__
 from .bundle import BundleWriter, remove_stale_temps
-from .cache import (BuildCache, Entry, hash_arrays, make_key, npz_bytes,
-                    tool_versions as cache_tool_versions)
-from .signing import cryptography_pin, load_private_key
-from .input_trace import Fingerprint, tracing
-from .inputs_record import LABEL as INPUTS_LABEL, InputsRecord, declared_inputs, inputs_key
+from .cache import BuildCache, Entry, hash_arrays, make_key, npz_bytes
+from .cache import tool_versions as cache_tool_versions
 from .data import SampleSet, golden_samples, load_evaluation, load_samples
 from .errors import BuildError, EdgepackError, OutputError, TargetError, UnsupportedError, disk_error
+from .input_trace import Fingerprint, tracing
+from .inputs_record import LABEL as INPUTS_LABEL
+from .inputs_record import InputsRecord, declared_inputs, inputs_key
 from .manifest import Manifest, load_manifest
 from .onnx_utils import node_count, serialize
 from .parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
 from .passes import PassResult
 from .progress import Progress
-from .results import Artifact, BuildResult, CandidateResult, Made, TargetResult
 from .quiet import quiet
+from .results import Artifact, BuildResult, CandidateResult, Made, TargetResult
+from .signing import cryptography_pin, load_private_key
 from .sources import Source, load_source
 from .targets import CandidateSpec, Target, load_target
 from .texts import bundle_readme, requirements_txt
-
 
 SUPPORTED_FORMATS = {"torch": ("onnx", "tflite", "torchscript"), "tensorflow": ("onnx", "tflite"),
                      "onnx": ("onnx",)}
@@ -184,7 +185,7 @@ class Builder:
         return make_key(hash_arrays(cal.arrays) if cal else None,
                         m.calibration.batch_size, hash_arrays(self.golden.arrays),
                         hash_arrays(ev.feeds) if ev else None,
-                        hash_arrays([{"labels": l} for l in ev.labels]) if ev else None)
+                        hash_arrays([{"labels": batch} for batch in ev.labels]) if ev else None)
 
     def _model_key(self, source_key: str) -> str:
         """The model (weights and code, ``source_key``) with what shapes its export: computed
@@ -359,8 +360,8 @@ class Builder:
         """Run the steps that different targets need side by side in worker processes: the ONNX
         precision passes (fp16, int8 dynamic/static), and, with an explicit ``-j N`` or for a big
         model on a many-core host, the TFLite/TorchScript conversions (the worker loads the source
-        itself, which costs a framework import and a model load: see PARALLEL_CONVERT_MIN_BYTES). A conversion is submitted
-        first so it runs while this process exports the base ONNX model."""
+        itself, which costs a framework import and a model load: see PARALLEL_CONVERT_MIN_BYTES).
+        A conversion is submitted first so it runs while this process exports the base ONNX model."""
         from .parallel import ConvertJob, PassJob, worker_count
         if self.jobs is not None and self.jobs <= 1:
             return
@@ -386,8 +387,9 @@ class Builder:
                                per_worker=(900 if converts else 400) * 1024**2)
         if workers <= 1:
             return
-        from concurrent.futures import ProcessPoolExecutor
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         from .parallel import run_convert, run_pass
         cal = self.calibration
         batches = list(cal.batches(self.manifest.calibration.batch_size)) if cal is not None else None
@@ -447,13 +449,13 @@ class Builder:
         except Exception:
             return 0
 
-    def _take_prebuilt(self, variant: str) -> "Made | None":
+    def _take_prebuilt(self, variant: str) -> Made | None:
         found = self._prebuilt.pop(variant, None)
         if isinstance(found, EdgepackError):
             raise found
         return found
 
-    def _convert(self, spec: CandidateSpec, target: Target) -> "Made":
+    def _convert(self, spec: CandidateSpec, target: Target) -> Made:
         route = (self.manifest.source.framework, spec.format)
         if spec.format == "onnx":
             return self._onnx_variant(spec)
@@ -472,7 +474,7 @@ class Builder:
                                    hint=f"use {' or '.join(SUPPORTED_FORMATS[framework])} candidates for "
                                         f"{framework} models")
 
-    def _check(self, spec: CandidateSpec, made: "Made") -> tuple[dict[str, np.ndarray], float | None, float | None]:
+    def _check(self, spec: CandidateSpec, made: Made) -> tuple[dict[str, np.ndarray], float | None, float | None]:
         """Golden outputs, accuracy and host latency of an artifact, through the runtime's backend.
 
         Cached by the artifact's bytes, the data and this host (latency is a host measurement)."""
@@ -496,7 +498,7 @@ class Builder:
         self.cache.put(key, Entry({"accuracy": acc, "latency": latency}, {"outputs.npz": npz_bytes(outputs)}))
         return outputs, acc, latency
 
-    def _onnx_variant(self, spec: CandidateSpec) -> "Made":
+    def _onnx_variant(self, spec: CandidateSpec) -> Made:
         from .passes import quantize
         base = self.onnx_base()
         if spec.precision == "fp32":
@@ -513,17 +515,18 @@ class Builder:
         return Made(serialize(result.model), ".onnx", result.name, result.details, result.notes,
                     converter=f"{self.exporter} + {result.name}")
 
-    def _torchscript_variant(self, spec: CandidateSpec, target: Target) -> "Made":
+    def _torchscript_variant(self, spec: CandidateSpec, target: Target) -> Made:
         from .convert.torch_to_torchscript import to_torchscript
         if spec.precision == "int8" and spec.quantization and spec.quantization.mode == "static":
             raise UnsupportedError("TorchScript int8 is dynamic quantization only", where=f"candidate {spec.id}",
                                    hint="use quantization: {mode: dynamic}, or an onnx int8 static candidate")
         result = to_torchscript(self.source.module, self.manifest, first_feed_batch(self.golden),  # type: ignore[attr-defined]
                                 precision=spec.precision, arch=target.arch, method=self.manifest.torchscript)
-        extras = {"quantized_engine": result.details["quantized_engine"]} if "quantized_engine" in result.details else {}
+        engine = result.details.get("quantized_engine")
+        extras = {"quantized_engine": engine} if "quantized_engine" in result.details else {}
         return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras, result.method)
 
-    def _tflite_variant(self, spec: CandidateSpec) -> "Made":
+    def _tflite_variant(self, spec: CandidateSpec) -> Made:
         from .convert.tf_to_tflite import to_tflite
         batches = (list(self.calibration.batches(self.manifest.calibration.batch_size))
                    if self.calibration is not None else None)
@@ -533,7 +536,7 @@ class Builder:
         return Made(result.data, ".tflite", "tflite", result.details, result.notes, {"io_map": result.io_map},
                     result.details["converter"])
 
-    def _litert_variant(self, spec: CandidateSpec) -> "Made":
+    def _litert_variant(self, spec: CandidateSpec) -> Made:
         from .convert.torch_to_tflite import torch_to_tflite
         batches = list((self.calibration or self.golden).batches(self.manifest.calibration.batch_size))
         result = torch_to_tflite(self.source.module, self.manifest, batches,  # type: ignore[attr-defined]
@@ -582,7 +585,8 @@ class Builder:
                 raise
             except EdgepackError as exc:
                 cr.status = "failed"
-                cr.message = exc.message + (f" ({exc.where})" if exc.where else "") + (f"; {exc.hint}" if exc.hint else "")
+                cr.message = (exc.message + (f" ({exc.where})" if exc.where else "")
+                              + (f"; {exc.hint}" if exc.hint else ""))
                 continue
             cr.file = f"models/{self.manifest.name}.{art.filename}"
             cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
@@ -591,7 +595,8 @@ class Builder:
                 reasons = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in art.parity.outputs if not o.passed)
                 nxt = next((c.id for c in target.candidates[i + 1:]), None)
                 if self.allow_parity_failure:
-                    cr.status, cr.message = "parity-failed-allowed", f"parity failed ({reasons}); kept because --allow-parity-failure"
+                    cr.status = "parity-failed-allowed"
+                    cr.message = f"parity failed ({reasons}); kept because --allow-parity-failure"
                 elif target.precision_fallback and nxt:
                     cr.status, cr.message = "dropped", f"parity failed ({reasons}); fell back to {nxt}"
                     result.fallbacks.append({"candidate": spec.id, "reason": f"parity failed: {reasons}", "next": nxt})
@@ -671,7 +676,7 @@ class Builder:
         writer = BundleWriter(self.out_dir, bundle_name, expected_bytes=payload)
         try:
             written: set[str] = set()
-            for spec, art, cr in chosen:
+            for _spec, art, cr in chosen:
                 if cr.file and cr.file not in written:
                     writer.write_bytes(cr.file, art.data)
                     written.add(cr.file)

@@ -13,7 +13,8 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 _SPINNER = "|/-\\"
 _COLORS = {"ok": "32", "done": "32", "failed": "31", "cached": "36", "warning": "33", "dim": "2"}

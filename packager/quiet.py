@@ -6,7 +6,7 @@ import io
 import logging
 import os
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

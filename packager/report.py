@@ -1,7 +1,8 @@
 """Readable text for build results, bundles and targets (the --json forms are the to_dict()s)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from runtime.compare import OutputReport, format_parity_rows
 
@@ -12,7 +13,7 @@ from .targets import Target
 def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
     """Left-aligned fixed-width columns; the first row is the header."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def human_size(n: int | None) -> str:

@@ -13,9 +13,19 @@ _load_code_guard(__name__, __file__).protect(__name__, __file__)
 # ruff: noqa: E402 (the imports below go through the guard's checked finder)
 from .bundle import Bundle, open_bundle
 from .compare import OutputReport, ParityReport, Tolerance, compare
-from .errors import (ArchiveError, BackendError, BundleFormatError, FeedError, FileIOError,
-                     IntegrityError, NoCandidateError, OutputError, RuntimeBundleError,
-                     SignatureError, UnknownCandidateError)
+from .errors import (
+                     ArchiveError,
+                     BackendError,
+                     BundleFormatError,
+                     FeedError,
+                     FileIOError,
+                     IntegrityError,
+                     NoCandidateError,
+                     OutputError,
+                     RuntimeBundleError,
+                     SignatureError,
+                     UnknownCandidateError,
+)
 from .finite import check_finite
 from .model import Model, load
 from .signature import TensorSpec

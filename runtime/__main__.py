@@ -20,22 +20,21 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__, code_guard
 from .bundle import BUNDLE_FILE, Bundle, open_bundle
 from .compare import format_parity_rows, looks_like_scores
-from .errors import (BundleFormatError, FeedError, FileIOError, NoCandidateError,
-                     RuntimeBundleError)
+from .errors import BundleFormatError, FeedError, FileIOError, NoCandidateError, RuntimeBundleError
 from .fileio import atomic_write, cause_of, check_writable, io_error, is_fault
 from .finite import nonfinite_error, nonfinite_inputs
 from .golden import check_parity, first_sample, load_golden, load_npz
 from .model import Model, choose, load
-from .select import (SELECTED, format_decisions, no_candidate_error, order_candidates,
-                     try_candidate)
+from .select import SELECTED, format_decisions, no_candidate_error, order_candidates, try_candidate
 from .signature import TensorSpec
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3

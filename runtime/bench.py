@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class BenchResult:
         return asdict(self)
 
 
-def batch_size(model: "Model", feeds: Mapping[str, np.ndarray]) -> int:
+def batch_size(model: Model, feeds: Mapping[str, np.ndarray]) -> int:
     """Samples per inference: the size of the first input's leading dim when it is symbolic."""
     spec = model.inputs[0]
     arr = feeds[spec.name]
@@ -44,7 +45,7 @@ def batch_size(model: "Model", feeds: Mapping[str, np.ndarray]) -> int:
     return 1
 
 
-def benchmark(model: "Model", feeds: Mapping[str, np.ndarray], *, warmup: int = 10,
+def benchmark(model: Model, feeds: Mapping[str, np.ndarray], *, warmup: int = 10,
               runs: int = 100) -> BenchResult:
     """First inference, then ``warmup`` untimed runs and ``runs`` timed ones (feeds checked once)."""
     if runs < 1 or warmup < 0:

@@ -8,15 +8,23 @@ from __future__ import annotations
 import json
 import os
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .compare import Tolerance
 from .errors import ArchiveError, BundleFormatError, FileIOError, IntegrityError, SignatureError
 from .fileio import io_error, is_fault
-from .integrity import (BUNDLE_FILE, SIGNATURE_FILE, UNLISTED_FILES, check_relpath,
-                        list_bundle_files, sha256_file, verify_files)
+from .integrity import (
+    BUNDLE_FILE,
+    SIGNATURE_FILE,
+    UNLISTED_FILES,
+    check_relpath,
+    list_bundle_files,
+    sha256_file,
+    verify_files,
+)
 from .signature import Signature
 from .signing import PublicKey, SignatureInfo, verify_signature
 
@@ -196,7 +204,7 @@ class Candidate:
         return self.io_outputs.get(name, name)
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str, default_threads: int | None) -> "Candidate":
+    def from_dict(cls, data: Any, *, where: str, default_threads: int | None) -> Candidate:
         if not isinstance(data, dict):
             raise BundleFormatError("candidate must be an object", where=where)
         cid = _require(data, "id", str, where)
@@ -265,7 +273,7 @@ class Golden:
     samples: int | None
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str) -> "Golden":
+    def from_dict(cls, data: Any, *, where: str) -> Golden:
         if not isinstance(data, dict):
             raise BundleFormatError("'golden' must be an object", where=where)
         inputs = _require(data, "inputs", str, where)
@@ -300,7 +308,7 @@ class Bundle:
 
     @classmethod
     def from_dict(cls, data: Any, root: Path, *, archive: Path | None = None,
-                  signed_by: SignatureInfo | None = None) -> "Bundle":
+                  signed_by: SignatureInfo | None = None) -> Bundle:
         where = str(root / BUNDLE_FILE)
         if not isinstance(data, dict):
             raise BundleFormatError("bundle.json must hold an object", where=where)
@@ -417,7 +425,7 @@ def open_bundle(path: str | os.PathLike[str], *, public_key: PublicKey | None = 
         try:
             tmp = tempfile.mkdtemp(prefix="edgepack-bundle-")
         except OSError as exc:
-            raise archive_fault(p, exc) if is_fault(exc) else exc
+            raise (archive_fault(p, exc) if is_fault(exc) else exc) from None
         try:
             root = extract_archive(p, tmp)
             bundle = read_bundle(root, archive=p.resolve(), public_key=public_key)

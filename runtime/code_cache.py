@@ -16,11 +16,11 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from importlib._bootstrap_external import MAGIC_NUMBER  # = importlib.util's, without its imports
 from importlib.machinery import ModuleSpec
+from pathlib import Path
 from types import CodeType, ModuleType
-from typing import Callable
 
 CODE_CACHE_ENV = "EDGEPACK_CODE_CACHE"  # a folder for compiled code, or "off"
 BUNDLE_FILE = "bundle.json"  # == integrity.BUNDLE_FILE (not imported: nothing before the guard)
@@ -132,5 +132,5 @@ def load_code_guard(package: str, init_file: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
-    setattr(sys.modules[package], "code_guard", module)
+    sys.modules[package].code_guard = module
     return module

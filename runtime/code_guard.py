@@ -22,8 +22,8 @@ create that folder, so no bytecode is written into a bundle, and bytecode plante
 a listed file.
 
 Limits (the README's threat model): ``runtime/__init__.py``, ``runtime/code_cache.py``, this
-module and bytecode planted for them run before any check, and a bundle.json rewritten to match edited files passes unless a
-signature is checked. The trusted verifier is a separately installed runtime
+module and bytecode planted for them run before any check, and a bundle.json rewritten to match
+edited files passes unless a signature is checked. The trusted verifier is a separately installed runtime
 (``edgepack-runtime verify --key PUB BUNDLE``): it never imports the bundle's code.
 
 Standard library and ``code_cache`` only: nothing else of the package runs before the finder is
@@ -35,9 +35,10 @@ import importlib.machinery
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import CodeType
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from .code_cache import BUNDLE_FILE as _BUNDLE_FILE
 from .code_cache import CodeCache, cache_folder, sha256_hex
@@ -111,7 +112,7 @@ def block_bytecode(runtime_copy: Path) -> None:
 class _CheckedSourceLoader(importlib.machinery.SourceFileLoader):
     """Executes a listed ``.py`` file of the bundle's runtime once its sha256 checks out."""
 
-    def __init__(self, fullname: str, path: str, finder: "_BundleCodeFinder") -> None:
+    def __init__(self, fullname: str, path: str, finder: _BundleCodeFinder) -> None:
         super().__init__(fullname, path)
         self._finder = finder
 

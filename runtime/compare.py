@@ -5,8 +5,9 @@ the device, so both sides always agree on what "passes" means.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class Tolerance:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = "tolerance") -> "Tolerance":
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "tolerance") -> Tolerance:
         if not isinstance(data, Mapping):
             raise BundleFormatError(f"a tolerance must be an object, got {type(data).__name__}",
                                     where=where, hint="e.g. {\"atol\": 1e-4, \"rtol\": 1e-3}")
@@ -58,7 +59,7 @@ class Tolerance:
                                         f"got {value!r}", where=where)
         return cls(**dict(data))
 
-    def merged(self, overrides: Mapping[str, Any]) -> "Tolerance":
+    def merged(self, overrides: Mapping[str, Any]) -> Tolerance:
         """A copy with some fields replaced (manifest overrides on top of a precision default)."""
         values = self.to_dict()
         values.update(overrides)
@@ -106,7 +107,7 @@ class OutputReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "OutputReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> OutputReport:
         return cls(**dict(data))
 
 
@@ -124,7 +125,7 @@ class ParityReport:
         return {"passed": self.passed, "outputs": [o.to_dict() for o in self.outputs]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ParityReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> ParityReport:
         return cls([OutputReport.from_dict(o) for o in data.get("outputs", [])])
 
     def format_table(self) -> str:

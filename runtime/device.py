@@ -14,9 +14,10 @@ import platform
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 # --------------------------------------------------------------------------- where things live
 

@@ -11,19 +11,46 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .bundle import Bundle
-from .device import (ARM_PARTS, ARMV80_PARTS, JETPACK, NVIDIA_PARTS, REAL_PATHS, CpuInfo,
-                     DevicePaths, canon_arch, detect_emulation, device_facts,
-                     read_cpuinfo, read_cuda_version, read_device_tree_model, read_meminfo,
-                     read_nv_tegra_release, read_os_release)
+from .device import (
+    ARM_PARTS,
+    ARMV80_PARTS,
+    JETPACK,
+    NVIDIA_PARTS,
+    REAL_PATHS,
+    CpuInfo,
+    DevicePaths,
+    canon_arch,
+    detect_emulation,
+    device_facts,
+    read_cpuinfo,
+    read_cuda_version,
+    read_device_tree_model,
+    read_meminfo,
+    read_nv_tegra_release,
+    read_os_release,
+)
 from .errors import IntegrityError
-from .inventory import (BACKEND_DISTS, backend_packages, backend_providers, cuda_report,
-                        inspect_backends, tensorrt_report)
+from .inventory import (
+    BACKEND_DISTS,
+    backend_packages,
+    backend_providers,
+    cuda_report,
+    inspect_backends,
+    tensorrt_report,
+)
 from .known_bad import KNOWN_BAD, KnownBad, check_known_bad, known_bad_table
-from .requirements import (Requirement, check_requirements, installed_version, normalize_name,
-                           version_key, version_matches)
+from .requirements import (
+    Requirement,
+    check_requirements,
+    installed_version,
+    normalize_name,
+    version_key,
+    version_matches,
+)
 from .select import SKIPPED, Decision, walk
 
 __all__ = ["ARMV80_PARTS", "ARM_PARTS", "BACKEND_DISTS", "JETPACK", "KNOWN_BAD", "NVIDIA_PARTS",
@@ -53,7 +80,7 @@ def _bundle_section(bundle: Bundle, *, machine: str, cpu: CpuInfo,
                                               f"for {want_arch})"})
     want_py = target.get("python")
     if want_py:
-        have_py = "%d.%d" % sys.version_info[:2]
+        have_py = f"{sys.version_info[0]}.{sys.version_info[1]}"
         ok = str(want_py) == have_py
         checks.append({"check": "python", "want": str(want_py), "have": have_py, "ok": ok,
                        "fix": None if ok else f"run the bundle with Python {want_py} (python"

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable, Literal
+from typing import IO, Literal
 
 from .errors import FileIOError, OutputError
 

@@ -8,7 +8,8 @@ reads every value, so it is opt-in: ``Model.run``'s default path does not pay fo
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -54,7 +54,7 @@ def num_samples(feeds: dict[str, np.ndarray]) -> int:
     return next(iter(sizes.values()))
 
 
-def run_golden(model: "Model", inputs: dict[str, np.ndarray], batched: bool
+def run_golden(model: Model, inputs: dict[str, np.ndarray], batched: bool
                ) -> dict[str, np.ndarray]:
     """Run golden inputs: in one call when batched, else sample by sample, stacked on axis 0."""
     if batched:
@@ -68,7 +68,7 @@ def run_golden(model: "Model", inputs: dict[str, np.ndarray], batched: bool
     return {name: np.stack([p[name] for p in per], axis=0) for name in names}
 
 
-def check_parity(model: "Model", inputs: dict[str, np.ndarray],
+def check_parity(model: Model, inputs: dict[str, np.ndarray],
                  outputs: dict[str, np.ndarray], batched: bool) -> ParityReport:
     """Run the model on golden inputs and compare with its candidate's stored tolerances."""
     cand = model.candidate_spec

@@ -10,7 +10,8 @@ import ctypes.util
 import importlib.util
 import shutil
 import subprocess
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .device import REAL_PATHS, read_cuda_version
 from .requirements import installed_version

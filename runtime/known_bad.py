@@ -7,8 +7,9 @@ imports it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .device import CpuInfo, canon_arch
 from .requirements import normalize_name, version_matches

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,8 +15,7 @@ from .backends import Backend
 from .backends.base import copy_into
 from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
 from .errors import BackendError, FeedError, SignatureError
-from .select import (AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates,
-                     try_candidate, walk)
+from .select import AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates, try_candidate, walk
 from .signature import FeedValidator, TensorSpec
 from .signing import PublicKey, verify_signature
 
@@ -129,7 +129,7 @@ class Model:
         ordered = self._ordered
         if ordered is not None and (self._static_batch is None
                                     or _batch_of(feeds) == self._static_batch):
-            return dict(zip(self._output_names, ordered(feeds, raw)))
+            return dict(zip(self._output_names, ordered(feeds, raw), strict=True))
         if self._in_map is not None:
             feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
         if self._static_batch is not None:
@@ -219,7 +219,7 @@ class Model:
         if backend is not None:
             backend.close()
 
-    def __enter__(self) -> "Model":
+    def __enter__(self) -> Model:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["render_build_report", "render_device_report", "histogram_svg"]
 
@@ -471,11 +472,12 @@ def _provenance(doc: Mapping[str, Any]) -> str:
     golden = _mapping(doc.get("golden"))
     parallel = _mapping(doc.get("parallel"))
     source = _mapping(prov.get("source"))
+    edgepack = prov.get("edgepack") or doc.get("edgepack")
+    sha = f' <span class="muted mono">sha256 {_e(str(source.get("sha256"))[:16])}{_ELLIPSIS}</span>'
     parts = [_kv([
         ("exporter", ", ".join(f"<code>{_e(x)}</code>" for x in dict.fromkeys(exporters))),
-        ("edgepack", _e(prov.get("edgepack") or doc.get("edgepack")) if (prov.get("edgepack") or doc.get("edgepack")) else ""),
-        ("source", _e(source.get("description")) + (f' <span class="muted mono">sha256 {_e(str(source.get("sha256"))[:16])}{_ELLIPSIS}</span>'
-                                                      if source.get("sha256") else "") if source else ""),
+        ("edgepack", _e(edgepack) if edgepack else ""),
+        ("source", _e(source.get("description")) + (sha if source.get("sha256") else "") if source else ""),
         ("golden data", (f"{_e(golden.get('samples'))} samples; " if golden.get("samples") is not None else "")
          + _e(golden.get("source") or "")),
         ("tool versions", ", ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in sorted(tools.items()))
@@ -534,7 +536,8 @@ def _device_kv(dev: Mapping[str, Any]) -> str:
 
 def _error_block(doc: Mapping[str, Any]) -> str:
     return ('<div class="card failed"><h3>error ' + _badge("failed", "ERROR") + "</h3>"
-            + _kv([("error", _e(doc.get("error"))), ("message", f'<span class="failures">{_e(doc.get("message"))}</span>'),
+            + _kv([("error", _e(doc.get("error"))),
+                   ("message", f'<span class="failures">{_e(doc.get("message"))}</span>'),
                    ("where", _e(doc.get("where")) if doc.get("where") else ""),
                    ("hint", _e(doc.get("hint")) if doc.get("hint") else "")]) + "</div>")
 
@@ -551,9 +554,10 @@ def _signature_check(doc: Mapping[str, Any]) -> str:
 def _verify_body(doc: Mapping[str, Any]) -> str:
     passed = doc.get("passed")
     bundle = doc.get("bundle")
+    for_target = " for target <code>" + _e(doc.get("target")) + "</code>" if doc.get("target") else ""
     parts = [f"<h1>edgepack verify{': <code>' + _e(bundle) + '</code>' if bundle else ''} "
              f"{_verdict(passed) if doc.get('ok', True) else _badge('failed', 'ERROR')}</h1>",
-             f'<p class="sub">golden parity on this device{" for target <code>" + _e(doc.get("target")) + "</code>" if doc.get("target") else ""}</p>']
+             f'<p class="sub">golden parity on this device{for_target}</p>']
     if doc.get("ok") is False:
         return "".join(parts) + _error_block(doc)
     cands = [_mapping(c) for c in _seq(doc.get("candidates"))]
@@ -569,7 +573,7 @@ def _verify_body(doc: Mapping[str, Any]) -> str:
                      _e(", ".join(map(str, _seq(c.get("providers"))))),
                      '<span class="badge b-warn">DEGRADED</span>' if c.get("degraded") else "no",
                      *(_num(v, s) for v, s in zip(_worst([_mapping(o) for o in _seq(c.get("outputs"))]),
-                                                  (".3g", ".6f", ".3f"))),
+                                                  (".3g", ".6f", ".3f"), strict=False)),
                      _verdict(c.get("passed"))))
     parts.append("<h2>candidates checked</h2>" + (_table(
         ("candidate", "providers", "degraded", "max_abs", "cosine", "top1", "parity"), rows, num=(3, 4, 5),

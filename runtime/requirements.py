@@ -14,8 +14,9 @@ import platform
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # --------------------------------------------------------------------------- versions
 
@@ -93,7 +94,7 @@ _MARKER_RE = re.compile(r"""^\s*(\w+)\s*(==|!=|<=|>=|<|>|in|not in)\s*["']([^"']
 
 
 def _marker_env(machine: str) -> dict[str, str]:
-    return {"platform_machine": machine, "python_version": "%d.%d" % sys.version_info[:2],
+    return {"platform_machine": machine, "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
             "python_full_version": platform.python_version(), "sys_platform": sys.platform,
             "platform_system": platform.system(), "os_name": os.name,
             "implementation_name": sys.implementation.name}

@@ -6,8 +6,9 @@ Expectations are precomputed once per model (``FeedValidator``) because this is 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class TensorSpec:
     scores: bool | None = None  # outputs only: class scores (enables the top-1 check)
 
     @classmethod
-    def from_dict(cls, data: Any, *, where: str) -> "TensorSpec":
+    def from_dict(cls, data: Any, *, where: str) -> TensorSpec:
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise BundleFormatError("tensor spec needs a string 'name'", where=where)
         name = data["name"]
@@ -71,7 +72,7 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> "Signature":
+    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> Signature:
         parts = []
         for key in ("inputs", "outputs"):
             items = data.get(key)
@@ -108,7 +109,7 @@ class FeedValidator:
         # occurrence is compared with the first one, (axis, name, first input, first axis).
         first: dict[str, tuple[str, int]] = {}
         again: list[tuple[tuple[int, str, str, int], ...]] = []
-        for spec, symbolic in zip(self._specs, self._symbolic):
+        for spec, symbolic in zip(self._specs, self._symbolic, strict=True):
             mine = []
             for axis, symbol in symbolic:
                 if symbol in first:
@@ -121,7 +122,7 @@ class FeedValidator:
         self._checks = tuple(
             (spec.name, dtype, rank, spec.shape if len(fixed) == rank else None, fixed, rep, spec)
             for spec, dtype, rank, fixed, rep in zip(self._specs, self._dtypes, self._ranks,
-                                                     self._fixed, again))
+                                                     self._fixed, again, strict=True))
 
     def __call__(self, feeds: Any) -> None:
         # type() first: isinstance(x, Mapping) is an ABC check costing ~0.5 µs per call.

@@ -15,17 +15,18 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .bundle import BUNDLE_FILE, Bundle, sha256_file
 from .device import REAL_PATHS, DevicePaths, detect_emulation, read_cpuinfo
-from .inventory import backend_packages, backend_providers
 from .errors import RuntimeBundleError
 from .fileio import atomic_write
+from .inventory import backend_packages, backend_providers
 from .tuned import TunedLookup, tuned_path
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def device_fingerprint(backends: Iterable[str], *, paths: DevicePaths = REAL_PAT
     names = sorted(set(backends))
     fp: dict[str, Any] = {
         "arch": platform.machine(), "cpu": cpu.model, "cpus": _usable_cpus(),
-        "python": "%d.%d" % sys.version_info[:2], "numpy": np.__version__,
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}", "numpy": np.__version__,
         "emulated": detect_emulation(env, None, paths.binfmt_misc, cpu)[0],
         "packages": {name: backend_packages(name) for name in names}}
     if providers:
@@ -156,7 +157,7 @@ def lookup_tuned(bundle: Bundle, *, paths: DevicePaths = REAL_PATHS,
 
 # --------------------------------------------------------------------------- measuring
 
-def measure(model: "Model", feeds: Mapping[str, np.ndarray], *, warmup: int = 5,
+def measure(model: Model, feeds: Mapping[str, np.ndarray], *, warmup: int = 5,
             runs: int = 20, max_seconds: float = 3.0) -> dict[str, Any]:
     """Warm up, then time runs until the median is stable: at least ``runs``, stopping once the
     median of the last half is within 2% of the whole; never longer than ``max_seconds``."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import Any
 
 import numpy as np
 import pytest

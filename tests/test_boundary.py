@@ -29,7 +29,7 @@ def test_runtime_never_imports_packager_nor_heavy_modules_at_top_level() -> None
 
 def test_import_runtime_loads_no_backend() -> None:
     code = ("import sys, runtime, runtime.__main__; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in %r or m.startswith('packager')))" % HEAVY)
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r} or m.startswith('packager')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from .conftest import build_example
-from .device_env import (LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated,
-                         verify_on_device)
+from .device_env import LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated, verify_on_device
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +60,8 @@ def test_run_on_the_archive_matches_golden(built: Path, tmp_path: Path) -> None:
     runtime_copy = tmp_path / "rt"
     shutil.copytree(built / "digits-cnn-x86-cpu" / "runtime", runtime_copy / "runtime")
     proc = run_isolated(runtime_copy, site, "-m", "runtime", "run", str(built / "digits-cnn-x86-cpu.tar.gz"),
-                        "--prefer", "onnx-fp32", "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npz"))
+                        "--prefer", "onnx-fp32", "--input", str(tmp_path / "x.npy"),
+                        "--output", str(tmp_path / "y.npz"))
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "y.npz") as y:
         np.testing.assert_allclose(y["logits"], expected, atol=1e-4, rtol=1e-3)

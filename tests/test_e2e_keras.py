@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_example(tmp_path_factory.mktemp("dist"), "examples/keras_digits/train.py", "manifests/digits-keras.yaml")
+    return build_example(tmp_path_factory.mktemp("dist"), "examples/keras_digits/train.py",
+                         "manifests/digits-keras.yaml")
 
 
 def test_formats_and_accuracy_per_artifact(built: Path) -> None:

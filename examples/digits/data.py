@@ -5,7 +5,7 @@ calibration samples come from the training split, accuracy is measured on the he
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

@@ -26,12 +26,13 @@ def tf_to_onnx(source: TensorFlowSource, opset: int) -> tuple[onnx.ModelProto, s
     m = source.manifest
     specs = source.signature.structured_input_signature[1]
     keys = [source.input_keys[s.name] for s in m.inputs]
-    input_signature = [tf.TensorSpec(specs[k].shape, specs[k].dtype, name=s.name) for k, s in zip(keys, m.inputs)]
+    input_signature = [tf.TensorSpec(specs[k].shape, specs[k].dtype, name=s.name)
+                       for k, s in zip(keys, m.inputs, strict=True)]
     signature = source.signature
 
     @tf.function(input_signature=input_signature)
     def serving(*args: Any) -> Any:
-        return signature(**dict(zip(keys, args)))
+        return signature(**dict(zip(keys, args, strict=True)))
 
     try:
         with quiet("tensorflow", "tf2onnx"):

@@ -6,14 +6,15 @@ target asks (the runtime quantizes/dequantizes int8 I/O with each tensor's scale
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from . import TFLiteArtifact
 from ..errors import ConversionError
 from ..quiet import quiet
 from ..sources.tf_source import TensorFlowSource, import_tf
+from . import TFLiteArtifact
 
 
 def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io: str,

@@ -59,7 +59,8 @@ def _export_dynamo(module: Any, args: tuple[Any, ...], manifest: Manifest, path:
 
 def _export_torchscript(module: Any, args: tuple[Any, ...], manifest: Manifest, path: Path) -> None:
     import torch
-    dynamic_axes = {spec.name: axes for spec, axes in zip(manifest.inputs, _symbolic_axes(manifest)) if axes}
+    dynamic_axes = {spec.name: axes
+                    for spec, axes in zip(manifest.inputs, _symbolic_axes(manifest), strict=True) if axes}
     torch.onnx.export(module, args, str(path), dynamo=False, opset_version=manifest.opset,
                       input_names=[s.name for s in manifest.inputs],
                       output_names=[o.name for o in manifest.outputs],

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from . import TFLiteArtifact
 from ..errors import ConversionError, UnsupportedError
 from ..manifest import Manifest
 from ..quiet import quiet
 from ..targets import Quantization
+from . import TFLiteArtifact
 
 
 def _import_litert_torch() -> Any:

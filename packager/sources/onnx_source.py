@@ -31,7 +31,7 @@ class OnnxSource:
         return f"onnx file {self.manifest.source.path}"
 
     @classmethod
-    def load(cls, manifest: Manifest) -> "OnnxSource":
+    def load(cls, manifest: Manifest) -> OnnxSource:
         path = manifest.source.path
         assert path is not None
         where = f"{manifest.file}: source.path"
@@ -67,7 +67,7 @@ class OnnxSource:
             raise SourceError(f"onnxruntime failed to run the source model: {' '.join(str(exc).split())}",
                               where=f"{self.manifest.file}: inputs",
                               hint="check the manifest's input shapes against the model's") from None
-        return dict(zip(names, values))
+        return dict(zip(names, values, strict=True))
 
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
@@ -109,7 +109,7 @@ def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any],
             raise SourceError(f"input {name!r} has rank {len(dims)} in the model {dims}, "
                               f"{len(shape)} in the manifest {list(shape)}", where=where,
                               hint=f"write the model's shape in the manifest: {dims}")
-        for axis, (want, have) in enumerate(zip(shape, dims)):
+        for axis, (want, have) in enumerate(zip(shape, dims, strict=False)):
             if isinstance(want, str) and isinstance(have, int):
                 raise SourceError(f"input {name!r} axis {axis} is fixed to {have} in the model, the manifest "
                                   f"makes it the symbol {want!r}", where=where,

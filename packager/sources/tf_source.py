@@ -13,8 +13,8 @@ import numpy as np
 
 from ..entrypoints import call_entry
 from ..errors import SourceError
-from ..quiet import quiet
 from ..manifest import Manifest
+from ..quiet import quiet
 
 
 def import_tf() -> Any:
@@ -64,7 +64,7 @@ class TensorFlowSource:
         return f"tensorflow {'entry ' + s.entry if s.entry else 'file ' + str(s.path)}"
 
     @classmethod
-    def load(cls, manifest: Manifest) -> "TensorFlowSource":
+    def load(cls, manifest: Manifest) -> TensorFlowSource:
         tf = import_tf()
         src = manifest.source
         where = f"{manifest.file}: source"
@@ -131,7 +131,8 @@ def _weights_sha256(model: Any) -> str:
     return h.hexdigest()
 
 
-def check_signature(signature: Any, manifest: Manifest, keras_model: Any = None) -> tuple[dict[str, str], dict[str, str]]:
+def check_signature(signature: Any, manifest: Manifest,
+                    keras_model: Any = None) -> tuple[dict[str, str], dict[str, str]]:
     """Match the serving signature to the manifest: inputs by name, outputs by name or order."""
     where = f"{manifest.file}: inputs"
     specs = signature.structured_input_signature[1]
@@ -148,7 +149,7 @@ def check_signature(signature: Any, manifest: Manifest, keras_model: Any = None)
             raise SourceError(f"input {s.name!r} has rank {len(dims)} in the model {dims}, {len(s.shape)} "
                               f"in the manifest {list(s.shape)}", where=where,
                               hint="TensorFlow models are usually NHWC: [batch, height, width, channels]")
-        for axis, (want, have) in enumerate(zip(s.shape or (), dims)):
+        for axis, (want, have) in enumerate(zip(s.shape or (), dims, strict=False)):
             if isinstance(want, int) and have is not None and want != have:
                 raise SourceError(f"input {s.name!r} axis {axis} is {have} in the model, {want} in the manifest",
                                   where=where, hint=f"the model's shape is {dims}")

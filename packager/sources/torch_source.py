@@ -61,7 +61,7 @@ class TorchSource:
                               .encode()).hexdigest()
 
     @classmethod
-    def load(cls, manifest: Manifest) -> "TorchSource":
+    def load(cls, manifest: Manifest) -> TorchSource:
         torch = _import_torch()
         where = f"{manifest.file}: source.entry"
         module = call_entry(manifest.source.entry or "", manifest.base_dir, SourceError, where,
@@ -126,8 +126,8 @@ def outputs_to_dict(result: Any, manifest: Manifest) -> dict[str, np.ndarray]:
             raise SourceError(f"the model returns {len(values)} output(s), the manifest lists "
                               f"{len(names)} ({names})", where=f"{manifest.file}: outputs",
                               hint="list one output name per returned tensor, in order")
-    bad = [n for n, v in zip(names, values) if not hasattr(v, "detach")]
+    bad = [n for n, v in zip(names, values, strict=True) if not hasattr(v, "detach")]
     if bad:
         raise SourceError(f"output(s) {bad} of the model are not tensors", where=f"{manifest.file}: outputs",
                           hint="forward() must return tensors (a tensor, a tuple/list or a dict of them)")
-    return {n: v.detach().cpu().numpy() for n, v in zip(names, values)}
+    return {n: v.detach().cpu().numpy() for n, v in zip(names, values, strict=True)}

@@ -9,9 +9,10 @@ those names; ``Model`` translates to and from the bundle's signature names.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -126,7 +127,7 @@ class Backend:
         """Framework version, for reports."""
         return self._version
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

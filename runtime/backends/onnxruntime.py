@@ -5,15 +5,16 @@ providers up front and compare ``session.get_providers()`` afterwards so nobody 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendError
 from ..signature import TensorSpec
-from .ort_providers import TRT, options_for_providers
 from .base import EMPTY_OPTIONS, Backend
+from .ort_providers import TRT, options_for_providers
 
 
 def _import_ort() -> Any:
@@ -79,7 +80,7 @@ class OnnxRuntimeBackend(Backend):
                                where=str(path),
                                hint="install the onnxruntime build for this provider, or "
                                     "let the runtime fall back to the next candidate")
-        usable = [(p, o) for p, o in zip(asked, given) if p in available]
+        usable = [(p, o) for p, o in zip(asked, given, strict=False) if p in available]
         self._notes = [f"{p} is not in this onnxruntime build" for p in asked if p not in available]
         names = [p for p, _ in usable]
         opts = options_for_providers(names, [o for _, o in usable], model_path=Path(path),
@@ -105,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
-        return dict(zip(self._output_names, self.run_ordered(feeds, self._output_names)))
+        return dict(zip(self._output_names, self.run_ordered(feeds, self._output_names), strict=True))
 
     def run_ordered(self, feeds: Mapping[str, np.ndarray], output_names: list[str],
                     raw: bool = False) -> list[np.ndarray]:

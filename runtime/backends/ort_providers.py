@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 TRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -76,7 +77,7 @@ def options_for_providers(providers: list[str], given: list[Mapping[str, Any]], 
                      precision: str | None, ort_version: str) -> list[dict[str, Any]]:
     """Options per provider: our defaults first, then whatever the target wrote on top."""
     out: list[dict[str, Any]] = []
-    for provider, user in zip(providers, given):
+    for provider, user in zip(providers, given, strict=False):
         opts: dict[str, Any] = {}
         if provider == TRT:
             cache = tensorrt_cache_dir(model_path, ort_version, tensorrt_version(), gpu_name())

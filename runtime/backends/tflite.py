@@ -10,8 +10,9 @@ scale and zero point, so callers never see the artifact's int8 I/O unless they a
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class TFLiteBackend(Backend):
         if len(opts) != len(asked):
             raise BackendError("provider_options must have one entry per provider", where=where)
         delegates: list[tuple[str, Any]] = []
-        for name, opt in zip(asked, opts):
+        for name, opt in zip(asked, opts, strict=True):
             if name == XNNPACK:
                 continue
             if not name.startswith(DELEGATE_PREFIX) or len(name) == len(DELEGATE_PREFIX):
@@ -248,7 +249,7 @@ class TFLiteBackend(Backend):
         if run_all is None:
             raise BackendError("interpreter is not open",
                                hint="open() first, or the model was closed")
-        return dict(zip(self._output_names, run_all(feeds, raw)))
+        return dict(zip(self._output_names, run_all(feeds, raw), strict=True))
 
     def ordered(self, output_names: Sequence[str],
                 input_names: Mapping[str, str] | None = None) -> Any:
@@ -290,12 +291,12 @@ class TFLiteBackend(Backend):
                 try:
                     runner = self._runner
                     if runner is not None:  # resizes + allocates as needed itself
-                        got = runner(**{p.name: contiguous(a) for p, a in zip(ins, ready)})
+                        got = runner(**{p.name: contiguous(a) for p, a in zip(ins, ready, strict=True)})
                         results = [got[p.name] for p in outs]
                     else:
                         # set_tensor copies (and makes contiguous) what it is given
                         resized = False
-                        for (_, index, _, _), arr in zip(plan, ready):
+                        for (_, index, _, _), arr in zip(plan, ready, strict=True):
                             shape = arr.shape
                             if shapes.get(index) != shape:
                                 interp.resize_tensor_input(index, list(shape))
@@ -304,7 +305,7 @@ class TFLiteBackend(Backend):
                         if resized:
                             interp.allocate_tensors()
                         inner = interp._interpreter if direct else _Public(interp)
-                        for (_, index, _, _), arr in zip(plan, ready):
+                        for (_, index, _, _), arr in zip(plan, ready, strict=True):
                             inner.SetTensor(index, arr)
                         inner.Invoke()
                         results = [inner.GetTensor(i, 0) for i in out_index]
@@ -312,7 +313,7 @@ class TFLiteBackend(Backend):
                     raise BackendError(f"inference failed: {_one_line(exc)}") from exc
             if raw or not any_dequant:
                 return results
-            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant)]
+            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant, strict=True)]
         return run
 
     def _ordered_one(self, plan: tuple[str, int, _Port | None, _Port], port: _Port,
@@ -356,7 +357,7 @@ class TFLiteBackend(Backend):
                     raise BackendError(f"inference failed: {_one_line(exc)}") from exc
             if raw or not any_dequant:
                 return results
-            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant)]
+            return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant, strict=True)]
         return run
 
     def close(self) -> None:

@@ -8,8 +8,9 @@ select records the downgrade; CUDA as the only device is an error.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ class TorchScriptBackend(Backend):
                 raise BackendError(f"module returned {len(values)} output(s), the signature has "
                                    f"{len(names)} ({names})",
                                    hint="the artifact does not match this bundle's signature")
-            pairs = list(zip(names, values))
+            pairs = list(zip(names, values, strict=True))
         out: dict[str, np.ndarray] = {}
         for name, value in pairs:
             if not isinstance(value, self._torch.Tensor):

@@ -1,8 +1,8 @@
 """Calibration/golden data: real samples loaded and checked against the signature."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

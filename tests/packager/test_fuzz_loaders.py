@@ -157,8 +157,10 @@ def test_shipped_documents_load() -> None:
 
 
 # -- bytes and text on disk ----------------------------------------------------------------------
-YAML_TOKENS = ["\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "'", '"', "&a ", "*a", "? ", "!!", "!!python/object:os.system ",
-               "!!binary ", "!!timestamp ", "!!float ", "!!int ", "!!set ", "<<: ", "%YAML 1.1\n", "---\n", "...\n", "#",
+YAML_TOKENS = ["\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "'", '"', "&a ", "*a", "? ", "!!",
+               "!!python/object:os.system ",
+               "!!binary ", "!!timestamp ", "!!float ", "!!int ", "!!set ", "<<: ", "%YAML 1.1\n", "---\n", "...\n",
+               "#",
                "|", ">", "\t", "2024-13-45", "0x", "1e400", "9" * 400, ".nan", ".inf", "~", "null", "yes", "\\x00",
                "\x00", "\ufeff", "é"] + [w + ": " for w in KEYS[:20]] + WORDS
 

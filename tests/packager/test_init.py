@@ -234,7 +234,7 @@ def test_targets_listed_one_enabled_others_commented(project: Path, capsys: pyte
     assert code == 0, err
     assert yaml.safe_load(out)["targets"] == ["x86-cpu"]
     for name, path in available_targets().items():
-        line = next(l for l in out.splitlines() if l.strip().lstrip("# ").startswith(f"- {name} "))
+        line = next(row for row in out.splitlines() if row.strip().lstrip("# ").startswith(f"- {name} "))
         assert line.strip().startswith("- x86-cpu" if name == "x86-cpu" else "# - ")
         assert load_target(str(path)).description in line
     assert {"rpi4", "rpi5", "jetson-orin-nano", "x86-cuda"} <= set(available_targets())

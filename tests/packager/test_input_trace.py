@@ -7,8 +7,8 @@ import os
 import py_compile
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -30,8 +31,10 @@ CORPUS = Path(__file__).resolve().parent / "corpus"
 SCHEMAS = {kind: schema_document(kind) for kind in SCHEMA_KINDS}
 VALIDATORS = {kind: Draft202012Validator(SCHEMAS[kind]) for kind in SCHEMA_KINDS}
 SHIPPED = {
-    "manifest": sorted((REPO / "manifests").glob("*.yaml")) + sorted((REPO / "benchmarks" / "manifests").glob("*.yaml")),
-    "target": sorted((REPO / "packager" / "shipped_targets").glob("*.yaml")) + sorted((REPO / "benchmarks" / "targets").glob("*.yaml")),
+    "manifest": sorted((REPO / "manifests").glob("*.yaml"))
+    + sorted((REPO / "benchmarks" / "manifests").glob("*.yaml")),
+    "target": sorted((REPO / "packager" / "shipped_targets").glob("*.yaml"))
+    + sorted((REPO / "benchmarks" / "targets").glob("*.yaml")),
 }
 FILE = "doc.yaml"
 
@@ -313,7 +316,7 @@ def test_keys_the_schema_does_not_list_are_refused_by_both(kind: str) -> None:
     documents: where the section's schema does not list it, the loader refuses it as unknown."""
     words = sorted({key for k in SCHEMA_KINDS for obj in objects(k) for key in obj["properties"]}) + ["zzz"]
     tried = 0
-    for n, path, sub, value in places(kind):
+    for n, path, sub, _value in places(kind):
         if "properties" not in sub:
             continue
         for word in words:
@@ -332,7 +335,7 @@ def test_keys_the_schema_does_not_list_are_refused_by_both(kind: str) -> None:
 @pytest.mark.parametrize("kind", SCHEMA_KINDS)
 def test_required_keys_are_required_by_both(kind: str) -> None:
     tried = 0
-    for n, path, sub, value in places(kind):
+    for n, path, sub, _value in places(kind):
         for key in sub.get("required", ()):
             doc = copy.deepcopy(RICH[kind][n])
             parent = doc

@@ -1,8 +1,8 @@
 """Source models: loaded through entry points or files and checked against the manifest."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx

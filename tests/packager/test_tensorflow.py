@@ -1,8 +1,8 @@
 """TensorFlow/Keras sources and their conversions (tf2onnx, TFLiteConverter) on a small real model."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -136,7 +136,7 @@ def test_multi_output_keras_maps_outputs_by_name_not_position(keras_project: Cal
     np.testing.assert_allclose(ref["cls"], keras_out[1].numpy(), atol=1e-6)
     model, _ = tf_to_onnx(src, 17)
     sess = ort.InferenceSession(serialize(model), providers=["CPUExecutionProvider"])
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
     np.testing.assert_allclose(got["cls"], ref["cls"], atol=1e-5)
     np.testing.assert_allclose(got["reg"], ref["reg"], atol=1e-5)
     with pytest.raises(SourceError, match=r"do not name the model's outputs \['reg', 'cls'\]"):

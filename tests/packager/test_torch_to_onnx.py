@@ -1,8 +1,8 @@
 """torch -> ONNX: dynamic batch from the manifest's symbols, and a recorded exporter fallback."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort

@@ -5,23 +5,23 @@ import functools
 import io
 import json
 import os
-import shutil
 import sys
 import tarfile
 import types
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
-
-from .. import device_env
 from onnx import TensorProto, helper, numpy_helper
 
 from packager.bundle import copy_runtime
 from runtime.bundle import BUNDLE_FILE, SCHEMA_VERSION, list_bundle_files
+
+from .. import device_env
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_SRC = REPO / "runtime"
@@ -93,7 +93,7 @@ def _calibration(n: int = 64) -> np.ndarray:
     return np.random.default_rng(7).standard_normal((n, 4)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_tflite(kind: str = "fp32") -> bytes:
     """The tiny model as TFLite from Keras. ``fp32``: outputs [y, label] (signature keys
     output_0/output_1, so io_map is needed); ``int8``: full integer with int8 input/output,
@@ -152,7 +152,7 @@ def torch_module(kind: str = "fp32") -> Any:
     return Tiny(as_dict=kind == "dict").eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_torchscript(kind: str = "fp32") -> bytes:
     """TorchScript bytes via torch.jit.trace: fp32, dict (dict output), fp16 (.half()), int8
     (quantize_dynamic on Linear, with the x86 engine where torch has it)."""

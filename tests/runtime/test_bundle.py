@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 import types
 from pathlib import Path
 
 import pytest
 
-from runtime.bundle import (BUNDLE_FILE, extract_archive, list_bundle_files, open_bundle,
-                            sha256_file, verify_files)
+from runtime.bundle import BUNDLE_FILE, extract_archive, list_bundle_files, open_bundle, sha256_file, verify_files
 from runtime.errors import ArchiveError, BundleFormatError, IntegrityError
 from runtime.model import load
 

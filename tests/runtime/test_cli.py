@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,7 +182,7 @@ def _for_this_device(root: Path, kit: types.ModuleType) -> Path:
     import platform
 
     doc = json.loads((root / "bundle.json").read_text())
-    doc["target"].update(arch=platform.machine(), python="%d.%d" % sys.version_info[:2])
+    doc["target"].update(arch=platform.machine(), python=f"{sys.version_info[0]}.{sys.version_info[1]}")
     kit.write_bundle_json(root, doc)
     return root
 

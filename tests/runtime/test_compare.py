@@ -4,9 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.compare import (DEFAULT_TOLERANCES, HISTOGRAM_DECADES, OutputReport, ParityReport,
-                             Tolerance, compare, compare_output, default_tolerance,
-                             error_histogram, format_parity_rows)
+from runtime.compare import (
+    DEFAULT_TOLERANCES,
+    HISTOGRAM_DECADES,
+    OutputReport,
+    ParityReport,
+    Tolerance,
+    compare,
+    compare_output,
+    default_tolerance,
+    error_histogram,
+    format_parity_rows,
+)
 from runtime.errors import BundleFormatError
 
 FP32 = DEFAULT_TOLERANCES["fp32"]

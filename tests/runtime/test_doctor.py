@@ -6,15 +6,26 @@ import platform
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from runtime.bundle import BUNDLE_FILE, open_bundle
-from runtime.doctor import (DevicePaths, check_known_bad, check_requirements, detect_emulation,
-                            format_report, known_bad_table, read_cpuinfo, read_meminfo,
-                            read_nv_tegra_release, read_os_release, report, version_matches)
+from runtime.doctor import (
+    DevicePaths,
+    check_known_bad,
+    check_requirements,
+    detect_emulation,
+    format_report,
+    known_bad_table,
+    read_cpuinfo,
+    read_meminfo,
+    read_nv_tegra_release,
+    read_os_release,
+    report,
+    version_matches,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +78,7 @@ def orin(tmp_path: Path) -> DevicePaths:
 def match_this_device(root: Path, kit: types.ModuleType) -> Path:
     """Point a kit bundle's target at this machine's arch and Python."""
     doc = json.loads((root / BUNDLE_FILE).read_text())
-    doc["target"].update(arch=platform.machine(), python="%d.%d" % sys.version_info[:2])
+    doc["target"].update(arch=platform.machine(), python=f"{sys.version_info[0]}.{sys.version_info[1]}")
     kit.write_bundle_json(root, doc)
     return root
 
@@ -160,8 +171,9 @@ def test_known_bad_ort_1_21_on_pi4_is_never_imported(tmp_path: Path) -> None:
 
 def test_known_bad_rules_on_faked_combinations(tmp_path: Path) -> None:
     cpu = read_cpuinfo(pi4(tmp_path).cpuinfo)
-    ids = lambda versions, machine="aarch64": [
-        h["id"] for h in check_known_bad(machine=machine, cpu=cpu, versions=versions)]
+    def ids(versions, machine="aarch64"):
+        return [
+            h["id"] for h in check_known_bad(machine=machine, cpu=cpu, versions=versions)]
     assert ids({"torch": "2.4.0"}) == ["torch-2.4.0-no-lse-sigill"]
     assert ids({"torch": "2.4.0"}, machine="x86_64") == []
     assert ids({"torch": "2.3.1"}) == []

@@ -8,8 +8,9 @@ import copy
 import json
 import tempfile
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest

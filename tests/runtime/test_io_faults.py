@@ -17,8 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def fill(folder: Path) -> None:
     assert shutil.disk_usage(folder).free == 0
 
 
-def cli(*args: str, env: dict[str, str] | None = None, prefix: list[str] = [], **kw: Any
+def cli(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (), **kw: Any
         ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
             if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}

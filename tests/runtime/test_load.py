@@ -14,8 +14,9 @@ import sys
 import textwrap
 import threading
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from runtime.backends import Backend, register_backend, unregister_backend
 from runtime.bundle import BUNDLE_FILE
 from runtime.errors import NoCandidateError
 from runtime.model import Model, load
-from runtime.select import SELECTED, SKIPPED, MEMORY_NOTE
+from runtime.select import MEMORY_NOTE, SELECTED, SKIPPED
 
 REPO = Path(__file__).resolve().parents[2]
 THREADS, CALLS = 8, 200
@@ -109,7 +110,7 @@ def test_run_from_many_threads_matches_single_threaded(kind: str,
     with load(root) as model:
         assert model.candidate["backend"] == kind
         expected = [model.run({"x": x}) for x in feeds]  # the single-threaded answers
-        for x, want in zip(feeds, expected):  # and they are the model's answers
+        for x, want in zip(feeds, expected, strict=True):  # and they are the model's answers
             assert set(want) == {"y", "label"}
             np.testing.assert_allclose(want["y"], kit.reference(x)["y"], atol=1e-5)
             np.testing.assert_array_equal(want["label"], kit.reference(x)["label"])

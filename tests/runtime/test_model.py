@@ -4,9 +4,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -40,7 +40,7 @@ def test_run_from_many_threads(bundle_dir: Path, kit: types.ModuleType) -> None:
     xs = [rng.standard_normal((i % 5 + 1, 4)).astype(np.float32) for i in range(64)]
     with runtime.load(bundle_dir) as model, ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(lambda x: model.run({"x": x}), xs))
-    for x, out in zip(xs, outs):
+    for x, out in zip(xs, outs, strict=True):
         np.testing.assert_allclose(out["y"], kit.reference(x)["y"], rtol=1e-5, atol=1e-6)
 
 

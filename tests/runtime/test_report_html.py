@@ -18,9 +18,10 @@ import struct
 import subprocess
 import sys
 import types
+from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ def _browser(args: list[str], profile: Path) -> subprocess.CompletedProcess[str]
     return proc
 
 
-def dump_dom(page: Path, profile: Path) -> "Node":
+def dump_dom(page: Path, profile: Path) -> Node:
     proc = _browser(["--dump-dom", page.resolve().as_uri()], profile)
     assert "<html" in proc.stdout, proc.stderr[-3000:]
     return parse(proc.stdout)
@@ -80,7 +81,7 @@ def screenshot(page: Path, png: Path, profile: Path) -> tuple[int, int]:
 # --------------------------------------------------------------------------- a tiny DOM
 
 class Node:
-    def __init__(self, tag: str, attrs: dict[str, str], parent: "Node | None") -> None:
+    def __init__(self, tag: str, attrs: dict[str, str], parent: Node | None) -> None:
         self.tag, self.attrs, self.parent = tag, attrs, parent
         self.children: list[Node | str] = []
 
@@ -92,18 +93,18 @@ class Node:
         parts = [c if isinstance(c, str) else c.text() for c in self.children]
         return " ".join(" ".join(parts).split())
 
-    def iter(self) -> Iterator["Node"]:
+    def iter(self) -> Iterator[Node]:
         for c in self.children:
             if isinstance(c, Node):
                 yield c
                 yield from c.iter()
 
-    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list["Node"]:
+    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
         return [n for n in self.iter()
                 if (tag is None or n.tag == tag) and (cls is None or cls in n.classes)
                 and all(n.attrs.get(k.replace("_", "-")) == v for k, v in attrs.items())]
 
-    def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> "Node":
+    def one(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node:
         found = self.find_all(tag, cls, **attrs)
         assert len(found) == 1, f"expected one {tag}.{cls} {attrs}, found {len(found)}"
         return found[0]

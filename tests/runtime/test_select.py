@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ class FakeBackend(Backend):
     importable = True
     fail_open: Exception | None = None
     runs_on: list[str] | None = None  # None: whatever was asked
-    opened: list["FakeBackend"] = []
+    opened: list[FakeBackend] = []
 
     def __init__(self) -> None:
         super().__init__()

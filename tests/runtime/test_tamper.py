@@ -9,14 +9,21 @@ import subprocess
 import sys
 import tarfile
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
-from runtime.bundle import (BUNDLE_FILE, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_BYTES_ENV,
-                            extract_archive, max_archive_bytes, open_bundle)
+from runtime.bundle import (
+    BUNDLE_FILE,
+    MAX_ARCHIVE_BYTES,
+    MAX_ARCHIVE_BYTES_ENV,
+    extract_archive,
+    max_archive_bytes,
+    open_bundle,
+)
 from runtime.errors import ArchiveError, BundleFormatError, FeedError, IntegrityError
 from runtime.golden import load_golden, load_npz
 from runtime.model import load

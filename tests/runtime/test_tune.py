@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import time
 import types
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import onnx
