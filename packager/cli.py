@@ -48,7 +48,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .init_manifest import check_placeholders
+    from .init import check_placeholders
     from .manifest import load_manifest
     from .targets import load_target
     manifest = load_manifest(args.manifest)
@@ -87,7 +87,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     import yaml
 
     from .errors import SourceError
-    from .init_manifest import format_summary, init_manifest
+    from .init import format_summary, init_manifest
     kwargs: dict[str, Any] = {}
     for item in args.kwarg or []:
         key, sep, value = item.partition("=")

@@ -807,7 +807,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     data entry points even when nothing they read has changed (see ``input_trace``)."""
     sign_key = load_private_key(Path(sign)) if sign is not None else None  # fail before the slow work
     manifest = load_manifest(manifest_path)
-    from .init_manifest import check_placeholders
+    from .init import check_placeholders
     check_placeholders(manifest)  # a fresh `edgepack init` manifest: say what to fill in, first
     names = targets or list(manifest.targets)
     loaded = []

@@ -15,7 +15,7 @@ from packager.cli import main
 from packager.manifest import load_manifest
 from packager.targets import available_targets, load_target
 
-from ..conftest import REPO, TINY_MODEL
+from ...conftest import REPO, TINY_MODEL
 
 PLACEHOLDER = "REPLACE-ME/calibration.npz"
 

@@ -1,7 +1,7 @@
 """`edgepack init MODEL`: the command that writes a starter manifest, and the placeholder check.
 
-``init_manifest`` infers the model's signature (``init_infer``), renders the commented manifest
-(``init_render``), checks that it loads and writes it; ``format_summary`` is what the command prints.
+``init_manifest`` infers the model's signature (``infer``), renders the commented manifest
+(``render``), checks that it loads and writes it; ``format_summary`` is what the command prints.
 The manifest leaves a recognisable placeholder where real calibration data must go:
 ``REPLACE-ME/calibration.npz``. ``check_placeholders`` turns a build or validate of an unfilled
 manifest into an error that says what to put there. The public names of the two helper modules are
@@ -19,10 +19,12 @@ from typing import Any
 
 import yaml
 
-from .config import NAME_PATTERN
-from .errors import DataError, EdgepackError, SourceError
-from .init_infer import DEFAULT_BATCH, EXAMPLE_INPUT_HELP, Inferred, Tensor, example_feeds, infer_model, model_name
-from .init_render import (
+from ..config import NAME_PATTERN
+from ..errors import DataError, EdgepackError, SourceError
+from ..manifest import Manifest, parse_manifest
+from ..targets import available_targets, no_targets_error, resolve_target_ref
+from .infer import DEFAULT_BATCH, EXAMPLE_INPUT_HELP, Inferred, Tensor, example_feeds, infer_model, model_name
+from .render import (
     CALIBRATION_PLACEHOLDER,
     CALIBRATION_SAMPLES,
     GOLDEN_SAMPLES,
@@ -32,8 +34,6 @@ from .init_render import (
     data_format,
     render,
 )
-from .manifest import Manifest, parse_manifest
-from .targets import available_targets, no_targets_error, resolve_target_ref
 
 __all__ = [
     "CALIBRATION_PLACEHOLDER", "CALIBRATION_SAMPLES", "DEFAULT_BATCH", "DEFAULT_TARGET", "EXAMPLE_INPUT_HELP",

@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from . import __version__
-from .errors import EdgepackError
-from .init_infer import Inferred, Tensor
-from .targets import available_targets, load_target, resolve_target_ref
+from .. import __version__
+from ..errors import EdgepackError
+from ..targets import available_targets, load_target, resolve_target_ref
+from .infer import Inferred, Tensor
 
 PLACEHOLDER_DIR = "REPLACE-ME"
 CALIBRATION_PLACEHOLDER = f"{PLACEHOLDER_DIR}/calibration.npz"

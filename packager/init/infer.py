@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import NAME_PATTERN
-from .errors import EdgepackError, SourceError
-from .manifest import DTYPES, ENTRY_PATTERN, SYMBOL_PATTERN
+from ..config import NAME_PATTERN
+from ..errors import EdgepackError, SourceError
+from ..manifest import DTYPES, ENTRY_PATTERN, SYMBOL_PATTERN
 
 DEFAULT_BATCH = "batch"
 
@@ -173,14 +173,14 @@ def _framework_of(obj: Any) -> str | None:
 
 def _infer_entry(entry: str, cwd: Path, example_inputs: Sequence[str], batch_dim: str | None,
                  fixed_batch: bool, kwargs: dict[str, Any]) -> Inferred:
-    from .entrypoints import call_entry
+    from ..entrypoints import call_entry
     module_ref = entry.rpartition(":")[0]
     try:  # a Keras entry point: import TensorFlow quietly first, as the TensorFlow source does
         code = (cwd / module_ref).read_text(encoding="utf-8", errors="replace") if module_ref.endswith(".py") else ""
     except OSError:
         code = ""
     if re.search(r"^\s*(import|from)\s+(tensorflow|keras)\b", code, re.MULTILINE):
-        from .sources.tf_source import import_tf
+        from ..sources.tf_source import import_tf
         try:
             import_tf()
         except SourceError:
@@ -302,7 +302,7 @@ def _choose_batch(ins: dict[str, list[Any] | None], model: str, batch_dim: str |
 
 
 def _infer_onnx(model: str, path: Path, batch_dim: str | None, fixed_batch: bool) -> Inferred:
-    from .onnx_utils import ONNX_DTYPES, graph_io, load_onnx
+    from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx
     onnx_model = load_onnx(path, model)
     ins, outs = graph_io(onnx_model)
     if any(dims is None or "?" in dims for _, dims in outs.values()):  # fill unknown output dims in
@@ -352,8 +352,8 @@ def _infer_onnx(model: str, path: Path, batch_dim: str | None, fixed_batch: bool
 
 def _infer_tensorflow(model: str, path: Path | None, keras_model: Any, batch_dim: str | None,
                       fixed_batch: bool) -> Inferred:
-    from .quiet import quiet
-    from .sources.tf_source import import_tf
+    from ..quiet import quiet
+    from ..sources.tf_source import import_tf
     tf = import_tf()
     tmp = None
     try:
@@ -538,7 +538,7 @@ def _whole_feed(spec: str, params: list[str], cwd: Path) -> dict[str, np.ndarray
             raise SourceError(f"cannot read {path.name} as an .npz of arrays: {exc}", where="--example-input",
                               hint="write it with numpy.savez(path, input_name=array, ...)") from None
     else:
-        from .entrypoints import call_entry
+        from ..entrypoints import call_entry
         raw = call_entry(spec, cwd, SourceError, "--example-input")
     if isinstance(raw, dict):
         items = {str(k): _as_array(v, f"example input {k!r}") for k, v in raw.items()}
@@ -604,7 +604,7 @@ def _probe_batch(module: Any, torch: Any, feeds: dict[str, np.ndarray],
 
 def _infer_torch(entry: str, cwd: Path, module: Any, example_inputs: Sequence[str], batch_dim: str | None,
                  fixed_batch: bool, kwargs: dict[str, Any]) -> Inferred:
-    from .sources.torch_source import _import_torch
+    from ..sources.torch_source import _import_torch
     torch = _import_torch()
     if not isinstance(module, torch.nn.Module):
         raise SourceError(f"{entry} returned {type(module).__name__}, not a torch.nn.Module", where=entry,
