@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from . import __version__
 from .bundle import Bundle
-from .code_guard import PYCACHE_BLOCKER, STATE
+from .code_guard import STATE
 from .integrity import sha256_file
 
 VerifierKind = Literal["independent", "bundled", "other-bundle"]
@@ -74,6 +74,6 @@ def describe_verifier(bundle: Bundle) -> VerifierReport:
         return VerifierReport(kind, __version__, str(STATE.bundle_root), None)
     own = _own_code(package_dir)
     theirs = {rel: str(meta.get("sha256")) for rel, meta in bundle.files.items()
-              if rel.startswith("runtime/") and rel != f"runtime/{PYCACHE_BLOCKER}"}
+              if rel.startswith("runtime/") and rel.endswith(".py")}  # code only: not py.typed, the blocker
     differs = tuple(sorted(rel for rel in set(own) | set(theirs) if own.get(rel) != theirs.get(rel)))
     return VerifierReport("independent", __version__, str(package_dir), differs)
