@@ -3,7 +3,8 @@
 ``render`` lays out an ``Inferred`` signature with every section explained, the targets list (one
 enabled, the others commented in) and the calibration placeholder ``REPLACE-ME/calibration.npz``;
 ``data_format`` says what calibration/golden data must look like for given inputs (also used by
-the placeholder check).
+``placeholders``); ``dims_text`` and ``rel_posix`` are how dims and paths are spelled (also by
+``command``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import yaml
 from .. import __version__
 from ..errors import EdgepackError
 from ..targets import available_targets, load_target, resolve_target_ref
-from .infer import Inferred, Tensor
+from .signature import Inferred, Tensor
 
 PLACEHOLDER_DIR = "REPLACE-ME"
 CALIBRATION_PLACEHOLDER = f"{PLACEHOLDER_DIR}/calibration.npz"
@@ -29,7 +30,8 @@ GOLDEN_SAMPLES = 32
 
 # -- what the data must look like --------------------------------------------------------------------
 
-def _dims_text(dims: Sequence[Any]) -> str:
+def dims_text(dims: Sequence[Any]) -> str:
+    """``[batch, 3, 224, 224]``: dims as the manifest, the comments and the summary show them."""
     return "[" + ", ".join(str(d) for d in dims) + "]"
 
 
@@ -39,11 +41,11 @@ def data_format(inputs: Sequence[Any], batch: str | None) -> tuple[list[str], li
     for t in inputs:
         shape = list(t.shape or [])
         if batch:
-            npz.append(f"{t.name}: {t.dtype} {_dims_text(['N'] + shape[1:])}")
-            entry.append(f"{t.name}: {t.dtype} {_dims_text(['b'] + shape[1:])}")
+            npz.append(f"{t.name}: {t.dtype} {dims_text(['N'] + shape[1:])}")
+            entry.append(f"{t.name}: {t.dtype} {dims_text(['b'] + shape[1:])}")
         else:
-            npz.append(f"{t.name}: {t.dtype} {_dims_text(['N'] + shape)}")
-            entry.append(f"{t.name}: {t.dtype} {_dims_text(shape)}")
+            npz.append(f"{t.name}: {t.dtype} {dims_text(['N'] + shape)}")
+            entry.append(f"{t.name}: {t.dtype} {dims_text(shape)}")
     names = [t.name for t in inputs]
     if all(n.isidentifier() for n in names):
         savez = "numpy.savez('data.npz', " + ", ".join(f"{n}=..." for n in names) + ")"
@@ -68,13 +70,14 @@ def _scalar(value: Any) -> str:
 def _flow_tensor(t: Tensor, with_layout: bool = True) -> str:
     parts = [f"name: {_scalar(t.name)}", f"dtype: {t.dtype}"]
     if t.shape is not None:
-        parts.append("shape: [" + ", ".join(str(d) for d in t.shape) + "]")
+        parts.append(f"shape: {dims_text(t.shape)}")
     if with_layout and t.layout:
         parts.append(f"layout: {t.layout}")
     return "{" + ", ".join(parts) + "}"
 
 
-def _rel(path: Path, base: Path) -> str:
+def rel_posix(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` with forward slashes, as manifest paths are written."""
     return Path(os.path.relpath(path, base)).as_posix()
 
 
@@ -84,7 +87,7 @@ def _target_lines(enabled: list[str], base: Path) -> tuple[list[str], list[str],
     rows: list[tuple[bool, str, str]] = []
     for ref in enabled:
         path = resolve_target_ref(ref, base)
-        shown = ref if ref in known and known[ref] == path else _rel(path.resolve(), base)
+        shown = ref if ref in known and known[ref] == path else rel_posix(path.resolve(), base)
         rows.append((True, shown, _description(path)))
     commented = [n for n in sorted(known) if n not in enabled and known[n] not in
                  {resolve_target_ref(r, base) for r in enabled}]
@@ -128,7 +131,7 @@ def render(inferred: Inferred, *, name: str, manifest_dir: Path, enabled: list[s
     if inf.entry:
         module_ref, _, func = inf.entry.rpartition(":")
         is_file = module_ref.endswith(".py") or "/" in module_ref
-        value = f"{_rel((inf.base / module_ref).resolve(), manifest_dir)}:{func}" if is_file else inf.entry
+        value = f"{rel_posix((inf.base / module_ref).resolve(), manifest_dir)}:{func}" if is_file else inf.entry
         what = "an nn.Module" if inf.framework == "torch" else "a keras.Model"
         add(f"  entry: {_scalar(value)}   # a function returning {what} with its trained weights")
         if inf.kwargs:
@@ -138,7 +141,7 @@ def render(inferred: Inferred, *, name: str, manifest_dir: Path, enabled: list[s
     else:
         assert inf.path is not None
         kind = "ONNX file" if inf.framework == "onnx" else "SavedModel folder or .keras file"
-        add(f"  path: {_scalar(_rel(inf.path, manifest_dir))}   # the {kind}")
+        add(f"  path: {_scalar(rel_posix(inf.path, manifest_dir))}   # the {kind}")
     add("")
     order = "in forward()'s argument order" if inf.framework == "torch" else "by the model's own names"
     add(f"# inputs: the model's signature, {order}. dtype is a numpy name; shape has one")
