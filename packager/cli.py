@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: nothing was written at the output path", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        from runtime.__main__ import stdout_closed
+        from runtime.fileio import stdout_closed
         return stdout_closed()
     except Exception as caught:
         from runtime.errors import HintedError

@@ -23,6 +23,7 @@ read-only folder is never an "internal error".
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -100,9 +101,15 @@ class FeedError(RuntimeBundleError):
 
 
 class NoCandidateError(RuntimeBundleError):
-    """No candidate of the bundle could be loaded on this device."""
+    """No candidate of the bundle could be loaded on this device; ``decisions`` (the selection
+    table's rows, ``runtime.select.Decision``) say why for each one tried."""
 
     code = "no-candidate"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None,
+                 decisions: Sequence[Any] = ()) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.decisions = list(decisions)
 
 
 class BackendError(RuntimeBundleError):

@@ -6,14 +6,19 @@ target, so a full disk or a crash never leaves half a file and an older file is 
 ``io_error`` turns an ``OSError`` (no space left, read-only file system, permission denied,
 I/O error) into a ``FileIOError`` / ``OutputError`` that names the file and the cause, with a
 hint that follows from the cause.
+
+Standard output is a file too: ``GuardedStdout`` tells a fault writing it (a full disk it is
+redirected to) from a fault in a file we write, and ``stdout_closed`` ends quietly when the
+reader went away (``... | head``); both CLIs (the runtime's and the packager's) use them.
 """
 from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from .errors import FileIOError, OutputError
 
@@ -122,7 +127,7 @@ def check_writable(path: str | os.PathLike[str], *, where: str | None = None,
         pass
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], *,
                  where: str | None = None, instead: str | None = None,
                  mode: int = 0o644) -> Path:
     """Write ``path`` through ``write(fh)`` (a binary file): temp file in the same folder,
@@ -146,3 +151,79 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             raise io_error(exc, target, "writing", where=where, instead=instead) from exc
         raise
     return target
+
+
+# --------------------------------------------------------------------------- standard output
+
+def stdout_closed() -> int:
+    """The reader of our stdout went away (``... | head``): stop quietly, like other CLIs. Point
+    stdout at /dev/null so the interpreter's final flush does not complain again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, as a shell reports a process killed by it
+
+
+class StdoutFault(Exception):
+    """Writing to stdout failed (a full disk it is redirected to): raised by ``GuardedStdout``
+    in place of the OSError, so that main() can tell it from a fault in a file we write."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class GuardedStdout:
+    """sys.stdout during a command: the same stream, with an OSError on write/flush (other
+    than a closed pipe) raised as StdoutFault."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFault(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutFault(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def stdout_fault() -> OSError | None:
+    """The error stdout gives on flush (a full disk it is redirected to), or None. On a fault,
+    stdout is pointed at /dev/null so the exit does not fail on the same bytes again."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return exc
+    return None
+
+
+def stdout_error(exc: OSError) -> FileIOError:
+    try:  # the file stdout is redirected to, to name it
+        target = os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}")
+    except (OSError, ValueError):
+        target = "standard output"
+    return io_error(exc, target, "writing", where="standard output",
+                    subject=f"the output to {target}" if target != "standard output" else None,
+                    instead="or redirect the output to a file on a disk with room")

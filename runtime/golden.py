@@ -1,18 +1,28 @@
-"""Golden data: load it, run it through a model in the bundle's layout, judge parity."""
+"""Golden data: load it and run it through a model in the bundle's layout (the judging is
+``Model.verify``). Imports no Model: the model imports this module, never the other way."""
 from __future__ import annotations
 
 import zipfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from .bundle import Bundle
-from .compare import ParityReport, compare
 from .errors import BundleFormatError, FeedError
 from .fileio import io_error, is_fault
 
 if TYPE_CHECKING:
+    from .compare import ParityReport
     from .model import Model
+
+
+class GoldenData(NamedTuple):
+    """A bundle's golden inputs and outputs (name -> array); ``batched``: one batch along axis 0
+    (else one entry per sample, run one by one)."""
+
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    batched: bool
 
 
 def load_npz(path: str, *, where: str | None = None) -> dict[str, np.ndarray]:
@@ -36,14 +46,14 @@ def load_npz(path: str, *, where: str | None = None) -> dict[str, np.ndarray]:
         raise BundleFormatError(f"cannot read npz: {exc}", where=where or path) from exc
 
 
-def load_golden(bundle: Bundle) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
-    """(inputs, outputs, batched) of the bundle's golden data."""
+def load_golden(bundle: Bundle) -> GoldenData:
+    """(inputs, outputs, batched) of the bundle's golden data, for ``Model.verify``."""
     if bundle.golden is None:
         raise BundleFormatError("bundle has no golden data", where=str(bundle.root),
                                 hint="rebuild the bundle with golden samples to verify it")
     g = bundle.golden
-    return (load_npz(str(bundle.path(g.inputs))), load_npz(str(bundle.path(g.outputs))),
-            g.batched)
+    return GoldenData(load_npz(str(bundle.path(g.inputs))), load_npz(str(bundle.path(g.outputs))),
+                      g.batched)
 
 
 def num_samples(feeds: dict[str, np.ndarray]) -> int:
@@ -70,20 +80,8 @@ def run_golden(model: Model, inputs: dict[str, np.ndarray], batched: bool
 
 def check_parity(model: Model, inputs: dict[str, np.ndarray],
                  outputs: dict[str, np.ndarray], batched: bool) -> ParityReport:
-    """Run the model on golden inputs and compare with its candidate's stored tolerances."""
-    cand = model.candidate_spec
-    got = run_golden(model, inputs, batched)
-    names = [s.name for s in model.outputs]
-    missing_ref = [n for n in names if n not in outputs]
-    if missing_ref:
-        raise BundleFormatError(f"golden outputs lack {missing_ref}", where=str(model.bundle.root))
-    missing_tol = [n for n in names if n not in cand.tolerance]
-    if missing_tol:
-        raise BundleFormatError(f"no tolerance for output(s) {missing_tol}",
-                                where=f"candidate {cand.id}",
-                                hint="rebuild the bundle; every output needs a tolerance")
-    scores = {s.name: s.scores for s in model.outputs if s.scores is not None}
-    return compare({n: outputs[n] for n in names}, got, cand.tolerance, scores=scores)
+    """``model.verify`` on golden data given as its three parts."""
+    return model.verify(GoldenData(inputs, outputs, batched))
 
 
 def first_sample(inputs: dict[str, np.ndarray], batched: bool, batch: int = 1

@@ -1,4 +1,9 @@
-"""``load`` a bundle into a ``Model``: verified files, the candidate that works, checked feeds."""
+"""``load`` a bundle into a ``Model``: verified files, the candidate that works, checked feeds.
+
+``load`` is the one place a ``Model`` is built (the CLI, ``tune`` and the packager's host check
+all call it; ``candidate=`` opens exactly one candidate, without fallback or tuned choice), and
+``Model.verify(golden)`` is the one golden-parity check.
+"""
 from __future__ import annotations
 
 import json
@@ -14,13 +19,15 @@ import numpy as np
 from .backends import Backend
 from .backends.base import copy_into
 from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
-from .errors import BackendError, FeedError, SignatureError
+from .errors import BackendError, BundleFormatError, FeedError, SignatureError
 from .select import AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates, try_candidate, walk
 from .signature import FeedValidator, TensorSpec
 from .signing import PublicKey, verify_signature
 
-if TYPE_CHECKING:  # tune imports doctor (importlib.metadata, ctypes): only when load() runs
-    from .tuned import TunedLookup
+if TYPE_CHECKING:  # imported when load() runs: `import runtime` stays small
+    from .compare import ParityReport
+    from .golden import GoldenData
+    from .tuning.tuned import TunedLookup
 
 
 class Model:
@@ -87,6 +94,11 @@ class Model:
     def degraded(self) -> bool:
         return any(d.degraded for d in self._decisions if d.candidate == self._candidate.id)
 
+    @property
+    def decisions(self) -> list[Decision]:
+        """The selection table's rows (``explain()`` gives them as dicts)."""
+        return list(self._decisions)
+
     def explain(self) -> list[dict[str, Any]]:
         """The selection table: every candidate, its status and why (the selected row also says
         whether a tuned choice was used, in its reason or notes)."""
@@ -96,10 +108,29 @@ class Model:
     def tuning(self) -> dict[str, Any]:
         """Whether the choice came from ``X.tuned.json`` beside the bundle, and why (not)."""
         if self._tuning is None:
-            return {"used": False, "candidate": None, "status": "not-looked-up",
-                    "text": "no tuned choice: not looked up", "file": None, "tuned_at": None,
-                    "emulated": None}
+            from .tuning.tuned import NOT_LOOKED_UP
+            return NOT_LOOKED_UP.to_dict()
         return self._tuning.to_dict()
+
+    def verify(self, golden: GoldenData) -> ParityReport:
+        """Golden parity: run the golden inputs (``runtime.golden.load_golden(bundle)``) and
+        compare with the golden outputs under this candidate's tolerances."""
+        from .compare import compare
+        from .golden import run_golden
+
+        cand = self._candidate
+        names = list(self._output_names)
+        missing_ref = [n for n in names if n not in golden.outputs]
+        if missing_ref:
+            raise BundleFormatError(f"golden outputs lack {missing_ref}", where=str(self.bundle.root))
+        missing_tol = [n for n in names if n not in cand.tolerance]
+        if missing_tol:
+            raise BundleFormatError(f"no tolerance for output(s) {missing_tol}",
+                                    where=f"candidate {cand.id}",
+                                    hint="rebuild the bundle; every output needs a tolerance")
+        got = run_golden(self, golden.inputs, golden.batched)
+        scores = {s.name: s.scores for s in self.bundle.signature.outputs if s.scores is not None}
+        return compare({n: golden.outputs[n] for n in names}, got, cand.tolerance, scores=scores)
 
     def run(self, feeds: Mapping[str, np.ndarray], *, validate: bool = True,
             raw: bool = False, check_finite: bool = False) -> dict[str, np.ndarray]:
@@ -246,17 +277,8 @@ def choose(bundle: Bundle, *, prefer: str | None = None, strict: bool = False,
 
     ``prefer`` wins over a tuned choice (the caller asked for a candidate by name).
     """
-    from .tuned import TunedLookup, tuned_path
-    if not tuned:
-        lookup = TunedLookup(None, "disabled", "tuned choice ignored (tuned=False)")
-    elif prefer is not None:
-        lookup = TunedLookup(None, "prefer", f"no tuned choice: prefer={prefer} given")
-    elif not tuned_path(bundle).is_file():  # the common case: no need to fingerprint the device
-        path = tuned_path(bundle)
-        lookup = TunedLookup(None, "no-file", f"no tuned choice: no file ({path.name})", str(path))
-    else:
-        from .tune import lookup_tuned  # lazy: reads the device (doctor), only when there is a file
-        lookup = lookup_tuned(bundle)
+    from .tuning.tuned import TunedLookup, tuned_choice
+    lookup = tuned_choice(bundle, prefer=prefer, tuned=tuned)
     if lookup.candidate is not None:
         cand = bundle.candidate(lookup.candidate)
         assert cand is not None  # lookup_tuned checked it
@@ -309,8 +331,8 @@ def check_opened_signature(bundle: Bundle, public_key: PublicKey) -> None:
 
 
 def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
-         strict: bool = False, verify_hashes: bool = True, probe_all: bool = False,
-         tuned: bool = True, public_key: PublicKey | None = None) -> Model:
+         candidate: str | None = None, strict: bool = False, verify_hashes: bool = True,
+         probe_all: bool = False, tuned: bool = True, public_key: PublicKey | None = None) -> Model:
     """Open a bundle (dir or .tar.gz), check its files, and load the best working candidate.
 
     With ``public_key`` (a PEM path, PEM text, or base64 raw ed25519 key), bundle.sig must be a
@@ -318,7 +340,12 @@ def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
     checked before any artifact is loaded, so a tampered bundle never runs. "Best" is the tuned
     choice recorded by ``python -m runtime tune`` for this device when one applies
     (``tuned=False`` ignores it), else the first candidate that loads in the bundle's order.
+
+    ``candidate=ID`` loads that candidate and no other (no tuned choice, no fallback): a
+    NoCandidateError whose ``decisions`` say why when it does not load here.
     """
+    if prefer is not None and candidate is not None:
+        raise TypeError("load() takes prefer= or candidate=, not both")
     if isinstance(path, Bundle):
         bundle = path
         if public_key is not None:
@@ -327,6 +354,13 @@ def load(path: str | os.PathLike[str] | Bundle, *, prefer: str | None = None,
         bundle = open_bundle(path, public_key=public_key)
     if verify_hashes:
         bundle.verify()
+    if candidate is not None:
+        from .tuning.tuned import tuned_choice
+        cand = order_candidates(bundle, candidate)[0]  # UnknownCandidateError when absent
+        backend, dec = try_candidate(bundle, cand, strict=strict)
+        if backend is None:
+            raise no_candidate_error(bundle, [dec])
+        return Model(bundle, backend, cand, [dec], tuning=tuned_choice(bundle, candidate=cand.id))
     chosen, decisions, lookup = choose(bundle, prefer=prefer, strict=strict,
                                        probe_all=probe_all, tuned=tuned)
     if chosen is None:

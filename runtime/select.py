@@ -230,7 +230,7 @@ def no_candidate_error(bundle: Bundle, decisions: list[Decision]) -> NoCandidate
                 "this device; otherwise " + hint)
     return NoCandidateError("no candidate could be loaded on this device:\n"
                             + format_decisions(decisions, indent="  "),
-                            where=str(bundle.root), hint=hint)
+                            where=str(bundle.root), hint=hint, decisions=decisions)
 
 
 def format_decisions(decisions: list[Decision], indent: str = "") -> str:

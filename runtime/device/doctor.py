@@ -1,7 +1,7 @@
 """``python -m runtime doctor``: what this device is, what is installed, and whether a bundle fits.
 
 This module assembles the report and formats it for a person; the parts live beside it:
-``device`` (CPU, memory, OS, board, emulation), ``inventory`` (backends, providers, CUDA,
+``facts`` (CPU, memory, OS, board, emulation), ``inventory`` (backends, providers, CUDA,
 TensorRT), ``requirements`` (installed versions, requirements.txt checks) and ``known_bad``
 (combinations that are known not to work). Their public names are re-exported here.
 Frameworks are imported only when a backend is inspected, and never when a known-bad rule says
@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .bundle import Bundle
-from .device import (
+from ..bundle import Bundle
+from ..errors import IntegrityError
+from ..select import SKIPPED, Decision, walk
+from .facts import (
     ARM_PARTS,
     ARMV80_PARTS,
     JETPACK,
@@ -33,7 +35,6 @@ from .device import (
     read_nv_tegra_release,
     read_os_release,
 )
-from .errors import IntegrityError
 from .inventory import (
     BACKEND_DISTS,
     backend_packages,
@@ -51,7 +52,6 @@ from .requirements import (
     version_key,
     version_matches,
 )
-from .select import SKIPPED, Decision, walk
 
 __all__ = ["ARMV80_PARTS", "ARM_PARTS", "BACKEND_DISTS", "JETPACK", "KNOWN_BAD", "NVIDIA_PARTS",
            "REAL_PATHS", "CpuInfo", "DevicePaths", "KnownBad", "Requirement",
@@ -120,13 +120,13 @@ def _bundle_section(bundle: Bundle, *, machine: str, cpu: CpuInfo,
                 selected = chosen[1].id
                 chosen[0].close()
             found = {d.candidate: d for d in decs}
-        for c in crashing:
-            found[c.id] = Decision(c.id, SKIPPED, f"not tried: {skip_backends[c.backend]}",
-                                   c.backend, c.precision, list(c.providers))
+        for cand in crashing:
+            found[cand.id] = Decision(cand.id, SKIPPED, f"not tried: {skip_backends[cand.backend]}",
+                                      cand.backend, cand.precision, list(cand.providers))
         decisions = [found[c.id] for c in bundle.candidates]
         if selected is None:
             problems.append("no candidate of the bundle loads on this device")
-    from .tune import lookup_tuned  # here: tune imports this module
+    from ..tuning.tuned import lookup_tuned
 
     tuning = lookup_tuned(bundle).to_dict() if integrity is None else None
     return {"path": str(bundle.archive or bundle.root), "name": bundle.name,
@@ -142,7 +142,7 @@ def report(bundle: Bundle | None = None, *, paths: DevicePaths = REAL_PATHS,
            env: Mapping[str, str] | None = None, query_gpus: bool = True) -> dict[str, Any]:
     """The whole doctor report as one JSON-ready document; ``ok`` false when there is
     something to fix. ``versions`` overrides installed versions (tests fake a Pi's packages)."""
-    from .backends import backend_names
+    from ..backends import backend_names
 
     facts = device_facts(paths, machine=machine, env=env)
     cpu: CpuInfo = facts.pop("_cpu")

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .device import REAL_PATHS, read_cuda_version
+from .facts import REAL_PATHS, read_cuda_version
 from .requirements import installed_version
 
 # --------------------------------------------------------------------------- backends
@@ -47,10 +47,10 @@ def backend_providers(name: str) -> tuple[str | None, list[str], dict[str, Any]]
     if name == "onnxruntime":
         import onnxruntime as ort  # lazy: doctor/tune inspect on request only
 
-        extra = {"device": ort.get_device()} if hasattr(ort, "get_device") else {}
-        return getattr(ort, "__version__", None), list(ort.get_available_providers()), extra
+        facts: dict[str, Any] = {"device": ort.get_device()} if hasattr(ort, "get_device") else {}
+        return getattr(ort, "__version__", None), list(ort.get_available_providers()), facts
     if name == "tflite":
-        from .backends.tflite import XNNPACK, _import_interpreter
+        from ..backends.tflite import XNNPACK, _import_interpreter
 
         flavour = _import_interpreter()
         providers = [XNNPACK]
@@ -71,7 +71,7 @@ def backend_providers(name: str) -> tuple[str | None, list[str], dict[str, Any]]
             devices += ["cuda"] + [f"cuda:{i}" for i in range(n)]
             extra["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(n)]
         return str(torch.__version__), devices, extra
-    from .backends import get_backend
+    from ..backends import get_backend
 
     cls = get_backend(name)
     if cls is None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .device import CpuInfo, canon_arch
+from .facts import CpuInfo, canon_arch
 from .requirements import normalize_name, version_matches
 
 # --------------------------------------------------------------------------- known-bad table

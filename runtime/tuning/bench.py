@@ -1,17 +1,20 @@
-"""Latency and throughput of a loaded model, timed with perf_counter."""
+"""``python -m runtime bench``'s numbers: latency percentiles and throughput of a loaded model
+(timed by ``tuning.timing``), and the device they were measured on."""
 from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .timing import time_calls
+
 if TYPE_CHECKING:
-    from .model import Model
+    from ..model import Model
 
 
 @dataclass
@@ -50,17 +53,11 @@ def benchmark(model: Model, feeds: Mapping[str, np.ndarray], *, warmup: int = 10
     """First inference, then ``warmup`` untimed runs and ``runs`` timed ones (feeds checked once)."""
     if runs < 1 or warmup < 0:
         raise ValueError("runs must be >= 1 and warmup >= 0")
-    t0 = time.perf_counter()
-    model.run(feeds)
-    first = time.perf_counter() - t0
-    for _ in range(warmup):
-        model.run(feeds, validate=False)
-    times = np.empty(runs, dtype=np.float64)
-    for i in range(runs):
-        t = time.perf_counter()
-        model.run(feeds, validate=False)
-        times[i] = time.perf_counter() - t
-    ms = times * 1e3
+    timing = time_calls(partial(model.run, feeds, validate=False), runs=runs, warmup=warmup,
+                        first=partial(model.run, feeds))
+    times, ms = timing.times, timing.ms
+    assert timing.first_s is not None
+    first = timing.first_s
     total = float(times.sum())
     batch = batch_size(model, feeds)
     ips = runs / total if total > 0 else float("inf")

@@ -273,7 +273,7 @@ def test_outputs_and_reports_are_refused_inside_the_bundle(bundle_dir: Path, tmp
 def test_closed_stdout_ends_quietly(bundle_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     """`python -m runtime info | head -1`: the reader goes away; no 'internal error'."""
-    import runtime.__main__ as cli_main
+    import runtime.cli as cli_main
 
     def closed(*args: Any, **kwargs: Any) -> int:
         raise BrokenPipeError(32, "Broken pipe")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime.bundle import BUNDLE_FILE, open_bundle
-from runtime.doctor import (
+from runtime.device.doctor import (
     DevicePaths,
     check_known_bad,
     check_requirements,
@@ -147,7 +147,7 @@ def test_this_machine_for_real() -> None:
 
 
 def test_doctor_imports_no_torch_unless_asked() -> None:
-    code = ("import sys; from runtime.doctor import report; report(query_gpus=False); "
+    code = ("import sys; from runtime.device.doctor import report; report(query_gpus=False); "
             "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)

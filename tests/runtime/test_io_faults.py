@@ -293,8 +293,8 @@ def test_an_io_error_reading_the_bundle(bundle_dir: Path, monkeypatch: pytest.Mo
     runtime's own reads, since no real device fails on cue."""
     import builtins
 
-    import runtime.__main__ as cli_main
     import runtime.bundle
+    import runtime.cli as cli_main
 
     hashing = sys.modules[runtime.bundle.sha256_file.__module__]  # where the hash check reads
     model = bundle_dir / "models" / "tiny.fp32.onnx"
@@ -318,7 +318,7 @@ def test_an_io_error_while_writing_leaves_nothing(bundle_dir: Path, tmp_path: Pa
                                                   monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """EIO halfway through writing --output (injected): no half file, no temp file."""
-    import runtime.__main__ as cli_main
+    import runtime.cli as cli_main
 
     out = tmp_path / "out"
     out.mkdir()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.bench import benchmark
 from runtime.errors import BackendError, FeedError
 from runtime.golden import check_parity, load_golden, run_golden
+from runtime.tuning.bench import benchmark
 
 REPO = Path(__file__).resolve().parents[2]
 

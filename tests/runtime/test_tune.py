@@ -16,7 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from runtime import load
 from runtime.bundle import BUNDLE_FILE, open_bundle
-from runtime.tune import lookup_tuned, measure, read_tuned, tune, tuned_path
+from runtime.tuning.tune import measure, tune
+from runtime.tuning.tuned import lookup_tuned, read_tuned, tuned_path
 
 SLOW_WIDTH, SLOW_DEPTH = 512, 8
 

@@ -1,4 +1,4 @@
-"""HTML reports (runtime.report_html) rendered by a real headless Chromium.
+"""HTML reports (runtime.report, and the build report of packager.report_html) rendered by a real headless Chromium.
 
 The build report comes from a real build (the tiny torch model, one target that falls back from
 a failing int8 candidate and one that fails outright); the device reports from
@@ -25,11 +25,13 @@ from typing import Any
 
 import pytest
 
-from runtime.report_html import histogram_svg, render_build_report, render_device_report
+from packager.report_html import render_build_report
+from runtime.report.charts import histogram_svg
+from runtime.report.device import render_device_report
 
-from ..conftest import TINY_MODEL, tiny_manifest
+from ...conftest import TINY_MODEL, tiny_manifest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 URL = re.compile(r"https?://", re.IGNORECASE)
 
 

@@ -1,0 +1,226 @@
+"""The device CLI: ``python -m runtime {info,run,verify,bench,doctor,tune} [BUNDLE]``.
+
+One module per command group: ``run`` (info, run), ``verify`` (verify and the HTML reports),
+``measure`` (bench, tune), ``doctor``; ``common`` holds what they share. This package holds the
+parser and ``main`` (the exit codes and how errors print), and imports a command's module only
+when that command runs: ``python -m runtime run`` imports nothing of verify, bench, tune or
+doctor (the bundle's code guard hashes every module imported, so fewer is a faster start).
+
+``verify`` and ``bench`` also write a self-contained HTML report with ``--report FILE``
+(runtime.report), with or without ``--json``.
+
+Exit codes: 0 ok; 1 no candidate loads (info), parity failed (verify), the device does not match
+the bundle (doctor) or no candidate passes (tune); 2 user error (bad bundle, bad input, and the
+file system refusing a read or write: disk full, read-only, permission denied, I/O error);
+3 internal error (rerun with --debug for the traceback).
+
+Files are written atomically (runtime.fileio.atomic_write): a failed write leaves nothing
+partial. Float inputs holding NaN/inf are warned about (stderr, and ``warnings`` with --json)
+and refused under --strict (runtime.finite).
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import Any, Literal
+
+from .. import __version__
+from ..errors import FileIOError, NoCandidateError, RuntimeBundleError
+from ..fileio import GuardedStdout, StdoutFault, cause_of, io_error, stdout_closed, stdout_error, stdout_fault
+
+EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
+
+Command = Literal["info", "run", "verify", "bench", "doctor", "tune"]
+
+
+def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """``function`` of ``runtime.cli.<module>``, imported when the command runs."""
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(import_module(f"{__name__}.{module}"), function)(args))
+    run.__name__ = function
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "info": _command("run", "cmd_info"), "run": _command("run", "cmd_run"),
+    "verify": _command("verify", "cmd_verify"), "bench": _command("measure", "cmd_bench"),
+    "doctor": _command("doctor", "cmd_doctor"), "tune": _command("measure", "cmd_tune")}
+
+
+def _emit_json(doc: Any) -> None:
+    from .common import emit_json
+    emit_json(doc)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("bundle", nargs="?", default=".",
+                        help="bundle directory or .tar.gz archive (default: .)")
+    common.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    common.add_argument("--strict", action="store_true",
+                        help="refuse degraded sessions (fewer providers than asked); with "
+                             "--prefer, refuse to fall back to another candidate")
+    common.add_argument("--prefer", metavar="CANDIDATE_ID", help="try this candidate first")
+    common.add_argument("--no-tuned", action="store_true",
+                        help="ignore the tuned choice beside the bundle (X.tuned.json)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--key", metavar="PUB.pem",
+                        help="refuse the bundle unless bundle.sig is a good ed25519 signature by "
+                             "this public key (PEM file, PEM text or base64 raw key)")
+
+    parser = argparse.ArgumentParser(prog="python -m runtime",
+                                     description="Run and verify an edgepack bundle on this device.")
+    parser.add_argument("--version", action="version", version=f"edgepack runtime {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("info", parents=[common], help="signature and which candidate loads, and why")
+    p = sub.add_parser("run", parents=[common], help="run inference on .npy/.npz inputs")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
+                   help="x.npy (single input), NAME=path.npy (repeatable) or feeds.npz; "
+                        "default: golden inputs")
+    p.add_argument("--output", metavar="PATH.npz", help="write outputs with np.savez")
+    p.add_argument("--values", action="store_true", help="with --json: include output values")
+    report_help = ("also write a self-contained HTML report to FILE (inline CSS and SVG charts, "
+                   "no network); works with or without --json")
+    p = sub.add_parser("verify", parents=[common], help="check parity on the golden data",
+                       description="Check parity on the golden data: the selected candidate, or "
+                                   "every candidate that loads (--all). With --report FILE, "
+                                   "also write an HTML report (per output statistics and an "
+                                   "error histogram).")
+    p.add_argument("--all", action="store_true", help="check every candidate that loads")
+    p.add_argument("--report", metavar="FILE", help=report_help)
+    p = sub.add_parser("bench", parents=[common], help="latency and throughput",
+                       description="Latency and throughput of the selected candidate. With "
+                                   "--report FILE, also write an HTML report.")
+    p.add_argument("--report", metavar="FILE", help=report_help)
+    p.add_argument("--warmup", type=_non_negative, default=10)
+    p.add_argument("--runs", type=_positive, default=100)
+    p.add_argument("--batch", type=_positive, default=1,
+                   help="samples per inference taken from batched golden inputs (default 1)")
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
+                   help="as for run; default: the first golden sample")
+    p = sub.add_parser("doctor", help="device report; with a bundle: does it fit, how to fix it")
+    p.add_argument("bundle", nargs="?", default=None,
+                   help="bundle directory or .tar.gz (default: . when it holds bundle.json)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--deep", action="store_true",
+                   help="import every installed backend (torch too) to list its devices")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--key", metavar="PUB.pem",
+                   help="check the bundle's signature with this public key first")
+    p = sub.add_parser("tune", parents=[common],
+                       help="time every candidate that passes parity; record the fastest")
+    p.add_argument("--warmup", type=_non_negative, default=5)
+    p.add_argument("--runs", type=_positive, default=20,
+                   help="minimum timed runs per candidate; more until the median is stable")
+    p.add_argument("--max-seconds", type=_seconds, default=3.0,
+                   help="time cap per candidate (default 3)")
+    p.add_argument("--no-write", action="store_true", help="measure only; write no file")
+    return parser
+
+
+def _error_report(args: argparse.Namespace, doc: dict[str, Any]) -> None:
+    """With --report, a failed verify / bench still leaves a report that shows the error."""
+    path = getattr(args, "report", None)
+    if path is None or getattr(args, "report_written", False) or \
+            str(doc.get("where") or "").startswith("--report"):
+        return
+    try:
+        from .verify import write_report
+        write_report(path, args.command, doc)
+    except Exception as exc:  # the error above is what matters; say why there is no report
+        print(f"warning: no report written: {exc}", file=sys.stderr)
+
+
+def _user_error(args: argparse.Namespace, exc: RuntimeBundleError, *,
+                stdout_ok: bool = True) -> int:
+    """Print ``error: ...`` (with its hint) on stderr, the JSON document with --json, and a
+    report with --report; exit 2 (1 for ``info`` when no candidate loads)."""
+    print(f"error: {exc}", file=sys.stderr)
+    _error_report(args, {"ok": False, **exc.to_dict()})
+    if args.json and stdout_ok:
+        try:
+            _emit_json({"ok": False, **exc.to_dict()})
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return stdout_closed()
+        except (OSError, StdoutFault):  # stdout fails now: the error line above is what is left
+            sys.stdout = getattr(sys.stdout, "_stream", sys.stdout)
+            stdout_fault()
+    return EXIT_FAIL if isinstance(exc, NoCandidateError) and args.command == "info" \
+        else EXIT_USER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = GuardedStdout(stdout)  # type: ignore[assignment]
+    try:
+        return _main(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # output buffered for a full disk fails only now
+        return code
+    except StdoutFault as exc:
+        if args.debug:
+            raise
+        sys.stdout = getattr(sys.stdout, "_stream", sys.stdout)
+        stdout_fault()
+        return _user_error(args, stdout_error(exc.error), stdout_ok=False)
+    except RuntimeBundleError as exc:
+        if args.debug:
+            raise
+        return _user_error(args, exc)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return stdout_closed()
+    except OSError as exc:  # disk full, read-only, permission, I/O error: the machine, not us
+        if args.debug:
+            raise
+        if not exc.filename:
+            return _user_error(args, FileIOError(
+                f"{cause_of(exc)} (the file system refused; no file name given)",
+                hint="rerun with --debug to see where; then free space or fix permissions "
+                     "there"))
+        writing = exc.errno in (errno.ENOSPC, errno.EROFS, errno.EFBIG,
+                                getattr(errno, "EDQUOT", errno.ENOSPC))
+        return _user_error(args, io_error(exc, exc.filename, "writing" if writing
+                                          else "accessing"))
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc}\n"
+              f"  hint: rerun with --debug for the traceback", file=sys.stderr)
+        _error_report(args, {"ok": False, "error": "internal", "message": str(exc)})
+        if args.json:
+            _emit_json({"ok": False, "error": "internal", "message": str(exc)})
+        return EXIT_INTERNAL
