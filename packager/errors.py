@@ -10,8 +10,14 @@
     |   +-- UnsupportedError
     +-- ParityError
     +-- BuildError
+    |   +-- StaleInputsError      entry points gave other results with no input they read changed
+    +-- SigningError              a signing key missing, unreadable or not ed25519 (signing.py)
     +-- DiskError                 the filesystem refused: no space, read-only, permission, I/O error
         +-- OutputError           ... while writing the bundles or reports to --out
+
+Every class is drawn, those defined beside the code that raises them too (SigningError,
+StaleInputsError in the build's inputs record); tests/packager/test_errors.py checks the drawing
+against every EdgepackError subclass in the package.
 """
 from __future__ import annotations
 
