@@ -21,11 +21,12 @@ def _emit_json(data: Any) -> None:
 
 def cmd_targets(args: argparse.Namespace) -> int:
     from .report import format_targets
-    from .targets import available_targets, load_target, no_targets_error
+    from .targets import Target, available_targets, load_target, no_targets_error
     found = available_targets()
     if not found:  # an empty table would pass for success; a build could use none of them
         raise no_targets_error()
-    rows, docs = [], []
+    rows: list[tuple[str, Target | None, str]] = []
+    docs: list[dict[str, Any]] = []
     status = EXIT_OK
     for name, path in sorted(found.items()):
         try:
@@ -172,9 +173,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import schema_document
     text = json.dumps(schema_document(args.kind), indent=2) + "\n"
     if args.output:
+        from runtime.fileio import atomic_write
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+        data = text.encode("utf-8")
+        atomic_write(out, lambda fh: fh.write(data))  # never half a schema file
         if not args.json:
             print(f"wrote the {args.kind} schema to {out}", file=sys.stderr)
     else:

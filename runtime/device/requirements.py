@@ -64,8 +64,8 @@ def version_matches(installed: str, op: str, wanted: str) -> bool:
         return installed == wanted
     if op in ("==", "!=") and wanted.endswith(".*"):
         prefix = _release(wanted[:-2])
-        have = _release(installed) + (0,) * len(prefix)
-        hit = have[:len(prefix)] == prefix
+        release = _release(installed) + (0,) * len(prefix)
+        hit = release[:len(prefix)] == prefix
         return hit if op == "==" else not hit
     if op in ("==", "!=") and "+" not in wanted:
         installed = installed.split("+", 1)[0]  # ==2.13.0 matches 2.13.0+cpu (PEP 440)

@@ -96,8 +96,9 @@ def histogram_svg(hist: Mapping[str, Any] | None, *, atol: float | None = None,
     return "".join(parts)
 
 
-def hbars(rows: Sequence[tuple[str, float]], unit: str, width: int = 560) -> str:
-    """A horizontal bar chart (label, value); used for latency percentiles."""
+def hbars(rows: Sequence[tuple[str, Any]], unit: str, width: int = 560) -> str:
+    """A horizontal bar chart (label, value); used for latency percentiles. Rows whose value is
+    not a finite number (a field missing from the document) are left out."""
     rows = [(label, float(v)) for label, v in rows if isinstance(v, (int, float)) and math.isfinite(v)]
     if not rows:
         return ""
