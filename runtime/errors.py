@@ -17,7 +17,21 @@
                                  --report, X.tuned.json) could not be written; nothing partial
                                  is left behind
 
-The CLI (runtime/__main__.py) exits 2 on every RuntimeBundleError (1 for NoCandidateError from
+    ImportError
+    └── TamperedCodeError        bundle-integrity / bundle-format (runtime.code_guard): a module
+                                 of a bundle's runtime is unlisted or modified, or bundle.json
+                                 cannot be read before any code of ours is checked; raised by
+                                 the import system, so it cannot derive from HintedError, but it
+                                 prints and serialises the same way
+
+    Exception
+    └── StdoutFault              (runtime.fileio, internal) writing standard output failed;
+                                 the CLI turns it into a FileIOError for "standard output"
+
+NoCandidateError carries the selection table's rows (``decisions``). The packager's own tree
+(``packager.errors``) also derives from HintedError.
+
+The CLI (runtime.cli) exits 2 on every RuntimeBundleError (1 for NoCandidateError from
 ``info``), and turns an OSError that still reaches it into a FileIOError, so a full disk or a
 read-only folder is never an "internal error".
 """

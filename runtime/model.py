@@ -51,17 +51,15 @@ class Model:
         static = candidate.raw.get("static_batch")
         self._static_batch = static if isinstance(static, int) and not isinstance(static, bool) \
             and static > 0 else None
-        # The hot path: a backend that offers ``ordered(names)`` gives a function returning the
-        # outputs as a list in signature order, so run() builds one dict and nothing else
-        # (io_map renaming done inside); a fixed-batch artifact takes it for its own batch.
+        # The hot path: ``backend.ordered(names)`` gives a function returning the outputs as a
+        # list in signature order, so run() builds one dict and nothing else (io_map renaming
+        # done inside); a fixed-batch artifact takes it for its own batch.
         self._ordered: Any = None
-        maker = getattr(backend, "ordered", None)
-        if maker is not None:
-            try:
-                self._ordered = maker([art for _, art in self._out_pairs],
-                                      {v: k for k, v in in_map.items()} if self._in_map else None)
-            except KeyError:  # an output the backend lacks: the general path reports it
-                self._ordered = None
+        try:
+            self._ordered = backend.ordered([art for _, art in self._out_pairs],
+                                            {v: k for k, v in in_map.items()} if self._in_map else None)
+        except KeyError:  # an output the backend lacks: the general path reports it
+            self._ordered = None
 
     @property
     def inputs(self) -> list[TensorSpec]:

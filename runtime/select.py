@@ -8,17 +8,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from .backends import Backend, get_backend
 from .bundle import Bundle, Candidate
 from .errors import NoCandidateError, RuntimeBundleError, UnknownCandidateError
 from .signature import TensorSpec
 
-SELECTED = "selected"
-AVAILABLE = "available-not-chosen"
-SKIPPED = "skipped"
-NOT_TRIED = "not-tried"
+# A candidate's decision state in the selection table.
+DecisionStatus = Literal["selected", "available-not-chosen", "skipped", "not-tried"]
+SELECTED: DecisionStatus = "selected"
+AVAILABLE: DecisionStatus = "available-not-chosen"
+SKIPPED: DecisionStatus = "skipped"
+NOT_TRIED: DecisionStatus = "not-tried"
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Decision:
     """One row of the selection table."""
 
     candidate: str
-    status: str
+    status: DecisionStatus
     reason: str
     backend: str = ""
     precision: str | None = None

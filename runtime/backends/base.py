@@ -9,7 +9,7 @@ those names; ``Model`` translates to and from the bundle's signature names.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,23 +31,36 @@ def copy_into(dest: np.ndarray, value: np.ndarray, name: str) -> None:
     np.copyto(dest, value, casting="same_kind")
 
 
-class Backend:
-    """Base class for backends. Subclasses set ``name`` and implement the four methods.
+OrderedRun = Callable[..., list[np.ndarray]]
+"""What ``Backend.ordered`` returns: ``run(feeds, raw=False) -> [arrays]`` in the order asked."""
 
-    Lifecycle: ``available()`` (class-level, cheap) -> ``open(...)`` -> ``run(...)``* ->
-    ``close()``. Instances are context managers. ``run`` must be safe to call from several
-    threads at once after ``open``.
+
+class Backend:
+    """Base class for backends: the whole seam between ``Model`` and a framework.
+
+    Lifecycle: ``available()`` (class-level, cheap) -> ``open(...)`` -> ``run(...)``* /
+    ``ordered(...)`` / ``run_into(...)`` -> ``close()``. Instances are context managers, and
+    ``run`` must be safe to call from several threads at once after ``open``.
+
+    The public methods check their arguments and the backend's state, then call the matching
+    ``*_impl`` method, which is what a backend overrides (as Polygraphy's runners do):
+    ``open_impl``, ``run_impl`` and ``close_impl`` always; ``ordered_impl`` (the hot path) and
+    ``run_into_impl`` (writing into the caller's arrays) when the framework can do better than
+    the defaults here. ``runtime.backends.fake.FakeBackend`` is a complete small example.
     """
 
     name: ClassVar[str] = "base"
     # True: ``providers`` is a preference list and the session runs on the first one available
     # (TorchScript devices); False: all of them are used together (onnxruntime's CUDA + CPU).
     providers_pick_one: ClassVar[bool] = False
+    _open: bool = False  # between a successful open() and close()
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether the framework can be imported here, and why not (or its version) as text."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ public: checks, then *_impl
 
     def open(self, path: str | Path, *, providers: Sequence[str] = (),
              provider_options: Sequence[Mapping[str, Any]] = (),
@@ -61,30 +74,129 @@ class Backend:
         named with the artifact's names (``io_map`` applied): backends whose format has no
         names (TorchScript) use the order, others use the dtypes (TFLite int8 I/O).
         """
-        raise NotImplementedError
+        from ..errors import BackendError
+        where = str(path)
+        if self._open:
+            raise BackendError("this backend is already open", where=where,
+                               hint="open each artifact with a new backend instance")
+        if provider_options and len(provider_options) != len(providers):
+            raise BackendError(f"{len(provider_options)} provider_options for {len(providers)} "
+                               "providers: give one mapping per provider", where=where)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 0):
+            raise BackendError(f"threads must be a whole number >= 0, not {threads!r}", where=where)
+        self.open_impl(Path(path), providers=tuple(providers),
+                       provider_options=tuple(provider_options), threads=threads,
+                       options=options, inputs=tuple(inputs), outputs=tuple(outputs))
+        self._open = True
 
     def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
             ) -> dict[str, np.ndarray]:
         """One inference: outputs keyed by the artifact's output names.
 
         ``raw=True`` skips any dtype conversion the backend does on the way (TFLite int8 I/O
-        (de)quantization); backends that convert nothing ignore it. ``Model`` passes it only
-        when the caller asked for raw I/O, so older backends without the keyword still work.
+        (de)quantization); backends that convert nothing ignore it. Checked: the backend is
+        open, the feeds are exactly its inputs, and every output came back.
         """
-        raise NotImplementedError
+        self._check_open()
+        self._check_feeds(feeds)
+        out = self.run_impl(feeds, raw=raw)
+        missing = [n for n in self._output_names if n not in out]
+        if missing:
+            from ..errors import BackendError
+            raise BackendError(f"backend returned no output {missing[0]!r}", where=self.name)
+        return out
+
+    def ordered(self, output_names: Sequence[str],
+                input_names: Mapping[str, str] | None = None) -> OrderedRun:
+        """The hot path ``Model`` uses: a function ``(feeds, raw=False) -> [arrays]`` returning
+        ``output_names`` in that order, every lookup done once, here. ``input_names`` maps an
+        artifact input to the key it has in the feeds (``io_map``), if not its own. KeyError
+        for an output the artifact does not have. The function itself checks nothing: ``Model``
+        checked the feeds."""
+        self._check_open()
+        names = list(output_names)
+        if self._output_names:
+            missing = [n for n in names if n not in self._output_names]
+            if missing:
+                raise KeyError(missing[0])
+        return self.ordered_impl(names, dict(input_names) if input_names else None)
 
     def run_into(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
-        """One inference written into ``out`` (artifact output name -> preallocated array).
-        Backends that can write into caller memory override this; the default runs and copies."""
-        got = self.run(feeds)
+        """One inference written into ``out`` (artifact output name -> preallocated array)."""
+        self._check_open()
+        self._check_feeds(feeds)
+        unknown = [n for n in out if self._output_names and n not in self._output_names]
+        if unknown:
+            from ..errors import FeedError
+            raise FeedError(f"not an output of the artifact (outputs: {self._output_names})",
+                            where=f"out[{unknown[0]!r}]")
+        self.run_into_impl(feeds, out)
+
+    def close(self) -> None:
+        """Release the session; safe to call twice. A run in flight completes."""
+        self._open = False
+        self.close_impl()
+
+    # ------------------------------------------------------------------ what a backend implements
+
+    def open_impl(self, path: Path, *, providers: Sequence[str],
+                  provider_options: Sequence[Mapping[str, Any]], threads: int | None,
+                  options: Mapping[str, Any], inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> None:
+        """Load the artifact (arguments checked by ``open``) and fill in what it found:
+        ``_asked``, ``_in_use``, ``_notes``, ``_input_names``, ``_output_names``, ``_version``."""
+        raise NotImplementedError
+
+    def run_impl(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+                 ) -> dict[str, np.ndarray]:
+        """One inference on checked feeds: outputs keyed by the artifact's output names."""
+        raise NotImplementedError
+
+    def ordered_impl(self, output_names: list[str],
+                     input_names: Mapping[str, str] | None) -> OrderedRun:
+        """Default: ``run_impl`` and pick the outputs; backends with a faster call override it."""
+        rename = {key: art for art, key in (input_names or {}).items() if key != art} or None
+        run_impl = self.run_impl
+
+        def run(feeds: Mapping[str, np.ndarray], raw: bool = False) -> list[np.ndarray]:
+            if rename is not None:
+                feeds = {rename.get(k, k): v for k, v in feeds.items()}
+            got = run_impl(feeds, raw=raw)
+            return [got[n] for n in output_names]
+        return run
+
+    def run_into_impl(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+        """Default: run, then copy into ``out``; backends that can write into caller memory
+        override it."""
+        got = self.run_impl(feeds)
         for name, dest in out.items():
             copy_into(dest, got[name], name)
 
-    def close(self) -> None:
-        """Release the session; safe to call twice."""
+    def close_impl(self) -> None:
+        """Release the session; called by ``close`` (possibly twice)."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ checks
+
+    def _check_open(self) -> None:
+        if not self._open:
+            from ..errors import BackendError
+            raise BackendError(f"{self.name} backend is not open",
+                               hint="open() first, or the model was closed")
+
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
+        names = self._input_names
+        if names and (len(feeds) != len(names) or any(n not in feeds for n in names)):
+            from ..errors import FeedError
+            missing = [n for n in names if n not in feeds]
+            extra = [str(k) for k in feeds if k not in names]
+            raise FeedError(f"feeds must be exactly the artifact's inputs {names}"
+                            + (f"; missing {missing}" if missing else "")
+                            + (f"; unexpected {extra}" if extra else ""), where=self.name)
+
     def __init__(self) -> None:
+        self._open = False
         # What ``open`` found out; subclasses fill these in and the properties below report them.
         self._asked: list[str] = []
         self._in_use: list[str] = []

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..signature import TensorSpec
-from .base import EMPTY_OPTIONS, Backend
+from .base import Backend
 from .ort_providers import TRT, options_for_providers
 
 
@@ -60,10 +60,10 @@ class OnnxRuntimeBackend(Backend):
             return False, f"onnxruntime not importable: {exc}"
         return True, f"onnxruntime {getattr(ort, '__version__', '?')}"
 
-    def open(self, path: str | Path, *, providers: Sequence[str] = (),
-             provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
-             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+    def open_impl(self, path: Path, *, providers: Sequence[str],
+                  provider_options: Sequence[Mapping[str, Any]], threads: int | None,
+                  options: Mapping[str, Any], inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> None:
         # inputs/outputs are not needed: ONNX artifacts carry their own names.
         try:
             ort = _import_ort()
@@ -104,8 +104,8 @@ class OnnxRuntimeBackend(Backend):
         self._input_names = [i.name for i in session.get_inputs()]
         self._output_names = [o.name for o in session.get_outputs()]
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
-            ) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+                 ) -> dict[str, np.ndarray]:
         return dict(zip(self._output_names, self.run_ordered(feeds, self._output_names), strict=True))
 
     def run_ordered(self, feeds: Mapping[str, np.ndarray], output_names: list[str],
@@ -121,8 +121,8 @@ class OnnxRuntimeBackend(Backend):
             text = " ".join(str(exc).split())
             raise BackendError(f"inference failed: {text}") from exc
 
-    def ordered(self, output_names: Sequence[str],
-                input_names: Mapping[str, str] | None = None) -> Any:
+    def ordered_impl(self, output_names: list[str],
+                     input_names: Mapping[str, str] | None) -> Any:
         """The hot path ``Model`` uses: a function ``(feeds, raw=False) -> [arrays]`` with the
         output names list built once, here. ``input_names`` maps an artifact input to the key
         it has in the feeds (``io_map``), if not its own."""
@@ -146,7 +146,7 @@ class OnnxRuntimeBackend(Backend):
                 raise BackendError(f"inference failed: {text}") from exc
         return run
 
-    def run_into(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
+    def run_into_impl(self, feeds: Mapping[str, np.ndarray], out: Mapping[str, np.ndarray]) -> None:
         """IOBinding: inputs bound to their numpy memory, outputs written straight into ``out``
         (no output allocated by onnxruntime). A binding per call keeps it thread-safe."""
         session = self._session
@@ -165,7 +165,7 @@ class OnnxRuntimeBackend(Backend):
                                hint="check each out array's shape against this batch's output "
                                     "shape (model.outputs)") from exc
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         # A run already in flight keeps its own reference to the session and completes.
         self._c_run = None
         self._session = None

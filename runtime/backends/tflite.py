@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..signature import TensorSpec
-from .base import EMPTY_OPTIONS, Backend
+from .base import Backend
 
 XNNPACK = "XNNPACK"  # the interpreter's built-in default CPU path
 DELEGATE_PREFIX = "delegate:"  # "delegate:<library>" is loaded with load_delegate
@@ -121,10 +121,10 @@ class TFLiteBackend(Backend):
             return False, str(exc)
         return True, f"{flavour.label} {flavour.version}"
 
-    def open(self, path: str | Path, *, providers: Sequence[str] = (),
-             provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
-             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+    def open_impl(self, path: Path, *, providers: Sequence[str],
+                  provider_options: Sequence[Mapping[str, Any]], threads: int | None,
+                  options: Mapping[str, Any], inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> None:
         where = str(path)
         try:
             flavour = _import_interpreter()
@@ -229,7 +229,7 @@ class TFLiteBackend(Backend):
         self._outputs = [_port(n, out_details[n], specs.get(n)) for n in order_out]
         self._input_names = [p.name for p in self._inputs]
         self._output_names = [p.name for p in self._outputs]
-        self._run_all = self.ordered(self._output_names)
+        self._run_all = self.ordered_impl(self._output_names, None)
 
     @staticmethod
     def _same_tensors(interp: Any, in_details: Mapping[str, Any],
@@ -243,16 +243,16 @@ class TFLiteBackend(Backend):
         return (main_in == sorted(int(d["index"]) for d in in_details.values())
                 and main_out == sorted(int(d["index"]) for d in out_details.values()))
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
-            ) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+                 ) -> dict[str, np.ndarray]:
         run_all = self._run_all
         if run_all is None:
             raise BackendError("interpreter is not open",
                                hint="open() first, or the model was closed")
         return dict(zip(self._output_names, run_all(feeds, raw), strict=True))
 
-    def ordered(self, output_names: Sequence[str],
-                input_names: Mapping[str, str] | None = None) -> Any:
+    def ordered_impl(self, output_names: list[str],
+                     input_names: Mapping[str, str] | None) -> Any:
         """The hot path ``Model`` uses: a function ``(feeds, raw=False) -> [arrays]`` returning
         ``output_names`` in that order, with every lookup done here, once. ``input_names``
         maps an artifact input to the key it has in the feeds (``io_map``), if not its own."""
@@ -360,7 +360,7 @@ class TFLiteBackend(Backend):
             return [a if q is None else dequantize(a, q) for a, q in zip(results, dequant, strict=True)]
         return run
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         with self._lock:  # never free the interpreter under a running invoke
             self._interp = None
             self._runner = None

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..signature import TensorSpec
-from .base import EMPTY_OPTIONS, Backend
+from .base import Backend
 
 
 def _import_torch() -> Any:
@@ -47,10 +47,10 @@ class TorchScriptBackend(Backend):
             return False, f"torch not importable: {exc}"
         return True, f"torch {getattr(torch, '__version__', '?')}"
 
-    def open(self, path: str | Path, *, providers: Sequence[str] = (),
-             provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None, options: Mapping[str, Any] = EMPTY_OPTIONS,
-             inputs: Sequence[TensorSpec] = (), outputs: Sequence[TensorSpec] = ()) -> None:
+    def open_impl(self, path: Path, *, providers: Sequence[str],
+                  provider_options: Sequence[Mapping[str, Any]], threads: int | None,
+                  options: Mapping[str, Any], inputs: Sequence[TensorSpec],
+                  outputs: Sequence[TensorSpec]) -> None:
         where = str(path)
         try:
             torch = _import_torch()
@@ -104,8 +104,8 @@ class TorchScriptBackend(Backend):
                            hint="use a candidate for this device (a CPU one), or install the "
                                 "CUDA build of torch")
 
-    def run(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
-            ) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False
+                 ) -> dict[str, np.ndarray]:
         module, torch = self._module, self._torch
         if module is None:
             raise BackendError("module is not open", hint="open() first, or the model was closed")
@@ -159,7 +159,7 @@ class TorchScriptBackend(Backend):
             out[name] = value.cpu().numpy()
         return out
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         # A run in flight keeps its own reference to the module and completes.
         self._module = None
 

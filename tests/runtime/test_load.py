@@ -171,13 +171,13 @@ class OutOfMemoryBackend(Backend):
     def available(cls) -> tuple[bool, str]:
         return True, "test"
 
-    def open(self, path: Any, **kwargs: Any) -> None:
+    def open_impl(self, path: Any, **kwargs: Any) -> None:
         raise MemoryError()
 
-    def run(self, feeds: Any, *, raw: bool = False) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: Any, *, raw: bool = False) -> dict[str, np.ndarray]:
         raise AssertionError("never opened")
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         type(self).closed += 1
 
 

@@ -7,6 +7,7 @@ import types
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -200,11 +201,49 @@ def test_run_into_default_copies_for_backends_without_binding() -> None:
     from runtime.backends.base import Backend
 
     class Echo(Backend):
-        def run(self, feeds: dict, *, raw: bool = False) -> dict:
+        def open_impl(self, path: Any, **kwargs: Any) -> None:
+            self._input_names, self._output_names = ["x"], ["y"]
+
+        def run_impl(self, feeds: dict, *, raw: bool = False) -> dict:
             return {"y": feeds["x"] * 2}
 
+        def close_impl(self) -> None:
+            pass
+
+    echo = Echo()
+    echo.open("echo.bin")
     dest = np.empty((2, 2), np.float32)
-    Echo().run_into({"x": np.ones((2, 2), np.float32)}, {"y": dest})
+    echo.run_into({"x": np.ones((2, 2), np.float32)}, {"y": dest})
     np.testing.assert_array_equal(dest, 2.0)
     with pytest.raises(FeedError, match="shape"):
-        Echo().run_into({"x": np.ones((3, 2), np.float32)}, {"y": dest})
+        echo.run_into({"x": np.ones((3, 2), np.float32)}, {"y": dest})
+    with pytest.raises(FeedError, match=r"missing \['x'\]; unexpected \['z'\]"):  # the seam checks feeds
+        echo.run_into({"z": np.ones((2, 2), np.float32)}, {"y": dest})
+    echo.close()
+    with pytest.raises(BackendError, match="not open"):
+        echo.run({"x": np.ones((2, 2), np.float32)})
+
+
+def test_load_one_candidate_by_id_and_verify(bundle_factory: Callable[..., Path], kit: types.ModuleType) -> None:
+    """``load(candidate=)`` opens exactly that one (no fallback, no tuned choice): what tune,
+    ``verify --all`` and the packager's host check build their Model with; ``Model.verify``."""
+    from runtime.errors import NoCandidateError, UnknownCandidateError
+    from runtime.golden import load_golden
+
+    root = bundle_factory(candidates=[
+        kit.candidate("onnx-gpu", providers=["NoSuchExecutionProvider"]),
+        kit.candidate("onnx-fp32")])
+    with runtime.load(root, candidate="onnx-fp32") as model:
+        assert [d.candidate for d in model.decisions] == ["onnx-fp32"]
+        assert model.tuning["status"] == "candidate"
+        report = model.verify(load_golden(model.bundle))
+        assert report.passed and [o.name for o in report.outputs] == ["y", "label"]
+        assert report.outputs[0].max_abs < 1e-5
+    with pytest.raises(NoCandidateError) as caught:
+        runtime.load(root, candidate="onnx-gpu")
+    assert [d.candidate for d in caught.value.decisions] == ["onnx-gpu"]
+    assert "NoSuchExecutionProvider not available" in caught.value.decisions[0].reason
+    with pytest.raises(UnknownCandidateError):
+        runtime.load(root, candidate="onnx-fp33")
+    with pytest.raises(TypeError, match="prefer= or candidate="):
+        runtime.load(root, candidate="onnx-fp32", prefer="onnx-fp32")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.backends import Backend, register_backend, unregister_backend
+from runtime.backends import Backend, get_backend, register_backend, unregister_backend
 from runtime.bundle import open_bundle
 from runtime.errors import BackendError, NoCandidateError, UnknownCandidateError
 from runtime.model import load
@@ -36,10 +36,9 @@ class FakeBackend(Backend):
         return (True, "fake 1.0") if cls.importable else (
             False, "fake not importable: No module named 'fake'")
 
-    def open(self, path: str | Path, *, providers: Sequence[str] = (),
-             provider_options: Sequence[Mapping[str, Any]] = (),
-             threads: int | None = None, options: Mapping[str, Any] = {},
-             inputs: Sequence[Any] = (), outputs: Sequence[Any] = ()) -> None:
+    def open_impl(self, path: Path, *, providers: Sequence[str],
+                  provider_options: Sequence[Mapping[str, Any]], threads: int | None,
+                  options: Mapping[str, Any], inputs: Sequence[Any], outputs: Sequence[Any]) -> None:
         if self.fail_open is not None:
             raise self.fail_open
         self._asked = list(providers)
@@ -47,10 +46,10 @@ class FakeBackend(Backend):
         self.io = ([s.name for s in inputs], [s.name for s in outputs])
         type(self).opened.append(self)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: Mapping[str, np.ndarray], *, raw: bool = False) -> dict[str, np.ndarray]:
         raise NotImplementedError("the fixture supplies run")
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         self.closed = True
 
     @property
@@ -65,12 +64,15 @@ class FakeBackend(Backend):
 @pytest.fixture
 def fake(kit: types.ModuleType) -> Iterator[type[FakeBackend]]:
     cls = type("Fake", (FakeBackend,), {"opened": [],
-                                       "run": lambda self, feeds: kit.reference(feeds["x"])})
+                                       "run_impl": lambda self, feeds, raw=False: kit.reference(feeds["x"])})
+    shipped = get_backend("fake")  # the runtime's own fake (runtime.backends.fake), put back after
     register_backend("fake", cls)
     try:
         yield cls
     finally:
         unregister_backend("fake")
+        if shipped is not None:
+            register_backend("fake", shipped)
 
 
 def statuses(decisions: list) -> list[tuple[str, str]]:
