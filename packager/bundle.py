@@ -12,16 +12,20 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import runtime
-from runtime.bundle import BUNDLE_FILE, list_bundle_files
+from runtime.bundle import BUNDLE_FILE, Bundle, list_bundle_files
 from runtime.code_guard import block_bytecode
 
 from .errors import BuildError, OutputError, disk_error
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SIGNATURE_FILE = "bundle.sig"
 LOCK_FILE = ".edgepack.lock"  # in the output folder: serialises moving bundles into place
@@ -158,16 +162,17 @@ class BundleWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_npz(path, arrays)
 
-    def finish(self, document: dict[str, Any], sign_key: Any = None) -> tuple[Path, Path]:
+    def finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None = None) -> tuple[Path, Path]:
         """Add the runtime and bundle.json (with every file's hash), sign it if asked, archive, and
         move into place."""
         with self._io():
             return self._finish(document, sign_key)
 
-    def _finish(self, document: dict[str, Any], sign_key: Any) -> tuple[Path, Path]:
+    def _finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None) -> tuple[Path, Path]:
         copy_runtime(self.root / "runtime")
-        document = dict(document, files=list_bundle_files(self.root))
-        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        # written only through the runtime's own classes: what the device reads is what was written
+        document = replace(document, root=self.root, files=list_bundle_files(self.root), raw={})
+        data = (json.dumps(document.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
         (self.root / BUNDLE_FILE).write_bytes(data)
         if sign_key is not None:
             from .signing import sign

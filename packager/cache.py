@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -70,7 +70,8 @@ _CODE_HASH: str | None = None
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """Named arrays as .npz bytes (no pickles), in the dict's order."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    savez: Callable[..., None] = np.savez  # numpy's stubs type **kwds as its allow_pickle flag
+    savez(buf, **arrays)
     return buf.getvalue()
 
 

@@ -14,6 +14,8 @@ from .errors import ConversionError
 from .quiet import quiet
 
 if TYPE_CHECKING:
+    from runtime.signature import Signature
+
     from .results import Made
     from .targets import CandidateSpec
 
@@ -31,7 +33,7 @@ class RuntimeRunner:
     ``python -m runtime verify`` computes on the device (int8 I/O, io_map and all).
     """
 
-    def __init__(self, spec: CandidateSpec, made: Made, signature: dict[str, Any], where: str) -> None:
+    def __init__(self, spec: CandidateSpec, made: Made, signature: Signature, where: str) -> None:
         from runtime.bundle import SCHEMA_VERSION, Bundle
         from runtime.model import Model
         from runtime.select import try_candidate
@@ -41,7 +43,7 @@ class RuntimeRunner:
         candidate = {"id": spec.id, "file": rel, "format": spec.format, "precision": spec.precision,
                      "backend": spec.backend, "providers": [HOST_PROVIDERS[spec.format]], "threads": 1,
                      **made.extras}
-        doc = {"schema_version": SCHEMA_VERSION, "name": "host-check", "target": {}, "signature": signature,
+        doc = {"schema_version": SCHEMA_VERSION, "name": "host-check", "target": {}, "signature": signature.to_dict(),
                "candidates": [candidate], "files": {}}
         bundle = Bundle.from_dict(doc, Path(self._tmp.name))
         with quiet():  # backends announce themselves on stderr (e.g. LiteRT's XNNPACK line)

@@ -3,9 +3,12 @@ build report (--json) and the bundle documents are made from."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from runtime.compare import ParityReport
+
+CandidateStatus = Literal["ok", "parity-failed", "parity-failed-allowed", "dropped", "failed", "unsupported"]
+TargetStatus = Literal["ok", "partial", "failed"]
 
 
 @dataclass
@@ -50,7 +53,7 @@ class CandidateResult:
     id: str
     format: str
     precision: str
-    status: str  # ok | parity-failed | parity-failed-allowed | dropped | failed | unsupported
+    status: CandidateStatus
     file: str | None = None
     size: int | None = None
     parity: ParityReport | None = None
@@ -60,7 +63,6 @@ class CandidateResult:
     notes: list[str] = field(default_factory=list)
     cached: bool = False
     speedup: float | None = None  # host latency of fp32 (same format) / this candidate's
-
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "format": self.format, "precision": self.precision,
@@ -76,7 +78,7 @@ class TargetResult:
     """What happened to one target."""
 
     target: str
-    status: str  # ok | partial | failed
+    status: TargetStatus
     candidates: list[CandidateResult] = field(default_factory=list)
     fallbacks: list[dict[str, str]] = field(default_factory=list)
     bundle_dir: str | None = None

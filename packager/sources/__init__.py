@@ -12,9 +12,20 @@ from ..manifest import Manifest
 class Source(Protocol):
     """An original model: its identity and a reference runner."""
 
-    framework: str
-    sha256: str
-    description: str
+    @property
+    def framework(self) -> str:
+        """"torch", "tensorflow" or "onnx"."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """A hash of the model's weights (or its file)."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """Where the model came from, for the bundle's provenance."""
+        ...
 
     @property
     def cache_key(self) -> str:

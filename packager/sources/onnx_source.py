@@ -99,7 +99,7 @@ def check_signature(model: Any, manifest: Manifest) -> None:
                               where=f"{manifest.file}: outputs")
 
 
-def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any], where: str) -> None:
+def _check_tensor(name: str, dtype: str, shape: Any, elem: int, dims: list[Any] | None, where: str) -> None:
     got = ONNX_DTYPES.get(elem, f"onnx type {elem}")
     if got != dtype:
         raise SourceError(f"input {name!r} is {got} in the model, {dtype} in the manifest", where=where,

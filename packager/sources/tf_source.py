@@ -51,6 +51,7 @@ class TensorFlowSource:
     keras_model: Any = None
     framework: str = "tensorflow"
     _tmp: Any = field(default=None, repr=False)
+    _loaded: Any = field(default=None, repr=False)  # the loaded trackable, kept alive while the signature is used
 
     @property
     def cache_key(self) -> str:
@@ -108,8 +109,7 @@ class TensorFlowSource:
                               where=f"{where}.path", hint="export the model with a serving signature") from None
         in_keys, out_keys = check_signature(signature, manifest, keras_model)
         source = cls(manifest=manifest, saved_model=Path(saved), signature=signature, input_keys=in_keys,
-                     output_keys=out_keys, sha256=digest, keras_model=keras_model, _tmp=tmp)
-        source._loaded = loaded  # keep the trackable alive while the signature is used
+                     output_keys=out_keys, sha256=digest, keras_model=keras_model, _tmp=tmp, _loaded=loaded)
         return source
 
     def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -97,7 +97,9 @@ def ordered_outputs(module: Any, names: list[str], args: tuple[Any, ...]) -> Any
         if not isinstance(module(*args), dict):
             return module
 
-    class Ordered(torch.nn.Module):
+    module_base: Any = torch.nn.Module  # torch is imported lazily: its class is a value here
+
+    class Ordered(module_base):
         def __init__(self) -> None:
             super().__init__()
             self.inner = module

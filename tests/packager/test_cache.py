@@ -96,7 +96,7 @@ def test_changed_tool_version_reruns(tiny_project: Callable[..., Path], tmp_path
 
     def newer_onnxsim(*names: str) -> dict[str, str]:
         return {k: ("99.0" if k == "onnxsim" else v) for k, v in real(*names).items()}
-    monkeypatch.setattr("packager.pipeline.cache_tool_versions", newer_onnxsim)
+    monkeypatch.setattr("packager.steps.keys.installed_versions", newer_onnxsim)
     assert "onnx base model" in run(manifest, tmp_path / "changed", tmp_path / "cache").misses
 
 

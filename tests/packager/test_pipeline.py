@@ -251,7 +251,7 @@ def test_failed_rebuild_removes_the_stale_bundle(tiny_project: Callable[..., Pat
 def test_quantized_but_slower_is_shown_and_can_be_dropped(tiny_project: Callable[..., Path], tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # host timings are noisy: pin them (int8 twice as slow as fp32) to test the rule, not the machine
-    monkeypatch.setattr("packager.pipeline.host_latency_ms",
+    monkeypatch.setattr("packager.pipeline.checks.host_latency_ms",
                         lambda runner, feed: 2.0 if "int8" in runner.where else 1.0)
     target = write_yaml(tmp_path / "guard.yaml", STRICT_TARGET.replace(
         "precision_fallback: false", "precision_fallback: false\ndrop_slower_quantized: true"))

@@ -1,0 +1,227 @@
+"""The build's scheduler: one manifest -> one verified bundle per target.
+
+It looks each candidate's route up, runs the route's steps once per key (every ONNX precision
+starts from one base model; a variant shared by several targets is made and checked once), takes
+what the cache or the worker processes already made, and hands each target's artifacts to the
+policy and the bundle writer. What a step does lives in ``packager.steps``; loading the inputs,
+host checks, the candidate policy and bundle.json assembly live beside this module.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runtime.compare import compare
+
+from ..cache import BuildCache, Entry
+from ..errors import EdgepackError
+from ..manifest import Manifest
+from ..progress import Progress
+from ..results import Artifact, BuildResult, Made, TargetResult
+from ..sources import Source
+from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
+from ..steps.routes import route_for
+from ..targets import CandidateSpec, Target
+from .checks import check
+from .document import document, tool_versions
+from .inputs import Inputs, outcome
+from .output import remove_stale, write_bundle
+from .policy import choose
+from .pool import Pending, Prebuilt, StepJob, prebuild, weight_bytes
+
+if TYPE_CHECKING:
+    import onnx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+BASE_LABEL = "onnx base model"  # the model steps' result in the cache summary
+
+
+class Builder:
+    """Runs one manifest's build; shared work is memoised across targets."""
+
+    def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
+                 allow_parity_failure: bool = False, progress: Progress | None = None,
+                 sign_key: Ed25519PrivateKey | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
+                 reload_inputs: bool = False) -> None:
+        self.manifest = manifest
+        self.targets = targets
+        self.out_dir = out_dir
+        self.allow_parity_failure = allow_parity_failure
+        self.progress = progress or Progress(quiet=True)
+        self.sign_key = sign_key
+        self.cache = cache or BuildCache(enabled=False)
+        self.jobs = jobs  # worker processes for independent steps: None = as many as cores allow
+        self.reload_inputs = reload_inputs
+        self.steps: list[dict[str, Any]] = []  # the model steps' records (provenance)
+        self.warnings: list[str] = []
+        self.exporter = "none"
+        self._models: dict[str, onnx.ModelProto | EdgepackError] = {}
+        self._artifacts: dict[str, Artifact | EdgepackError] = {}
+        self._prebuilt = Prebuilt()
+        self._made = 0
+
+    # -- keys: every one from steps.keys.step_key --------------------------------------------------
+    def _key(self, step: ModelStep | ArtifactStep, input_key: str, config: dict[str, Any]) -> str:
+        data = {"data": self.inputs.record.data_key} if step.reads else {}
+        return step_key(step.name, input_key, {**config, **data}, step.tools)
+
+    def _chain_key(self, steps: tuple[ModelStep, ...]) -> str:
+        key = self._source_key
+        for step in steps:
+            key = self._key(step, key, step.config(self.manifest))
+        return key
+
+    def _artifact_key(self, route: Route, spec: CandidateSpec, target: Target) -> str:
+        return self._key(route.make, self._chain_key(route.model_steps), route.make.config(self.manifest, spec, target))
+
+    def _variant(self, spec: CandidateSpec, target: Target) -> str:
+        route = ROUTES.get((self.manifest.source.framework, spec.format, variant_of(spec)))
+        return route.make.variant(spec, target) if route else spec.variant
+
+    # -- model steps: source -> base ONNX model, once per key ----------------------------------------
+    def _model(self, steps: tuple[ModelStep, ...]) -> onnx.ModelProto:
+        """The model steps' output, made once (or its error, once)."""
+        key = self._chain_key(steps)
+        if key not in self._models:
+            self._models[key] = outcome(lambda: self._cached_model(steps, key))
+        found = self._models[key]
+        if isinstance(found, EdgepackError):
+            raise found
+        return found
+
+    def _cached_model(self, steps: tuple[ModelStep, ...], key: str) -> onnx.ModelProto:
+        """From the cache, or made and stored (the steps' records travel with it)."""
+        import onnx
+
+        from ..onnx_utils import serialize
+        hit = self.cache.get(key, BASE_LABEL)
+        if hit is not None:
+            self.progress.note(f"  {BASE_LABEL} ... cached")
+            self.exporter = hit.meta["exporter"]
+            self.steps.extend(hit.meta["steps"])
+            self.warnings.extend(hit.meta["warnings"])
+            return onnx.load_from_string(hit.blobs["model.onnx"])
+        steps_before, warnings_before = len(self.steps), len(self.warnings)
+        value: Source | onnx.ModelProto = self.inputs.source()
+        for step in steps:
+            with self.progress.step(step.label) if step.label else nullcontext():
+                result = step.run(value, self.inputs)
+            if step.requires == "source":
+                self.exporter = str(result.details.get("exporter", self.exporter))
+            if step.recorded:
+                self.steps.append(result.record(step.name))
+            self.warnings.extend(result.warnings)
+            value = result.model
+        assert isinstance(value, onnx.ModelProto)
+        self.cache.put(key, Entry({"exporter": self.exporter, "steps": self.steps[steps_before:],
+                                   "warnings": self.warnings[warnings_before:]}, {"model.onnx": serialize(value)}))
+        return value
+
+    # -- artifacts: one per variant, checked on this host ---------------------------------------------
+    def artifact(self, spec: CandidateSpec, target: Target) -> Artifact | EdgepackError:
+        """The artifact for a candidate, made once per variant; a failure is remembered too."""
+        variant = self._variant(spec, target)
+        if variant not in self._artifacts:
+            self._made += 1
+            label = f"make {variant} + parity ({self._made}/{self._variant_total})"
+
+            def make() -> Artifact:
+                with self.progress.step(label):
+                    return self._make(spec, target, variant)
+            self._artifacts[variant] = outcome(make)
+        return self._artifacts[variant]
+
+    def _make(self, spec: CandidateSpec, target: Target, variant: str) -> Artifact:
+        _, route = route_for(self.manifest.source.framework, spec)  # an unsupported route is not a cache miss
+        key = self._artifact_key(route, spec, target)
+        hit = self.cache.get(key, f"artifact {variant}")
+        if hit is not None:
+            self.progress.detail(f"{variant}: taken from the cache ({key[:12]})")
+            made = Made(hit.blobs["artifact"], **hit.meta)
+            if route.model_steps:
+                self._model(route.model_steps)  # its record (exporter, steps) belongs in the provenance
+        else:
+            made = self._prebuilt.take(variant) or route.make.run(
+                self._model(route.model_steps) if route.model_steps else self.inputs.source(), self.inputs, spec,
+                target)
+            self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
+                                       "notes": made.notes, "extras": made.extras, "converter": made.converter},
+                                      {"artifact": made.data}))
+        outputs, acc, latency = check(spec, made, self.inputs, self.cache)
+        record = self.inputs.record
+        tolerances = {o.name: self.manifest.tolerance_for(spec.precision, o.name) for o in self.manifest.outputs}
+        parity = compare(record.reference, outputs, tolerances, scores=record.scores)
+        return Artifact(variant=variant, precision=spec.precision, data=made.data,
+                        passes=[{"step": made.step, "details": made.details}], notes=made.notes,
+                        parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
+                        extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
+                        cached=hit is not None)
+
+    # -- worker processes ----------------------------------------------------------------------------
+    def _pending(self) -> list[Pending]:
+        """Artifacts the cache does not have, one per variant (a route that does not exist is skipped)."""
+        pending: dict[str, Pending] = {}
+        for target in self.targets:
+            for spec in target.candidates:
+                route_key = (self.manifest.source.framework, spec.format, variant_of(spec))
+                route = ROUTES.get(route_key)
+                if route is None or route.make.variant(spec, target) in pending or \
+                        self.cache.has(self._artifact_key(route, spec, target)):
+                    continue
+                pending[route.make.variant(spec, target)] = Pending(route.make.variant(spec, target), route_key,
+                                                                    spec, target)
+        return list(pending.values())
+
+    def _job(self, p: Pending, base: bytes | None) -> StepJob:
+        return StepJob(p.route, self.manifest, p.spec, p.target, self.inputs.golden(), self.inputs.calibration(),
+                       self.inputs.record.source_key, base)
+
+    def _base_bytes(self, steps: tuple[ModelStep, ...]) -> bytes | None:
+        from ..onnx_utils import serialize
+        got = outcome(lambda: serialize(self._model(steps)))
+        return None if isinstance(got, EdgepackError) else got  # each candidate reports the error itself
+
+    # -- the build -------------------------------------------------------------------------------------
+    def _build_target(self, target: Target) -> TargetResult:
+        m = self.manifest
+        result, chosen = choose(target, self.artifact, m.name, allow_parity_failure=self.allow_parity_failure,
+                                warnings=self.warnings)
+        bundle_name = f"{m.name}-{target.name}"
+        if result.status == "failed":
+            result.message = (result.message or "") + remove_stale(self.out_dir, bundle_name)
+            return result
+        with self.progress.step(f"write bundle {bundle_name}"):
+            doc = document(m, target, chosen, result, self.inputs.record, root=self.out_dir / bundle_name,
+                           exporter=self.exporter, steps=self.steps, warnings=self.warnings)
+            bundle_dir, archive = write_bundle(self.out_dir, m, target, chosen, doc, self.inputs.record.golden.arrays,
+                                               self.inputs.record.reference, self.sign_key)
+        result.bundle_dir, result.archive = str(bundle_dir), str(archive)
+        return result
+
+    def run(self) -> BuildResult:
+        m = self.manifest
+        self._variant_total = len({self._variant(s, t) for t in self.targets for s in t.candidates})
+        needs_calibration = m.golden_from_calibration or any(
+            c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
+        self.inputs = Inputs(m, needs_calibration, self.cache, self.progress, reload=self.reload_inputs)
+        record = self.inputs.record
+        self.warnings.extend(record.warnings)
+        self._source_key = step_key("source", record.source_key, {
+            "framework": m.source.framework, "inputs": [s.to_dict() for s in m.inputs],
+            "outputs": [o.name for o in m.outputs]}, ("edgepack",))
+        self._prebuilt = prebuild(self._pending(), self.jobs, job_for=self._job, base_bytes=self._base_bytes,
+                                  weight_bytes=lambda: weight_bytes(self.inputs.source()), progress=self.progress,
+                                  warnings=self.warnings)
+        results = []
+        for target in self.targets:
+            self.progress.note(f"target {target.name}")
+            results.append(self._build_target(target))
+        return BuildResult(name=m.name, manifest=m.file, targets=results, steps=self.steps,
+                           # a cache write failure is this host's matter, not the bundles'
+                           warnings=self.warnings + ([self.cache.write_error] if self.cache.write_error else []),
+                           reference_accuracy=record.reference_accuracy,
+                           golden={"samples": len(record.golden), "source": record.golden.source},
+                           cache=self.cache.summary(), parallel=self._prebuilt.summary,
+                           tools=tool_versions(m.source.framework, {c.format for t in self.targets
+                                                                     for c in t.candidates}))

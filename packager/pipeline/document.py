@@ -1,0 +1,93 @@
+"""bundle.json of one target, assembled as the runtime's own typed ``Bundle`` (never a dict literal),
+so what the packager writes is exactly what the device reads back."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+from runtime.bundle import Bundle, Candidate, Golden
+from runtime.compare import Tolerance
+
+from .. import __version__
+from ..manifest import Manifest
+from ..results import Artifact, CandidateResult, TargetResult
+from ..targets import CandidateSpec, Target
+from .policy import Chosen
+from .record import InputsRecord
+
+
+def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:
+    """Versions of the distributions that shaped this bundle's artifacts (from package metadata,
+    so the record depends on what was used, not on what happened to be imported)."""
+    from importlib import metadata
+    names = ["numpy", "onnx", "onnxruntime", "onnxsim"]
+    names += {"torch": ["torch", "onnxscript"], "tensorflow": ["tensorflow-cpu", "keras"], "onnx": []}[framework]
+    if framework == "tensorflow" and "onnx" in formats:
+        names.append("tf2onnx")
+    if "tflite" in formats:
+        names += ["ai-edge-litert"] + (["litert-torch"] if framework == "torch" else [])
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            if name == "tensorflow-cpu":
+                try:
+                    out["tensorflow"] = metadata.version("tensorflow")
+                except metadata.PackageNotFoundError:
+                    pass
+    return out
+
+
+def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Artifact,
+              cr: CandidateResult) -> Candidate:
+    """One candidate's entry: how to run the artifact, its tolerances, and the build's record of it."""
+    assert cr.file is not None
+    conversion = art.passes[0]["details"]
+    tolerance: dict[str, Tolerance] = {o.name: manifest.tolerance_for(spec.precision, o.name)
+                                       for o in manifest.outputs}
+    quantization = (dict(spec.quantization.to_dict(), **{k: v for k, v in conversion.items()
+                                                         if k == "calibration_samples"})
+                    if spec.quantization else None)
+    io_map = art.extras.get("io_map") or {}
+    known = {"io_map", "static_batch", "quantized_engine"}
+    return Candidate(
+        id=spec.id, file=cr.file, format=spec.format, backend=spec.backend, precision=spec.precision,
+        providers=tuple(spec.providers),
+        provider_options=tuple(dict(o) for o in spec.provider_options) or tuple({} for _ in spec.providers),
+        threads=target.threads, tolerance=tolerance,
+        io_inputs=dict(io_map.get("inputs") or {}), io_outputs=dict(io_map.get("outputs") or {}),
+        quantization=quantization, parity=dict(art.parity.to_dict(), checked_on="host CPUExecutionProvider"),
+        accuracy=art.accuracy, size=len(art.data), status=cr.status, notes=cr.notes, converter=art.converter,
+        conversion=conversion,
+        io=("int8" if str(conversion.get("io", "")).startswith("int8") else "float") if spec.format == "tflite"
+        else None,
+        static_batch=art.extras.get("static_batch"), quantized_engine=art.extras.get("quantized_engine"),
+        extra={k: v for k, v in art.extras.items() if k not in known})
+
+
+def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetResult, record: InputsRecord, *,
+             root: Path, exporter: str, steps: list[dict[str, Any]], warnings: list[str]) -> Bundle:
+    """The target's bundle.json (its ``files`` are added when the bundle is complete)."""
+    m = manifest
+    skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
+               for c in result.candidates if c.status in ("failed", "unsupported")]
+    return Bundle(
+        root=root, name=m.name, description=m.description, target=target.to_dict(), signature=record.signature,
+        candidates=tuple(candidate(m, target, spec, art, cr) for spec, art, cr in chosen),
+        golden=Golden(inputs="golden/inputs.npz", outputs="golden/outputs.npz", batched=record.golden.batched,
+                      samples=len(record.golden), source=record.golden.source),
+        files={}, fallbacks=list(result.fallbacks), skipped=skipped,
+        warnings=list(warnings) + [f"candidate {s['candidate']} not built: {s['reason']}" for s in skipped],
+        evaluation={"reference_accuracy": record.reference_accuracy, "samples": record.evaluation_samples}
+        if record.evaluation_samples else None,
+        provenance={
+            "edgepack": __version__,
+            "tools": tool_versions(m.source.framework, {spec.format for spec, _, _ in chosen}),
+            "source": {"framework": m.source.framework, "sha256": record.source_info["sha256"],
+                       "description": record.source_info["description"]},
+            "exporter": exporter,
+            "steps": steps,
+            "host": {"platform": platform.platform(), "machine": platform.machine()},
+        })

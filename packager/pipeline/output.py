@@ -1,0 +1,73 @@
+"""Where a build writes: the output folder checked before the slow work, one bundle per target
+written whole (or the stale one of a failed target removed)."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from runtime.bundle import Bundle
+
+from ..bundle import BundleWriter
+from ..errors import BuildError, OutputError, disk_error
+from ..manifest import Manifest
+from ..signing import cryptography_pin
+from ..targets import Target
+from ..texts import bundle_readme, requirements_txt
+from .policy import Chosen
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Fail before the slow work when the output folder cannot be written."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BuildError(f"output path {out_dir} exists and is not a folder", where="--out",
+                         hint="pass a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out_dir).close()
+    except OSError as exc:
+        raise disk_error(exc, "writing", out_dir, cls=OutputError, where="--out",
+                         option="--out") from None
+
+
+def remove_stale(out_dir: Path, bundle_name: str) -> str:
+    """A failed target must not leave an older bundle at its path that still verifies."""
+    removed = []
+    for path in (out_dir / bundle_name, out_dir / f"{bundle_name}.tar.gz"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(path.name)
+        elif path.exists():
+            path.unlink()
+            removed.append(path.name)
+    return f"; removed the previous bundle ({', '.join(removed)}) built from other inputs" if removed else ""
+
+
+def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chosen, document: Bundle,
+                 golden: dict[str, np.ndarray], reference: dict[str, np.ndarray],
+                 sign_key: Ed25519PrivateKey | None) -> tuple[Path, Path]:
+    """The target's bundle folder and archive: models, golden data, requirements, README, bundle.json."""
+    bundle_name = f"{manifest.name}-{target.name}"
+    payload = sum({cr.file: len(art.data) for _, art, cr in chosen if cr.file}.values())
+    writer = BundleWriter(out_dir, bundle_name, expected_bytes=payload)
+    try:
+        written: set[str] = set()
+        for _spec, art, cr in chosen:
+            if cr.file and cr.file not in written:
+                writer.write_bytes(cr.file, art.data)
+                written.add(cr.file)
+        writer.write_npz("golden/inputs.npz", golden)
+        writer.write_npz("golden/outputs.npz", reference)
+        extra = [cryptography_pin()] if sign_key is not None else []
+        writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}, extra))
+        writer.write_text("README.md", bundle_readme(manifest, target, bundle_name, [c.id for _, _, c in chosen]))
+        return writer.finish(document, sign_key=sign_key)
+    except BaseException:
+        writer.discard()
+        raise

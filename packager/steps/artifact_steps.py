@@ -1,0 +1,162 @@
+"""The steps that make one candidate's file: ONNX precision passes on the base model, and the
+framework conversions to TorchScript and TFLite (from the source model itself).
+
+The ONNX passes need only the base model and the calibration batches, so a worker running them
+imports onnx/onnxruntime and never torch or TensorFlow.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import UnsupportedError
+from ..results import Made
+from .base import ArtifactStep, Kind, StepContext, StepName
+from .model_steps import _onnx, _source, first_feed_batch
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..manifest import Manifest
+    from ..passes import PassResult
+    from ..sources import Source
+    from ..targets import CandidateSpec, Target
+
+
+def _calibration_batches(ctx: StepContext) -> list[dict[str, Any]] | None:
+    cal = ctx.calibration()
+    return list(cal.batches(ctx.manifest.calibration.batch_size)) if cal is not None else None
+
+
+class _OnnxPass(ArtifactStep):
+    """A precision pass on the fp32 base model: the artifact is the pass's model."""
+
+    requires: ClassVar[Kind] = "onnx"
+    tools = ("onnx", "onnxruntime")
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..onnx_utils import serialize
+        result = self.apply(_onnx(value), ctx, spec)
+        # the converter ("<exporter> + <pass>") is completed by the scheduler, which knows the exporter
+        return Made(serialize(result.model), ".onnx", result.name, result.details, result.notes)
+
+    @abstractmethod
+    def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult: ...
+
+
+class OnnxFp32(_OnnxPass):
+    """The base model as it is."""
+
+    name: ClassVar[StepName] = "fp32"
+    parallel = False  # nothing to do: no worker
+
+    def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
+        from ..passes import PassResult
+        return PassResult(model, "fp32", modified=False)
+
+
+class OnnxFp16(_OnnxPass):
+    """float16 weights and activations (onnxconverter-common, I/O kept float32)."""
+
+    name: ClassVar[StepName] = "fp16"
+
+    def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
+        from ..passes import quantize
+        return quantize.to_fp16(model)
+
+
+class OnnxInt8Dynamic(_OnnxPass):
+    """int8 weights, activations quantized at run time (no calibration data)."""
+
+    name: ClassVar[StepName] = "int8-dynamic"
+
+    def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
+        from ..passes import quantize
+        return quantize.int8_dynamic(model)
+
+
+class OnnxInt8Static(_OnnxPass):
+    """int8 weights and activations, calibrated on the manifest's calibration data."""
+
+    name: ClassVar[StepName] = "int8-static"
+    reads = frozenset({"calibration"})
+
+    def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
+        from ..passes import quantize
+        cal, batches = ctx.calibration(), _calibration_batches(ctx)
+        assert spec.quantization is not None and cal is not None and batches is not None
+        return quantize.int8_static(model, spec.quantization, batches, random_data=cal.random)
+
+
+class TorchScriptConvert(ArtifactStep):
+    """torch.nn.Module -> TorchScript (traced or scripted; int8 by dynamic quantization)."""
+
+    name: ClassVar[StepName] = "torchscript"
+    requires: ClassVar[Kind] = "source"
+    reads = frozenset({"golden"})  # example inputs for tracing
+    tools = ("torch",)
+
+    def config(self, manifest: Manifest, spec: CandidateSpec, target: Target) -> dict[str, Any]:
+        return dict(super().config(manifest, spec, target), method=manifest.torchscript)
+
+    def variant(self, spec: CandidateSpec, target: Target) -> str:
+        """int8 depends on the CPU's quantized engine (fbgemm on x86, qnnpack on ARM)."""
+        if spec.precision == "int8":
+            from ..convert.torch_to_torchscript import quantized_engine_for
+            return f"{spec.variant}-{quantized_engine_for(target.arch)}"
+        return spec.variant
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..convert.torch_to_torchscript import to_torchscript
+        from ..sources.torch_source import TorchSource
+        if spec.precision == "int8" and spec.quantization and spec.quantization.mode == "static":
+            raise UnsupportedError("TorchScript int8 is dynamic quantization only", where=f"candidate {spec.id}",
+                                   hint="use quantization: {mode: dynamic}, or an onnx int8 static candidate")
+        result = to_torchscript(_source(value, TorchSource).module, ctx.manifest, first_feed_batch(ctx),
+                                precision=spec.precision, arch=target.arch, method=ctx.manifest.torchscript)
+        extras = {"quantized_engine": result.details["quantized_engine"]} \
+            if "quantized_engine" in result.details else {}
+        return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras, result.method)
+
+
+class TfToTflite(ArtifactStep):
+    """TensorFlow SavedModel -> TFLite (TFLiteConverter; int8 calibrated on the calibration data)."""
+
+    name: ClassVar[StepName] = "tflite"
+    requires: ClassVar[Kind] = "source"
+    reads = frozenset({"calibration"})
+    tools = ("tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert")
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..convert.tf_to_tflite import to_tflite
+        from ..sources.tf_source import TensorFlowSource
+        cal = ctx.calibration()
+        result = to_tflite(_source(value, TensorFlowSource), precision=spec.precision,
+                           mode=spec.quantization.mode if spec.quantization else None, io=spec.io,
+                           calibration=_calibration_batches(ctx), random_data=bool(cal and cal.random))
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes, {"io_map": result.io_map},
+                    result.details["converter"])
+
+
+class TorchToTflite(ArtifactStep):
+    """torch.nn.Module -> TFLite (litert-torch, for a batch of one sample)."""
+
+    name: ClassVar[StepName] = "tflite"
+    requires: ClassVar[Kind] = "source"
+    reads = frozenset({"calibration", "golden"})
+    tools = ("torch", "litert-torch", "ai-edge-litert")
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..convert.torch_to_tflite import torch_to_tflite
+        from ..sources.torch_source import TorchSource
+        samples = ctx.calibration() or ctx.golden()
+        batches = list(samples.batches(ctx.manifest.calibration.batch_size))
+        result = torch_to_tflite(_source(value, TorchSource).module, ctx.manifest, batches,
+                                 precision=spec.precision, quantization=spec.quantization, io=spec.io)
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes,
+                    {"io_map": result.io_map, "static_batch": result.details["static_batch"]},
+                    result.details["converter"])

@@ -1,0 +1,121 @@
+"""The target-independent steps that make the fp32 ONNX base model: export or load, prepare, simplify.
+
+They wrap ``packager.convert`` and ``packager.passes``; heavy imports (torch, TensorFlow, onnxsim)
+happen inside ``run`` so a worker process that only quantizes never pays for them.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .base import Kind, ModelStep, StepContext, StepName, StepResult
+
+if TYPE_CHECKING:
+    import onnx
+
+    from ..manifest import Manifest
+    from ..sources import Source
+
+
+def first_feed_batch(ctx: StepContext) -> dict[str, Any]:
+    """Example inputs for export: up to 2 golden samples, so a symbolic batch dim is not specialised
+    (their values do not shape the model, so export steps do not read the data for their key)."""
+    return next(ctx.golden().batches(2))
+
+
+def _source(value: Source | onnx.ModelProto, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+class TorchExport(ModelStep):
+    """torch.nn.Module -> ONNX (torch.export / dynamo, else the TorchScript exporter)."""
+
+    name: ClassVar[StepName] = "export"
+    requires: ClassVar[Kind] = "source"
+    tools = ("torch", "onnxscript", "onnx")
+    label = "export torch -> onnx"
+
+    def config(self, manifest: Manifest) -> dict[str, Any]:
+        return {"framework": "torch", "opset": manifest.opset, "exporter": manifest.exporter}
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..convert.torch_to_onnx import export_torch
+        from ..onnx_utils import node_count
+        from ..sources.torch_source import TorchSource
+        source = _source(value, TorchSource)
+        exported = export_torch(source.module, ctx.manifest, first_feed_batch(ctx))
+        return StepResult(exported.model, details={"exporter": exported.exporter,
+                                                   "nodes": node_count(exported.model)},
+                          notes=exported.notes, warnings=list(exported.notes))
+
+
+class TfExport(ModelStep):
+    """TensorFlow / Keras model -> ONNX (tf2onnx)."""
+
+    name: ClassVar[StepName] = "export"
+    requires: ClassVar[Kind] = "source"
+    tools = ("tensorflow", "tensorflow-cpu", "keras", "tf2onnx", "onnx")
+    label = "convert tensorflow -> onnx (tf2onnx)"
+
+    def config(self, manifest: Manifest) -> dict[str, Any]:
+        return {"framework": "tensorflow", "opset": manifest.opset}
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..convert.tf_to_onnx import tf_to_onnx
+        from ..onnx_utils import node_count
+        from ..sources.tf_source import TensorFlowSource
+        model, how = tf_to_onnx(_source(value, TensorFlowSource), ctx.manifest.opset)
+        return StepResult(model, details={"exporter": how, "nodes": node_count(model)})
+
+
+class OnnxLoad(ModelStep):
+    """An ONNX source is its own model (not recorded: nothing was converted)."""
+
+    name: ClassVar[StepName] = "load"
+    requires: ClassVar[Kind] = "source"
+    label = None
+    recorded = False
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..sources.onnx_source import OnnxSource
+        return StepResult(_source(value, OnnxSource).model, modified=False,
+                          details={"exporter": "none (onnx source)"})
+
+
+class Prepare(ModelStep):
+    """Check the model, bring it to the manifest's opset, infer shapes."""
+
+    name: ClassVar[StepName] = "prepare"
+    requires: ClassVar[Kind] = "onnx"
+    tools = ("onnx",)
+    label = "prepare onnx (check, opset, shapes)"
+
+    def config(self, manifest: Manifest) -> dict[str, Any]:
+        return {"opset": manifest.opset}
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..passes.prepare import prepare
+        result = prepare(_onnx(value), ctx.manifest.opset, f"{ctx.manifest.file}: source")
+        return StepResult(result.model, result.modified, result.details, result.notes)
+
+
+class Simplify(ModelStep):
+    """Constant folding and graph clean-up (onnxsim), checked against the unsimplified model."""
+
+    name: ClassVar[StepName] = "simplify"
+    requires: ClassVar[Kind] = "onnx"
+    tools = ("onnxsim", "onnx", "onnxruntime")
+    label = "simplify (onnxsim)"
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..passes.simplify import simplify
+        result = simplify(_onnx(value))
+        return StepResult(result.model, result.modified, result.details, result.notes, list(result.notes))
+
+
+def _onnx(value: Source | onnx.ModelProto) -> onnx.ModelProto:
+    import onnx
+    if not isinstance(value, onnx.ModelProto):
+        raise TypeError(f"expected an ONNX model, got {type(value).__name__}")
+    return value

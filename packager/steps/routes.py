@@ -1,0 +1,80 @@
+"""The route table: (source framework, format, precision) -> the steps that make that artifact.
+
+The main process and the worker processes both look a candidate's route up here; adding a route
+is one entry below plus its step. Routes that share their model steps (every ONNX precision
+starts from one base model) share their results: the scheduler keys each step's output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from ..errors import UnsupportedError
+from ..targets import CandidateSpec
+from .artifact_steps import (
+    OnnxFp16,
+    OnnxFp32,
+    OnnxInt8Dynamic,
+    OnnxInt8Static,
+    TfToTflite,
+    TorchScriptConvert,
+    TorchToTflite,
+)
+from .base import ArtifactStep, ModelStep, Variant, variant_of
+from .model_steps import OnnxLoad, Prepare, Simplify, TfExport, TorchExport
+
+Framework = Literal["torch", "tensorflow", "onnx"]
+Format = Literal["onnx", "tflite", "torchscript"]
+RouteKey = tuple[str, str, Variant]  # (framework, format, variant): plain strings travel to workers
+
+
+@dataclass(frozen=True)
+class Route:
+    """The model steps (target-independent, shared by every route that starts with them), then
+    the step that makes the candidate's file."""
+
+    model_steps: tuple[ModelStep, ...]
+    make: ArtifactStep
+
+
+_BASE: dict[Framework, tuple[ModelStep, ...]] = {
+    "torch": (TorchExport(), Prepare(), Simplify()),
+    "tensorflow": (TfExport(), Prepare(), Simplify()),
+    "onnx": (OnnxLoad(), Prepare(), Simplify()),
+}
+_ONNX_PASSES: dict[Variant, ArtifactStep] = {"fp32": OnnxFp32(), "fp16": OnnxFp16(),
+                                             "int8-dynamic": OnnxInt8Dynamic(), "int8-static": OnnxInt8Static()}
+_VARIANTS: tuple[Variant, ...] = get_args(Variant)
+
+ROUTES: dict[RouteKey, Route] = {
+    **{(fw, "onnx", v): Route(_BASE[fw], step) for fw in get_args(Framework) for v, step in _ONNX_PASSES.items()},
+    **{("torch", "tflite", v): Route((), TorchToTflite()) for v in _VARIANTS},
+    **{("torch", "torchscript", v): Route((), TorchScriptConvert()) for v in _VARIANTS},
+    **{("tensorflow", "tflite", v): Route((), TfToTflite()) for v in _VARIANTS},
+}
+
+UNSUPPORTED_ROUTES: dict[tuple[str, str], str] = {
+    ("tensorflow", "torchscript"): "TorchScript is PyTorch's format: a TensorFlow model cannot be "
+                                   "turned into TorchScript",
+    ("onnx", "tflite"): "ONNX -> TFLite is not supported: its only converter, onnx2tf, pins old "
+                        "tensorflow/numpy/onnx releases that cannot be installed beside edgepack's; "
+                        "give the original PyTorch or TensorFlow model as the source instead",
+    ("onnx", "torchscript"): "ONNX -> TorchScript is not supported: there is no maintained converter; "
+                             "give the original PyTorch model as the source instead",
+}
+
+SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
+    fw: tuple(dict.fromkeys(fmt for (f, fmt, _) in ROUTES if f == fw)) for fw in get_args(Framework)}
+
+
+def route_for(framework: str, spec: CandidateSpec) -> tuple[RouteKey, Route]:
+    """The candidate's route, or UnsupportedError saying why there is none and what to use."""
+    key = (framework, spec.format, variant_of(spec))
+    route = ROUTES.get(key)
+    if route is None:
+        reason = UNSUPPORTED_ROUTES.get((framework, spec.format),
+                                        f"{framework} -> {spec.format} {key[2]} is not supported")
+        raise UnsupportedError(reason, where=f"candidate {spec.id}",
+                               hint=f"use {' or '.join(SUPPORTED_FORMATS.get(framework, ()))} candidates "
+                                    f"for {framework} models")
+    return key, route

@@ -1,0 +1,38 @@
+"""The route table: every route is a well-formed chain of steps, and missing routes say why."""
+from __future__ import annotations
+
+import pytest
+
+from packager.errors import UnsupportedError
+from packager.steps import ROUTES, SUPPORTED_FORMATS, route_for, variant_of
+from packager.targets import CandidateSpec, Quantization
+
+
+@pytest.mark.parametrize("key", sorted(ROUTES))
+def test_each_route_chains_what_one_step_ensures_into_what_the_next_requires(key: tuple[str, str, str]) -> None:
+    route = ROUTES[key]
+    have = "source"
+    for step in route.model_steps:
+        assert step.requires == have, f"{key}: {step.name} requires {step.requires}, gets {have}"
+        have = step.ensures
+    assert route.make.requires == have and route.make.ensures == "artifact"
+
+
+def test_formats_and_variants() -> None:
+    assert SUPPORTED_FORMATS == {"torch": ("onnx", "tflite", "torchscript"), "tensorflow": ("onnx", "tflite"),
+                                 "onnx": ("onnx",)}
+    assert len(ROUTES) == 4 * 6  # every precision of every supported (framework, format)
+    # every ONNX precision of one framework starts from the same model steps (made once)
+    assert len({ROUTES[("torch", "onnx", v)].model_steps for v in ("fp32", "fp16", "int8-dynamic", "int8-static")}) == 1
+    int8 = CandidateSpec("a", "onnx", "int8", "onnxruntime", quantization=Quantization(mode="dynamic"))
+    assert variant_of(int8) == "int8-dynamic" and ROUTES[("onnx", "onnx", "int8-dynamic")].make.name == "int8-dynamic"
+
+
+def test_a_missing_route_names_the_candidate_and_what_to_use() -> None:
+    spec = CandidateSpec("ts", "torchscript", "fp32", "torchscript")
+    with pytest.raises(UnsupportedError) as info:
+        route_for("tensorflow", spec)
+    assert "TorchScript is PyTorch's format" in info.value.message and info.value.where == "candidate ts"
+    assert info.value.hint == "use onnx or tflite candidates for tensorflow models"
+    key, route = route_for("torch", spec)
+    assert key == ("torch", "torchscript", "fp32") and route.make.name == "torchscript" and not route.model_steps
