@@ -19,10 +19,11 @@ import numpy as np
 from ..errors import BackendError
 from ..signature import TensorSpec
 from .base import Backend
+from .tflite_ports import Port as _Port
+from .tflite_ports import dequantize, port_of, quantize
 
 XNNPACK = "XNNPACK"  # the interpreter's built-in default CPU path
 DELEGATE_PREFIX = "delegate:"  # "delegate:<library>" is loaded with load_delegate
-_QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
 
 
 class _Flavour(NamedTuple):
@@ -61,40 +62,6 @@ def _import_interpreter() -> _Flavour:
     except Exception as exc:
         errors.append(f"tensorflow: {exc}")
     raise ImportError("no TFLite interpreter importable (" + "; ".join(errors) + ")")
-
-
-class _Port(NamedTuple):
-    """One artifact input or output: how to reach it and how to convert it."""
-
-    name: str
-    tensor: int  # tensor index (used without a signature runner)
-    dtype: np.dtype  # the artifact tensor's dtype
-    scale: float
-    zero_point: int
-    convert: bool  # (de)quantize between float and the artifact's integer dtype
-    float_dtype: np.dtype  # the float dtype the caller feeds / gets when converting
-
-
-def _port(name: str, detail: Mapping[str, Any], spec: TensorSpec | None) -> _Port:
-    dtype = np.dtype(detail["dtype"])
-    scale, zero = detail.get("quantization") or (0.0, 0)
-    want = np.dtype(spec.dtype) if spec is not None else np.dtype(np.float32)
-    convert = (dtype in _QUANTIZED and float(scale) != 0.0 and want.kind == "f")
-    return _Port(name, int(detail["index"]), dtype, float(scale), int(zero), convert,
-                 want if want.kind == "f" else np.dtype(np.float32))
-
-
-def quantize(x: np.ndarray, port: _Port) -> np.ndarray:
-    """float -> the tensor's integer dtype: round(x / scale) + zero_point, clipped."""
-    info = np.iinfo(port.dtype)
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(port.scale)) + port.zero_point
-    return np.clip(q, info.min, info.max).astype(port.dtype)
-
-
-def dequantize(q: np.ndarray, port: _Port) -> np.ndarray:
-    """integer tensor -> float: (q - zero_point) * scale."""
-    return ((q.astype(np.float32) - np.float32(port.zero_point))
-            * np.float32(port.scale)).astype(port.float_dtype, copy=False)
 
 
 class TFLiteBackend(Backend):
@@ -225,8 +192,8 @@ class TFLiteBackend(Backend):
         order_in += [n for n in in_details if n not in order_in]
         order_out = [s.name for s in outputs if s.name in out_details]
         order_out += [n for n in out_details if n not in order_out]
-        self._inputs = [_port(n, in_details[n], specs.get(n)) for n in order_in]
-        self._outputs = [_port(n, out_details[n], specs.get(n)) for n in order_out]
+        self._inputs = [port_of(n, in_details[n], specs.get(n)) for n in order_in]
+        self._outputs = [port_of(n, out_details[n], specs.get(n)) for n in order_out]
         self._input_names = [p.name for p in self._inputs]
         self._output_names = [p.name for p in self._outputs]
         self._run_all = self.ordered_impl(self._output_names, None)
