@@ -34,18 +34,22 @@ class RuntimeRunner:
     """
 
     def __init__(self, spec: CandidateSpec, made: Made, signature: Signature, where: str) -> None:
-        from runtime.bundle import SCHEMA_VERSION, Bundle
+        from runtime.bundle import Bundle, Candidate
         from runtime.model import Model
         from runtime.select import try_candidate
         self._tmp = tempfile.TemporaryDirectory(prefix="edgepack-check-")
         rel = f"artifact{made.suffix}"
         (Path(self._tmp.name) / rel).write_bytes(made.data)
-        candidate = {"id": spec.id, "file": rel, "format": spec.format, "precision": spec.precision,
-                     "backend": spec.backend, "providers": [HOST_PROVIDERS[spec.format]], "threads": 1,
-                     **made.extras}
-        doc = {"schema_version": SCHEMA_VERSION, "name": "host-check", "target": {}, "signature": signature.to_dict(),
-               "candidates": [candidate], "files": {}}
-        bundle = Bundle.from_dict(doc, Path(self._tmp.name))
+        io_map = made.extras.get("io_map") or {}
+        candidate = Candidate(id=spec.id, file=rel, format=spec.format, backend=spec.backend,
+                              precision=spec.precision, providers=(HOST_PROVIDERS[spec.format],),
+                              provider_options=({},), threads=1, tolerance={},
+                              io_inputs=dict(io_map.get("inputs") or {}), io_outputs=dict(io_map.get("outputs") or {}),
+                              static_batch=made.extras.get("static_batch"),
+                              quantized_engine=made.extras.get("quantized_engine"))
+        # the runtime's own typed bundle (as bundle.json would hold it), one candidate
+        bundle = Bundle(root=Path(self._tmp.name), name="host-check", target={}, signature=signature,
+                        candidates=(candidate,), golden=None, files={}, fallbacks=[], warnings=[], provenance={})
         with quiet():  # backends announce themselves on stderr (e.g. LiteRT's XNNPACK line)
             backend, decision = try_candidate(bundle, bundle.candidates[0])
         if backend is None:
