@@ -60,7 +60,7 @@ def tiny_onnx(w: np.ndarray, b: np.ndarray, slow: bool = False) -> bytes:
 @pytest.fixture(scope="module")
 def artifacts() -> dict[str, bytes]:
     """slow (exact but heavy), fast (the kit's tiny model), bad (wrong weights, fails parity)."""
-    from . import conftest as kit
+    from .. import conftest as kit
 
     return {"models/slow.onnx": tiny_onnx(kit.W, kit.B, slow=True),
             "models/bad.onnx": tiny_onnx(kit.W * 1.5, kit.B)}
