@@ -260,7 +260,7 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                 f"{c['pair_ratio_p10']:.2f}× to {c['pair_ratio_p90']:.2f}×, 10th to 90th "
                 "percentile): `import runtime` does not load OpenSSL (`runtime.digest` uses "
                 "CPython's own SHA-256 for small files); tarfile, tempfile, subprocess, ctypes "
-                "and `runtime.bench` load only where they are needed.")
+                "and `runtime.tuning.bench` load only where they are needed.")
 
     def imp() -> str:
         i = r.row("import")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a headless Chromium is there for the HTML report tests (tests/runtime/test_report_html.py).
+# Make sure a headless Chromium is there for the HTML report tests (tests/runtime/report/test_reports.py).
 #
 # Idempotent and quiet: with a Chromium on PATH it only says which; without one, as root on a
 # Debian/Ubuntu machine, it installs the `chromium` package with apt-get. It never fails the
