@@ -7,6 +7,7 @@ before the slow inference.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -114,15 +115,28 @@ def _check_writable(path: Path, force: bool) -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    """Whole or not at all (temp file, then rename), with the mode a plain file of the user's
+    gets (mkstemp's 0600 would hide the manifest from the user's group)."""
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise EdgepackError(f"cannot write {path}: {exc.strerror or exc}", where="-o",
                             hint="choose a folder you can write to, or -o - for stdout") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def format_summary(result: InitResult) -> str:

@@ -30,6 +30,19 @@ def test_refuses_to_overwrite_without_force(project: Path, capsys: pytest.Captur
     assert "name: tiny" in (project / "tiny.yaml").read_text()
 
 
+
+def test_written_manifest_gets_the_users_file_mode(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The manifest is the user's file: the umask decides its mode (a temp file's 0600 did before),
+    and no temp file is left beside it."""
+    import os
+    old = os.umask(0o027)
+    try:
+        assert run(capsys, "tiny.py:build", "-x", "1x1x4x4")[0] == 0
+    finally:
+        os.umask(old)
+    assert (project / "tiny.yaml").stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in project.iterdir() if p.name.startswith(".tiny.yaml")] == []
+
 @pytest.mark.slow
 def test_torch_manifest_builds_once_filled_in(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "more.py:build_two", "-x", "1x1x2x2", "-x", "1x2", "-o", "two.yaml", "--name", "two")
