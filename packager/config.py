@@ -201,7 +201,8 @@ class Node:
         """
         if isinstance(allowed, Section):
             self.spec = allowed
-            allowed, required = allowed.keys(), allowed.required()
+            section = allowed
+            allowed, required = section.keys(), section.required()
         if not isinstance(self.value, dict):
             raise self.fail(f"expected a mapping, got {_describe(self.value)}",
                             hint="write 'key: value' lines here")
@@ -239,6 +240,7 @@ class Node:
             kind = spec.type
             if kind not in _TYPE_NAMES or kind in (list, dict):
                 raise TypeError(f"{self.where(key)} is declared as {kind!r}, not a scalar")
+        assert kind is not None  # given, or declared
         default = (spec.default if spec else None) if default is _UNSET else default
         choices = (spec.choices if spec else None) if choices is _UNSET else choices
         minimum = (spec.minimum if spec else None) if minimum is _UNSET else minimum

@@ -128,7 +128,9 @@ def test_shipped_targets_are_package_data(tmp_path: Path, monkeypatch: pytest.Mo
     install has them too (tests/test_install.py installs one); found from any working folder."""
     assert SHIPPED_TARGETS_DIR == REPO / "packager" / "shipped_targets"
     assert tuple(sorted(p.stem for p in SHIPPED_TARGETS_DIR.glob("*.yaml"))) == SHIPPED
-    assert 'packager = ["shipped_targets/*.yaml"]' in (REPO / "pyproject.toml").read_text()
+    import tomllib
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "shipped_targets/*.yaml" in data["tool"]["setuptools"]["package-data"]["packager"]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EDGEPACK_TARGETS_PATH", raising=False)
     assert {n: p.parent for n, p in available_targets().items()} == {n: SHIPPED_TARGETS_DIR for n in SHIPPED}
