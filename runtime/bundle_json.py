@@ -33,6 +33,17 @@ def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _optional(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """A key the build records for people (absent or null: None); a wrong type is still an error."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise BundleFormatError(f"{key!r} must be {names} or null, got {type(value).__name__}", where=where)
+    return value
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One artifact + backend + providers the runtime may try, in the bundle's order."""
@@ -119,16 +130,22 @@ class Candidate:
                      for name, t in tol_raw.items()}
         precision = data.get("precision")
         io_inputs, io_outputs = _parse_io_map(data.get("io_map"), where=f"{where}.io_map")
-        get = data.get
-        return cls(id=cid, file=file, format=str(get("format", "")),
+        def opt(key: str, kind: type | tuple[type, ...]) -> Any:
+            return _optional(data, key, kind, where)
+
+        notes = opt("notes", list) or []
+        if not all(isinstance(n, str) for n in notes):
+            raise BundleFormatError("'notes' must be a list of strings", where=where)
+        return cls(id=cid, file=file, format=str(data.get("format", "")),
                    backend=_require(data, "backend", str, where),
                    precision=precision if isinstance(precision, str) else None,
                    providers=tuple(providers), provider_options=tuple(dict(o) for o in options),
                    threads=threads, tolerance=tolerance, raw=data, io_inputs=io_inputs,
-                   io_outputs=io_outputs, quantization=get("quantization"), parity=get("parity"),
-                   accuracy=get("accuracy"), size=get("size"), status=get("status"),
-                   notes=list(get("notes") or ()), converter=get("converter"), conversion=get("conversion"),
-                   io=get("io"), static_batch=get("static_batch"), quantized_engine=get("quantized_engine"),
+                   io_outputs=io_outputs, quantization=opt("quantization", dict), parity=opt("parity", dict),
+                   accuracy=opt("accuracy", (int, float)), size=opt("size", int), status=opt("status", str),
+                   notes=list(notes), converter=opt("converter", str), conversion=opt("conversion", dict),
+                   io=opt("io", str), static_batch=opt("static_batch", int),
+                   quantized_engine=opt("quantized_engine", str),
                    extra={k: v for k, v in data.items() if k not in _CANDIDATE_KEYS})
 
 
