@@ -12,9 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("packager", "runtime")
 MAX_LINES = 400
-# to be split: owned by others and being split right now; the lead empties this list
-OVERSIZED = {"runtime/__main__.py", "runtime/report_html.py", "packager/init_infer.py",
-             "runtime/backends/tflite.py"}  # 410 lines: found by this test, not in the list
+# files allowed over MAX_LINES, each with its reason (none today)
+OVERSIZED: set[str] = set()
 
 
 def module_name(path: Path) -> str:
