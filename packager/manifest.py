@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.compare import DEFAULT_TOLERANCES, Tolerance
+from runtime.signature import TensorSpec
 
 from .config import (
     NAME_PATTERN,
@@ -132,12 +133,15 @@ MANIFEST = Section("Manifest", "what edgepack packages: the source model, its si
 
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of the model's signature."""
+class OutputSpec:
+    """An output as the manifest declares it. Unlike an input its shape may be left out: the
+    build observes it from the reference run, and only then does it become the bundle's
+    ``TensorSpec`` (inputs are ``TensorSpec`` from the start: the one class, shared with the
+    runtime)."""
 
     name: str
     dtype: str = "float32"
-    shape: tuple[int | str, ...] | None = None
+    shape: tuple[int | str, ...] | None = None  # None: observed at build time
     layout: str | None = None
     scores: bool | None = None
 
@@ -190,7 +194,7 @@ class Manifest:
     description: str
     source: SourceSpec
     inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
+    outputs: tuple[OutputSpec, ...]
     calibration: DataSpec
     golden: DataSpec
     golden_from_calibration: bool
@@ -228,8 +232,8 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
     root.mapping(MANIFEST)
     name = root.get("name")
     source = _parse_source(root.child("source"), base_dir)
-    inputs = tuple(_parse_tensor(n, is_input=True) for n in root.items("inputs"))
-    outputs = tuple(_parse_tensor(n, is_input=False) for n in root.items("outputs"))
+    inputs = tuple(_parse_input(n) for n in root.items("inputs"))
+    outputs = tuple(_parse_output(n) for n in root.items("outputs"))
     _check_unique(root, "inputs", [t.name for t in inputs])
     _check_unique(root, "outputs", [t.name for t in outputs])
 
@@ -318,36 +322,50 @@ def _parse_source(node: Node, base_dir: Path) -> SourceSpec:
     return SourceSpec(framework, path=(base_dir / node.get("path")))
 
 
-def _parse_tensor(node: Node, *, is_input: bool) -> TensorSpec:
+def _parse_input(node: Node) -> TensorSpec:
     if isinstance(node.value, str):
-        if is_input:
-            raise node.fail("an input needs name, dtype and shape",
-                            hint="write - {name: x, dtype: float32, shape: [batch, 3, 224, 224]}")
-        return TensorSpec(name=node.value, dtype="float32")
-    node.mapping(INPUT if is_input else OUTPUT)
+        raise node.fail("an input needs name, dtype and shape",
+                        hint="write - {name: x, dtype: float32, shape: [batch, 3, 224, 224]}")
+    node.mapping(INPUT)
+    shape = _parse_shape(node)
+    assert shape is not None  # INPUT requires it
+    return TensorSpec(name=node.get("name"), dtype=_parse_dtype(node), shape=shape, layout=node.get("layout"))
+
+
+def _parse_output(node: Node) -> OutputSpec:
+    if isinstance(node.value, str):
+        return OutputSpec(name=node.value, dtype="float32")
+    node.mapping(OUTPUT)
+    return OutputSpec(name=node.get("name"), dtype=_parse_dtype(node), shape=_parse_shape(node),
+                      layout=node.get("layout"), scores=node.get("scores"))
+
+
+def _parse_shape(node: Node) -> tuple[int | str, ...] | None:
     shape_val = node.value.get("shape")
-    shape: tuple[int | str, ...] | None = None
-    if shape_val is not None:
-        if not isinstance(shape_val, list):
-            raise node.fail(f"shape must be a list, got {type(shape_val).__name__} {shape_val!r}", "shape",
-                            hint="write it like [batch, 1, 8, 8]: one entry per axis")
-        dims: list[int | str] = []
-        for i, d in enumerate(shape_val):
-            ok = (isinstance(d, int) and not isinstance(d, bool) and d > 0) or \
-                 (isinstance(d, str) and re.match(SYMBOL_PATTERN, d))
-            if not ok:
-                raise node.child("shape").fail(
-                    f"dimension {d!r} must be a positive integer or a symbol like 'batch'", i,
-                    hint="a fixed size (1, 28, ...) or a name for a dynamic axis (batch)")
-            dims.append(d)
-        shape = tuple(dims)
+    if shape_val is None:
+        return None
+    if not isinstance(shape_val, list):
+        raise node.fail(f"shape must be a list, got {type(shape_val).__name__} {shape_val!r}", "shape",
+                        hint="write it like [batch, 1, 8, 8]: one entry per axis")
+    dims: list[int | str] = []
+    for i, d in enumerate(shape_val):
+        ok = (isinstance(d, int) and not isinstance(d, bool) and d > 0) or \
+             (isinstance(d, str) and re.match(SYMBOL_PATTERN, d))
+        if not ok:
+            raise node.child("shape").fail(
+                f"dimension {d!r} must be a positive integer or a symbol like 'batch'", i,
+                hint="a fixed size (1, 28, ...) or a name for a dynamic axis (batch)")
+        dims.append(d)
+    return tuple(dims)
+
+
+def _parse_dtype(node: Node) -> str:
     raw_dtype = node.value.get("dtype")
     if isinstance(raw_dtype, str) and raw_dtype in _DTYPE_ALIASES:
         raise node.fail(f"{raw_dtype!r} is not one of: {', '.join(DTYPES)} (did you mean "
                         f"{_DTYPE_ALIASES[raw_dtype]!r}?)", "dtype", hint="dtypes are numpy names with their width")
-    return TensorSpec(name=node.get("name"), dtype=node.get("dtype"),
-                      shape=shape, layout=node.get("layout"),
-                      scores=node.get("scores") if not is_input else None)
+    dtype: str = node.get("dtype")
+    return dtype
 
 
 def _parse_data(node: Node, section: Section, base_dir: Path) -> DataSpec:

@@ -115,7 +115,7 @@ def derive_record(manifest: Manifest, source: Source, golden: SampleSet, calibra
                        looks_like_scores(reference[o.name] if golden.batched else reference[o.name][0]))
               for o in m.outputs}
     signature = Signature(
-        inputs=tuple(TensorSpec.from_dict(s.to_dict(), where=f"{m.file}: inputs") for s in m.inputs),
+        inputs=m.inputs,  # the manifest's inputs are the bundle's TensorSpecs already
         outputs=tuple(TensorSpec(name=o.name, dtype=str(reference[o.name].dtype),
                                  shape=tuple(_output_shape(o.shape, reference[o.name], golden.batched,
                                                            m.symbolic_batch())),

@@ -93,9 +93,9 @@ def check_signature(model: Any, manifest: Manifest) -> None:
     if extra:
         raise SourceError(f"the model has input(s) {extra} the manifest does not list", where=where,
                           hint="list every model input in the manifest")
-    for spec in manifest.outputs:
-        if spec.name not in outs:
-            raise SourceError(f"the model has no output {spec.name!r} (it has {list(outs)})",
+    for out in manifest.outputs:
+        if out.name not in outs:
+            raise SourceError(f"the model has no output {out.name!r} (it has {list(outs)})",
                               where=f"{manifest.file}: outputs")
 
 

@@ -40,6 +40,17 @@ def test_good_manifest_parses_with_defaults(tmp_path: Path) -> None:
     assert m.tolerance_for("fp32", "y").atol == 1e-4
 
 
+
+def test_inputs_are_the_runtimes_tensor_spec(tmp_path: Path) -> None:
+    """One TensorSpec: a manifest input is the bundle's input as is; an output whose shape is
+    left out stays a declaration (OutputSpec) until the build observes it."""
+    from runtime.signature import TensorSpec
+    m = load_text(tmp_path, GOOD)
+    assert type(m.inputs[0]) is TensorSpec
+    assert m.inputs[0] == TensorSpec("x", "float32", ("batch", 3))
+    assert TensorSpec.from_dict(m.inputs[0].to_dict(), where="t") == m.inputs[0]
+    assert (m.outputs[0].name, m.outputs[0].shape) == ("y", None)
+
 def test_shipped_manifest_is_valid() -> None:
     m = load_manifest(REPO / "manifests" / "digits-cnn.yaml")
     assert m.targets == ("x86-cpu", "rpi4")
