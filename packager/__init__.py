@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+from .config.manifest import Manifest, load_manifest  # noqa: E402
+from .config.targets import Target, available_targets, load_target  # noqa: E402
 from .errors import (  # noqa: E402
     BuildError,
     ConfigError,
@@ -18,8 +20,6 @@ from .errors import (  # noqa: E402
     TargetError,
     UnsupportedError,
 )
-from .manifest import Manifest, load_manifest  # noqa: E402
-from .targets import Target, available_targets, load_target  # noqa: E402
 
 if TYPE_CHECKING:
     from .results import BuildResult

@@ -214,7 +214,7 @@ class BuildCache:
 
     def remove_stale_temps(self) -> list[str]:
         """Temp folders of builds that were killed (their process is gone): safe to delete."""
-        from .bundle import _alive
+        from .bundle.writer import _alive
         removed = []
         for prefix in TEMP_PREFIXES:
             for tmp in self.root.glob(f"{prefix}*"):

@@ -20,8 +20,8 @@ def _emit_json(data: Any) -> None:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from .report import format_targets
-    from .targets import Target, available_targets, load_target, no_targets_error
+    from .config.targets import Target, available_targets, load_target, no_targets_error
+    from .report.text import format_targets
     found = available_targets()
     if not found:  # an empty table would pass for success; a build could use none of them
         raise no_targets_error()
@@ -49,9 +49,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .config.manifest import load_manifest
+    from .config.targets import load_target
     from .init import check_placeholders
-    from .manifest import load_manifest
-    from .targets import load_target
     manifest = load_manifest(args.manifest)
     targets = [load_target(t, manifest.base_dir) for t in (args.target or manifest.targets)]
     check_placeholders(manifest)  # a manifest from 'edgepack init' whose data was never filled in
@@ -67,7 +67,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .cache import BuildCache
     from .pipeline import build
     from .progress import Progress
-    from .report import format_build
+    from .report.text import format_build
     progress = Progress(quiet=args.quiet or args.json, verbose=args.verbose)
     cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
                        max_bytes=int(args.cache_max_mb * 1024 * 1024))
@@ -115,7 +115,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .signing import generate_keypair
+    from .bundle.signing import generate_keypair
     private, public = generate_keypair(Path(args.folder))
     if args.json:
         _emit_json({"private_key": str(private), "public_key": str(public)})
@@ -132,7 +132,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from runtime.signing import SIGNATURE_FILE, key_id, read_signature
     from runtime.verifier import describe_verifier
 
-    from .report import format_bundle
+    from .report.text import format_bundle
     # with --key the signature is checked before bundle.json is parsed (a bad one: exit 2)
     bundle = open_bundle(args.bundle, public_key=args.key or None)
     try:
@@ -159,7 +159,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_runtime_wheel(args: argparse.Namespace) -> int:
-    from .runtime_wheel import build_runtime_wheel
+    from .bundle.runtime_wheel import build_runtime_wheel
     wheel = build_runtime_wheel(Path(args.out))
     if args.json:
         _emit_json({"wheel": str(wheel)})
@@ -170,7 +170,7 @@ def cmd_runtime_wheel(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import schema_document
+    from .config.schema import schema_document
     text = json.dumps(schema_document(args.kind), indent=2) + "\n"
     if args.output:
         from runtime.fileio import atomic_write

@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data import EvaluationSet, Feeds, SampleSet
 from .errors import ConversionError
+from .inputs.data import EvaluationSet, Feeds, SampleSet
 from .quiet import quiet
 
 if TYPE_CHECKING:
     from runtime.signature import Signature
 
+    from .config.targets import CandidateSpec
     from .results import Made
-    from .targets import CandidateSpec
 
 Runner = Callable[[Feeds], dict[str, np.ndarray]]
 
@@ -35,8 +35,8 @@ class RuntimeRunner:
 
     def __init__(self, spec: CandidateSpec, made: Made, signature: Signature, where: str) -> None:
         from runtime.bundle import Bundle, Candidate
-        from runtime.model import Model
-        from runtime.select import try_candidate
+        from runtime.errors import NoCandidateError
+        from runtime.model import load
         self._tmp = tempfile.TemporaryDirectory(prefix="edgepack-check-")
         rel = f"artifact{made.suffix}"
         (Path(self._tmp.name) / rel).write_bytes(made.data)
@@ -50,14 +50,16 @@ class RuntimeRunner:
         # the runtime's own typed bundle (as bundle.json would hold it), one candidate
         bundle = Bundle(root=Path(self._tmp.name), name="host-check", target={}, signature=signature,
                         candidates=(candidate,), golden=None, files={}, fallbacks=[], warnings=[], provenance={})
-        with quiet():  # backends announce themselves on stderr (e.g. LiteRT's XNNPACK line)
-            backend, decision = try_candidate(bundle, bundle.candidates[0])
-        if backend is None:
+        try:
+            with quiet():  # backends announce themselves on stderr (e.g. LiteRT's XNNPACK line)
+                # the runtime's one Model factory, for exactly this candidate (no fallback)
+                self.model = load(bundle, candidate=candidate.id, verify_hashes=False, tuned=False)
+        except NoCandidateError as exc:
             self._tmp.cleanup()
-            raise ConversionError(f"the runtime cannot run the artifact on this host: {decision.reason}",
+            reason = exc.decisions[0].reason if exc.decisions else exc.message
+            raise ConversionError(f"the runtime cannot run the artifact on this host: {reason}",
                                   where=where, hint=f"install the {spec.backend} backend on the build machine "
-                                                    "(pip install 'edgepack[all]')")
-        self.model = Model(bundle, backend, bundle.candidates[0], [decision])
+                                                    "(pip install 'edgepack[all]')") from None
         self.where = where
 
     def close(self) -> None:
@@ -103,16 +105,10 @@ def accuracy(runner: Runner, evaluation: EvaluationSet, output: str,
 
 def host_latency_ms(runner: Runner, feeds: Feeds, *, warmup: int = 5, runs: int = 30,
                     budget_s: float = 2.0) -> float:
-    """Median latency of one call on this host (a hint for the report; the device decides)."""
-    for _ in range(warmup):
-        runner(feeds)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < runs and (time.perf_counter() - start) < budget_s:
-        t0 = time.perf_counter()
-        runner(feeds)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
+    """Median latency of one call on this host (a hint for the report; the device decides), timed
+    by the runtime's one timing loop (``budget_s`` bounds warm-up and runs together)."""
+    from runtime.tuning.timing import time_calls
+    return time_calls(partial(runner, feeds), runs=runs, warmup=warmup, max_seconds=budget_s).p50_ms
 
 
 def first_feed(samples: SampleSet) -> dict[str, Any]:

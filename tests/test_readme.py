@@ -14,11 +14,11 @@ Every fenced block in the README has an HTML comment right before it saying how 
                    ``device-python`` blocks run.
 ``python``         the block runs as ``python -`` in WORK (``device-python``: in the device's bundle
                    folder, so ``import runtime`` finds the bundle's own copy, as on the Pi).
-``manifest``       written to ``WORK/manifests/``, loaded by ``packager.manifest.load_manifest``,
+``manifest``       written to ``WORK/manifests/``, loaded by ``packager.config.manifest.load_manifest``,
                    checked by ``edgepack validate`` and, through its ``yaml-language-server``
                    modeline, against the schema a later block's ``edgepack schema manifest`` wrote
                    (schemas are checked once every block ran).
-``target``         written to ``WORK/targets/<name>.yaml``, loaded by ``packager.targets``, checked
+``target``         written to ``WORK/targets/<name>.yaml``, loaded by ``packager.config.targets``, checked
                    by ``edgepack validate --target`` and its modeline's schema, and built for.
 ``json``           parsed.
 ``synopsis``       every ``--option`` on a line must appear in that command's ``--help``.
@@ -305,7 +305,7 @@ def check_schema(block: Block, path: Path) -> None:
 
 
 def check_manifest(scene: Scene, block: Block) -> None:
-    from packager.manifest import load_manifest
+    from packager.config.manifest import load_manifest
     path = scene.work / "manifests" / f"readme-line{block.line}.yaml"
     path.write_text(block.text + "\n")
     load_manifest(path)
@@ -316,7 +316,7 @@ def check_manifest(scene: Scene, block: Block) -> None:
 
 
 def check_target(scene: Scene, block: Block) -> None:
-    from packager.targets import load_target
+    from packager.config.targets import load_target
     name = yaml.safe_load(block.text)["name"]
     path = scene.work / "targets" / f"{name}.yaml"
     path.parent.mkdir(exist_ok=True)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..config.manifest import Manifest
 from ..errors import ConversionError
-from ..manifest import Manifest
 from ..quiet import quiet
 
 DYNAMO = "torch.onnx.export(dynamo=True)"

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config.manifest import Manifest
+from ..config.targets import Quantization
 from ..errors import ConversionError, UnsupportedError
-from ..manifest import Manifest
 from ..quiet import quiet
-from ..targets import Quantization
 from . import TFLiteArtifact
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.manifest import Manifest
 from ..errors import ConversionError
-from ..manifest import Manifest
 
 
 @dataclass

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from ..config.manifest import parse_manifest
+from ..config.targets import available_targets, no_targets_error, resolve_target_ref
 from ..errors import EdgepackError, SourceError
-from ..manifest import parse_manifest
-from ..targets import available_targets, no_targets_error, resolve_target_ref
 from .infer import infer_model
 from .render import CALIBRATION_PLACEHOLDER, dims_text, rel_posix, render
 from .signature import NAME_RE, Inferred

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.manifest import DTYPES
 from ..errors import SourceError
-from ..manifest import DTYPES
 from .signature import ENTRY_RE
 
 EXAMPLE_INPUT_HELP = (
@@ -123,7 +123,7 @@ def _whole_feed(spec: str, params: list[str], cwd: Path) -> dict[str, np.ndarray
             raise SourceError(f"cannot read {path.name} as an .npz of arrays: {exc}", where="--example-input",
                               hint="write it with numpy.savez(path, input_name=array, ...)") from None
     else:
-        from ..entrypoints import call_entry
+        from ..inputs.entrypoints import call_entry
         raw = call_entry(spec, cwd, SourceError, "--example-input")
     if isinstance(raw, dict):
         items = {str(k): as_array(v, f"example input {k!r}") for k, v in raw.items()}

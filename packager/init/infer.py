@@ -122,7 +122,7 @@ def _framework_of(obj: Any) -> str | None:
 
 def _infer_entry(entry: str, cwd: Path, example_inputs: Sequence[str], batch_dim: str | None,
                  fixed_batch: bool, kwargs: dict[str, Any]) -> Inferred:
-    from ..entrypoints import call_entry
+    from ..inputs.entrypoints import call_entry
     module_ref = entry.rpartition(":")[0]
     try:  # a Keras entry point: import TensorFlow quietly first, as the TensorFlow source does
         code = (cwd / module_ref).read_text(encoding="utf-8", errors="replace") if module_ref.endswith(".py") else ""

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..config.manifest import DTYPES
 from ..errors import SourceError
-from ..manifest import DTYPES
 from .signature import (
     SUPPORTED_DTYPES,
     Inferred,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config.manifest import Manifest
 from ..errors import DataError
-from ..manifest import Manifest
 from .render import PLACEHOLDER_DIR, data_format
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from .. import __version__
+from ..config.targets import available_targets, load_target, resolve_target_ref
 from ..errors import EdgepackError
-from ..targets import available_targets, load_target, resolve_target_ref
 from .signature import Inferred, Tensor
 
 PLACEHOLDER_DIR = "REPLACE-ME"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import NAME_PATTERN
+from ..config.fields import NAME_PATTERN
+from ..config.manifest import DTYPES, ENTRY_PATTERN, SYMBOL_PATTERN
 from ..errors import SourceError
-from ..manifest import DTYPES, ENTRY_PATTERN, SYMBOL_PATTERN
 
 DEFAULT_BATCH = "batch"
 

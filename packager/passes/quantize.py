@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ..config.targets import Quantization
 from ..errors import ConversionError
 from ..onnx_utils import node_count, set_min_ir_version
-from ..targets import Quantization
 from . import PassResult
 
 

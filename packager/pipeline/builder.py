@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from runtime.compare import compare
 
 from ..cache import BuildCache, Entry
+from ..config.manifest import Manifest
+from ..config.targets import CandidateSpec, Target
 from ..errors import EdgepackError
-from ..manifest import Manifest
 from ..progress import Progress
 from ..results import Artifact, BuildResult, Made, TargetResult
 from ..sources import Source
 from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from ..steps.routes import route_for
-from ..targets import CandidateSpec, Target
 from .checks import check
 from .document import document, tool_versions
 from .inputs import Inputs, outcome

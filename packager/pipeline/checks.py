@@ -11,13 +11,13 @@ import numpy as np
 from runtime.signature import Signature
 
 from ..cache import BuildCache, Entry, npz_bytes
-from ..data import EvaluationSet, SampleSet
-from ..manifest import Manifest
+from ..config.manifest import Manifest
+from ..config.targets import CandidateSpec
+from ..inputs.data import EvaluationSet, SampleSet
 from ..parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
 from ..quiet import quiet
 from ..results import Made
 from ..steps.keys import step_key
-from ..targets import CandidateSpec
 from .inputs import Inputs
 
 CHECK_TOOLS = ("onnxruntime", "ai-edge-litert", "torch", "numpy")

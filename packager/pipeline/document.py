@@ -10,9 +10,9 @@ from runtime.bundle import Bundle, Candidate, Golden
 from runtime.compare import Tolerance
 
 from .. import __version__
-from ..manifest import Manifest
+from ..config.manifest import Manifest
+from ..config.targets import CandidateSpec, Target
 from ..results import Artifact, CandidateResult, TargetResult
-from ..targets import CandidateSpec, Target
 from .policy import Chosen
 from .record import InputsRecord
 

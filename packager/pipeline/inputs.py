@@ -10,10 +10,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..cache import BuildCache
-from ..data import EvaluationSet, SampleSet, golden_samples, load_evaluation, load_samples
+from ..config.manifest import Manifest
 from ..errors import BuildError, EdgepackError
-from ..input_trace import Fingerprint, tracing
-from ..manifest import Manifest
+from ..inputs.data import EvaluationSet, SampleSet, golden_samples, load_evaluation, load_samples
+from ..inputs.trace import Fingerprint, tracing
 from ..progress import Progress
 from ..sources import Source, load_source
 from .record import LABEL, InputsRecord, data_key, declared_inputs, derive_record, inputs_key

@@ -11,12 +11,12 @@ import numpy as np
 
 from runtime.bundle import Bundle
 
-from ..bundle import BundleWriter
+from ..bundle.signing import cryptography_pin
+from ..bundle.texts import bundle_readme, requirements_txt
+from ..bundle.writer import BundleWriter
+from ..config.manifest import Manifest
+from ..config.targets import Target
 from ..errors import BuildError, OutputError, disk_error
-from ..manifest import Manifest
-from ..signing import cryptography_pin
-from ..targets import Target
-from ..texts import bundle_readme, requirements_txt
 from .policy import Chosen
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..config.targets import CandidateSpec, Target
 from ..errors import EdgepackError, UnsupportedError
 from ..results import Artifact, CandidateResult, TargetResult
-from ..targets import CandidateSpec, Target
 
 Chosen = list[tuple[CandidateSpec, Artifact, CandidateResult]]
 

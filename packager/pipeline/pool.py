@@ -16,14 +16,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data import SampleSet
+from ..config.manifest import Manifest
+from ..config.targets import CandidateSpec, Target
 from ..errors import ConversionError, EdgepackError
-from ..manifest import Manifest
+from ..inputs.data import SampleSet
 from ..progress import Progress
 from ..results import Made
 from ..sources import Source, load_source
 from ..steps import ROUTES, ModelStep, RouteKey
-from ..targets import CandidateSpec, Target
 
 # A framework conversion goes to a worker process only when -j asks for workers explicitly, or
 # for a model at least this big on a host with at least this many cores: the worker must import

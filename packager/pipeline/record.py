@@ -2,7 +2,7 @@
 
 The record (golden inputs, reference outputs, the bundle signature, the model and data keys, …)
 is stored in the build cache under a key of the manifest (without its targets), the working
-folder and edgepack's code, together with the :class:`~packager.input_trace.Fingerprint` of what
+folder and edgepack's code, together with the :class:`~packager.inputs.trace.Fingerprint` of what
 the entry points read. It is used only while that fingerprint is unchanged.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from runtime.compare import looks_like_scores
 from runtime.signature import Signature, TensorSpec
 
 from ..cache import Entry, code_hash, hash_arrays, npz_bytes
-from ..data import EvaluationSet, SampleSet
-from ..input_trace import Fingerprint
-from ..manifest import Manifest
+from ..config.manifest import Manifest
+from ..inputs.data import EvaluationSet, SampleSet
+from ..inputs.trace import Fingerprint
 from ..parity import accuracy, run_samples
 from ..progress import Progress
 from ..sources import Source

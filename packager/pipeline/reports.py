@@ -12,7 +12,7 @@ from ..results import BuildResult
 def write_reports(result: BuildResult, out_dir: Path) -> None:
     """``<name>.build.json`` and the self-contained ``<name>.report.html`` beside the bundles
     (each written whole, then renamed into place)."""
-    from ..report_html import render_build_report
+    from ..report.html import render_build_report
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / f"{result.name}.report.html"
     result.report = str(html)

@@ -4,14 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bundle import remove_stale_temps
+from ..bundle.signing import load_private_key
+from ..bundle.writer import remove_stale_temps
 from ..cache import BuildCache
+from ..config.manifest import Manifest, load_manifest
+from ..config.targets import Target, load_target
 from ..errors import TargetError
-from ..manifest import Manifest, load_manifest
 from ..progress import Progress
 from ..results import BuildResult
-from ..signing import load_private_key
-from ..targets import Target, load_target
 from .builder import Builder
 from .output import check_out_dir
 from .reports import write_reports

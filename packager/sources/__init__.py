@@ -5,8 +5,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..config.manifest import Manifest
 from ..errors import SourceError
-from ..manifest import Manifest
 
 
 class Source(Protocol):

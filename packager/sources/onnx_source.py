@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config.manifest import Manifest
 from ..errors import SourceError
-from ..manifest import Manifest
 from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from ..entrypoints import call_entry
+from ..config.manifest import Manifest
 from ..errors import SourceError
-from ..manifest import Manifest
+from ..inputs.entrypoints import call_entry
 from ..quiet import quiet
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..entrypoints import call_entry
+from ..config.manifest import Manifest
 from ..errors import SourceError
-from ..manifest import Manifest
+from ..inputs.entrypoints import call_entry
 
 
 def _import_torch() -> Any:

@@ -17,10 +17,10 @@ from .model_steps import _onnx, _source, first_feed_batch
 if TYPE_CHECKING:
     import onnx
 
-    from ..manifest import Manifest
+    from ..config.manifest import Manifest
+    from ..config.targets import CandidateSpec, Target
     from ..passes import PassResult
     from ..sources import Source
-    from ..targets import CandidateSpec, Target
 
 
 def _calibration_batches(ctx: StepContext) -> list[dict[str, Any]] | None:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 if TYPE_CHECKING:
     import onnx
 
-    from ..data import SampleSet
-    from ..manifest import Manifest
+    from ..config.manifest import Manifest
+    from ..config.targets import CandidateSpec, Target
+    from ..inputs.data import SampleSet
     from ..progress import Progress
     from ..results import Made
     from ..sources import Source
-    from ..targets import CandidateSpec, Target
 
 Kind = Literal["source", "onnx", "artifact"]
 """What a step takes or gives: the loaded source model, an ONNX model, or a shippable file."""

@@ -12,7 +12,7 @@ from .base import Kind, ModelStep, StepContext, StepName, StepResult
 if TYPE_CHECKING:
     import onnx
 
-    from ..manifest import Manifest
+    from ..config.manifest import Manifest
     from ..sources import Source
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from ..config.targets import CandidateSpec
 from ..errors import UnsupportedError
-from ..targets import CandidateSpec
 from .artifact_steps import (
     OnnxFp16,
     OnnxFp32,

@@ -4,5 +4,5 @@ opened on the device. Every field of a document may be missing or null.
 
 ``html`` (stylesheet, escaping, tables, page), ``charts`` (SVG), ``parity`` (per output blocks)
 and ``device`` (``render_device_report``: verify and bench). The build report is the packager's
-(``packager.report_html``), made of the same pieces. Imported only with ``--report``.
+(``packager.report.html``), made of the same pieces. Imported only with ``--report``.
 """

@@ -1,6 +1,6 @@
 """The pieces every edgepack HTML report is made of: the inline stylesheet, escaping, number
 formats, badges, tables and the page itself. The device's reports (``report.device``) and the
-packager's build report (``packager.report_html``) share them, so both look and escape alike.
+packager's build report (``packager.report.html``) share them, so both look and escape alike.
 
 Every piece of text from a document goes through ``esc``; values are already-escaped HTML where
 a helper says so. Standard library only.

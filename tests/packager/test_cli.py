@@ -93,7 +93,7 @@ def test_build_json_then_inspect_and_tamper(tiny_project: Callable[..., Path], t
 
 
 def test_schema_command_prints_the_generated_schema(tmp_path: Path) -> None:
-    from packager.schema import schema_document
+    from packager.config.schema import schema_document
     for kind in ("manifest", "target"):
         out = edgepack("schema", kind)
         assert out.returncode == 0 and json.loads(out.stdout) == schema_document(kind)

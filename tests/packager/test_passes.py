@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from packager.config.targets import Quantization
 from packager.onnx_utils import opset_of, serialize
 from packager.passes import quantize
 from packager.passes.prepare import prepare
 from packager.passes.simplify import simplify
-from packager.targets import Quantization
 
 
 def old_style_model() -> onnx.ModelProto:

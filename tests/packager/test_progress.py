@@ -75,7 +75,7 @@ def test_sample_loops_report_rows_for_the_bar() -> None:
     many rows each batch held, so the terminal bar ends at exactly the total."""
     import numpy as np
 
-    from packager.data import EvaluationSet, SampleSet
+    from packager.inputs.data import EvaluationSet, SampleSet
     from packager.parity import accuracy, run_samples
 
     def runner(feeds: dict) -> dict:

@@ -406,8 +406,8 @@ def test_onnx_source_unsupported_cells(onnx_build: tuple[BuildResult, Path]) -> 
 def test_torchscript_bytes_do_not_depend_on_earlier_conversions_in_the_process(tmp_path: Path) -> None:
     """TorchScript mangles a class it has compiled before (`___torch_mangle_N`); the packager
     converts with an empty class registry, so the second conversion equals the first."""
+    from packager.config.manifest import load_manifest
     from packager.convert.torch_to_torchscript import to_torchscript
-    from packager.manifest import load_manifest
     from packager.sources import load_source
 
     (tmp_path / "tiny.py").write_text(TINY_MODEL)

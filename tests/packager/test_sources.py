@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
+from packager.config.manifest import load_manifest
 from packager.errors import SourceError
-from packager.manifest import load_manifest
 from packager.sources import load_source
 
 from .test_passes import old_style_model

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from packager.config.manifest import load_manifest  # noqa: E402
 from packager.convert.tf_to_onnx import tf_to_onnx  # noqa: E402
 from packager.convert.tf_to_tflite import to_tflite  # noqa: E402
 from packager.errors import ConversionError, SourceError  # noqa: E402
-from packager.manifest import load_manifest  # noqa: E402
 from packager.onnx_utils import serialize  # noqa: E402
 from packager.sources import load_source  # noqa: E402
 
@@ -209,5 +209,5 @@ def test_tflite_conversions(keras_project: Callable[..., Path], precision: str, 
 
 
 def _load_samples(m):  # the manifest's real calibration data, as the build loads it
-    from packager.data import load_samples
+    from packager.inputs.data import load_samples
     return load_samples(m.calibration, m, "calibration").batches(48)

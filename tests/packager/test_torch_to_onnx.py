@@ -8,10 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from packager.config.manifest import load_manifest
 from packager.convert import torch_to_onnx
-from packager.data import load_samples
 from packager.errors import ConversionError
-from packager.manifest import load_manifest
+from packager.inputs.data import load_samples
 from packager.onnx_utils import serialize
 from packager.sources import load_source
 

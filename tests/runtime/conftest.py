@@ -18,7 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from packager.bundle import copy_runtime
+from packager.bundle.writer import copy_runtime
 from runtime.bundle import BUNDLE_FILE, SCHEMA_VERSION, list_bundle_files
 
 from .. import device_env

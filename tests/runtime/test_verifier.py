@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.runtime_wheel import build_runtime_wheel
+from packager.bundle.runtime_wheel import build_runtime_wheel
 
 from ..device_env import ONNXRUNTIME, only_these_packages
 from .conftest import write_bundle_json

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from packager.cli import main
-from packager.manifest import load_manifest
+from packager.config.manifest import load_manifest
 
 from ...conftest import TINY_MODEL
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.manifest import load_manifest
+from packager.config.manifest import load_manifest
 
 from .conftest import run, signature, tiny_onnx
 

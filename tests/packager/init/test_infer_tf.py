@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.manifest import load_manifest
+from packager.config.manifest import load_manifest
 
 from .conftest import cli, fill_calibration, run, signature
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from packager.manifest import load_manifest
+from packager.config.manifest import load_manifest
 
 from .conftest import PLACEHOLDER, run, signature
 

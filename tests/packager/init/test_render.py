@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from packager.manifest import load_manifest
-from packager.targets import available_targets, load_target
+from packager.config.manifest import load_manifest
+from packager.config.targets import available_targets, load_target
 
 from ...conftest import TINY_MODEL
 from .conftest import PLACEHOLDER, run, tiny_onnx

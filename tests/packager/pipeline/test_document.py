@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from packager.cache import BuildCache
+from packager.config.targets import SHIPPED_TARGETS_DIR
 from packager.pipeline import build
 from packager.results import BuildResult
-from packager.targets import SHIPPED_TARGETS_DIR
 from runtime.bundle import Bundle, read_bundle
 
 from ...conftest import TINY_MODEL, tiny_manifest

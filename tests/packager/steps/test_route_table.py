@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from packager.config.targets import CandidateSpec, Quantization
 from packager.errors import UnsupportedError
 from packager.steps import ROUTES, SUPPORTED_FORMATS, route_for, variant_of
-from packager.targets import CandidateSpec, Quantization
 
 
 @pytest.mark.parametrize("key", sorted(ROUTES))

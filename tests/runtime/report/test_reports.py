@@ -1,4 +1,4 @@
-"""HTML reports (runtime.report, and the build report of packager.report_html) rendered by a real headless Chromium.
+"""HTML reports (runtime.report, and the build report of packager.report.html) rendered by a real headless Chromium.
 
 The build report comes from a real build (the tiny torch model, one target that falls back from
 a failing int8 candidate and one that fails outright); the device reports from
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from packager.report_html import render_build_report
+from packager.report.html import render_build_report
 from runtime.report.charts import histogram_svg
 from runtime.report.device import render_device_report
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from runtime.compare import OutputReport, format_parity_rows
 
-from .results import BuildResult, CandidateResult
-from .targets import Target
+from ..config.targets import Target
+from ..results import BuildResult, CandidateResult
 
 
 def table(rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
@@ -50,7 +50,7 @@ def _status_color(status: str) -> str:
 def format_build(result: BuildResult, *, color: bool = False) -> str:
     """The build summary: per target, each candidate's size, parity, accuracy and status
     (``color``: ANSI colours on the status words, for a terminal)."""
-    from .progress import paint
+    from ..progress import paint
     lines = [f"{result.name}: golden = {result.golden['source']}"]
     if result.reference_accuracy is not None:
         lines.append(f"original model accuracy on the evaluation data: {result.reference_accuracy:.4f}")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import textwrap
 
-from .manifest import Manifest
-from .targets import Target
+from ..config.manifest import Manifest
+from ..config.targets import Target
 
 
 def requirements_txt(target: Target, backends: set[str], extra: list[str] | None = None) -> str:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import packager.targets
+import packager.config.targets
 from packager.cli import main
+from packager.config.targets import SHIPPED_TARGETS_DIR, available_targets, load_target
 from packager.errors import TargetError
-from packager.targets import SHIPPED_TARGETS_DIR, available_targets, load_target
 
-from ..conftest import REPO, write_yaml
+from ...conftest import REPO, write_yaml
 
 SHIPPED = ("jetson-orin-nano", "rpi4", "rpi5", "x86-cpu", "x86-cuda")
 
@@ -149,7 +149,7 @@ def test_own_targets_folder_comes_first(tmp_path: Path, monkeypatch: pytest.Monk
 def no_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An install whose shipped targets are missing, run from a folder without ./targets."""
     missing = tmp_path / "site-packages" / "packager" / "shipped_targets"
-    monkeypatch.setattr(packager.targets, "SHIPPED_TARGETS_DIR", missing)
+    monkeypatch.setattr(packager.config.targets, "SHIPPED_TARGETS_DIR", missing)
     monkeypatch.delenv("EDGEPACK_TARGETS_PATH", raising=False)
     monkeypatch.chdir(tmp_path)
     return missing

@@ -1,6 +1,6 @@
-"""The JSON Schemas of manifests and targets (packager/schema.py) agree with the loaders.
+"""The JSON Schemas of manifests and targets (packager/config/schema.py) agree with the loaders.
 
-Both come from the same declarations (packager/config.py's Section/Field), and these tests hold
+Both come from the same declarations (packager/config/fields.py's Section/Field), and these tests hold
 them to it: every shipped manifest and target is valid under its schema; a few rich documents
 that together use every key of every section load and validate; near each of their places, a
 key the schema does not list, a missing required key, or a value of the wrong type, range or
@@ -20,14 +20,14 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from packager.config.manifest import parse_manifest
+from packager.config.schema import SCHEMA_KINDS, schema_document
+from packager.config.targets import parse_target
 from packager.errors import ConfigError
-from packager.manifest import parse_manifest
-from packager.schema import SCHEMA_KINDS, schema_document
-from packager.targets import parse_target
 
-from ..conftest import REPO
+from ...conftest import REPO
 
-CORPUS = Path(__file__).resolve().parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 SCHEMAS = {kind: schema_document(kind) for kind in SCHEMA_KINDS}
 VALIDATORS = {kind: Draft202012Validator(SCHEMAS[kind]) for kind in SCHEMA_KINDS}
 SHIPPED = {

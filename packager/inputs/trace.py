@@ -48,7 +48,7 @@ def _installed_roots() -> tuple[str, ...]:
     if user:
         roots.add(user)
     # edgepack's own code is part of every cache key already
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # packager/
     roots.update({str(here), str(here.parent / "runtime")})
     return tuple(sorted(os.path.join(os.path.realpath(r), "") for r in roots if r))
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.data import golden_samples, load_samples
+from packager.config.manifest import load_manifest
 from packager.errors import DataError
-from packager.manifest import load_manifest
+from packager.inputs.data import golden_samples, load_samples
 
 
 def _npz(path: Path, **arrays: np.ndarray) -> Path:

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .config import did_you_mean
+from ..config.fields import did_you_mean
+from ..config.manifest import DataSpec, Manifest, TensorSpec
+from ..errors import DataError
 from .entrypoints import call_entry
-from .errors import DataError
-from .manifest import DataSpec, Manifest, TensorSpec
 
 Feeds = dict[str, np.ndarray]
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import did_you_mean
-from .errors import EdgepackError
+from ..config.fields import did_you_mean
+from ..errors import EdgepackError
 
 
 def resolve_entry(entry: str, base_dir: Path, error: type[EdgepackError], where: str) -> Callable[..., Any]:

@@ -4,7 +4,7 @@ The keys of each section of a document are declared once, as a `Section` of `Fie
 choices, range, pattern, default, required-ness and a one-line description). `Node` wraps one
 value of a parsed document together with its place (file + field path); ``node.mapping(SECTION)``
 checks the keys against the declaration (unknown keys get a did-you-mean) and ``node.get(key)``
-reads a field with the declared type and constraints. packager/schema.py turns the same
+reads a field with the declared type and constraints. packager/config/schema.py turns the same
 declarations into a JSON Schema, so the schema and the loaders cannot drift apart.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                list: "a list", dict: "a mapping"}

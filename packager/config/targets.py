@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import (
+from ..errors import TargetError
+from .fields import (
     NAME_PATTERN,
     NAME_RULE,
     Field,
@@ -17,7 +18,6 @@ from .config import (
     did_you_mean,
     read_yaml,
 )
-from .errors import TargetError
 
 FORMATS = ("onnx", "tflite", "torchscript")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -39,9 +39,9 @@ BACKENDS = tuple(sorted(set(BACKEND_OF_FORMAT.values())))
 
 # the shipped targets travel inside the package (pyproject: package-data), so a regular
 # `pip install` has them as well as an editable install or the checkout
-SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent / "shipped_targets"
+SHIPPED_TARGETS_DIR = Path(__file__).resolve().parents[1] / "shipped_targets"
 
-# -- the declarations: what each section of a target holds (packager/schema.py reads them too) --
+# -- the declarations: what each section of a target holds (packager/config/schema.py reads them too) --
 QUANTIZATION = Section("Quantization", "how an int8 candidate is quantized", (
     Field("mode", str, "static: calibrated on the manifest's data; dynamic: weights only, activations "
                        "at run time", required=True, choices=QUANT_MODES),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runtime import __version__ as RUNTIME_VERSION
 
-from .bundle import RUNTIME_DIR
+from .writer import RUNTIME_DIR
 
 DIST = "edgepack_runtime"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)

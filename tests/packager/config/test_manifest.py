@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from packager.config.manifest import load_manifest
 from packager.errors import ManifestError
-from packager.manifest import load_manifest
 
-from ..conftest import REPO, write_yaml
+from ...conftest import REPO, write_yaml
 
 GOOD = """\
 name: m

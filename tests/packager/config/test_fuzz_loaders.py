@@ -16,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from packager.config.manifest import Manifest, load_manifest, parse_manifest
+from packager.config.targets import Target, load_target, parse_target
 from packager.errors import ManifestError, TargetError
-from packager.manifest import Manifest, load_manifest, parse_manifest
-from packager.targets import Target, load_target, parse_target
 
-from ..conftest import REPO
+from ...conftest import REPO
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 

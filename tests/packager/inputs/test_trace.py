@@ -15,7 +15,7 @@ import pytest
 
 from packager.cache import BuildCache
 from packager.errors import BuildError
-from packager.input_trace import Fingerprint, tracing
+from packager.inputs.trace import Fingerprint, tracing
 from packager.pipeline import build
 
 INPUTS = "inputs (model, data, reference outputs)"

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgepackError
+from ..errors import EdgepackError
 
 PRIVATE_NAME, PUBLIC_NAME = "edgepack-signing.key", "edgepack-signing.pub"
 

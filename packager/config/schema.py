@@ -1,7 +1,7 @@
 """JSON Schemas (draft 2020-12) of manifests and targets, made from the loaders' own declarations.
 
-The loaders (packager/manifest.py, packager/targets.py) check keys, required keys and types
-against `Section`/`Field` declarations (packager/config.py); this module turns those very
+The loaders (packager/config/manifest.py, packager/config/targets.py) check keys, required keys and types
+against `Section`/`Field` declarations (packager/config/fields.py); this module turns those very
 declarations into a schema, so an editor's YAML plugin can complete keys, show descriptions and
 flag mistakes while typing, and the schema cannot drift from what ``edgepack build`` accepts.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Field, ListOf, OneOf, Section
+from .fields import Field, ListOf, OneOf, Section
 from .manifest import MANIFEST
 from .targets import TARGET
 

@@ -22,7 +22,7 @@ import runtime
 from runtime.bundle import BUNDLE_FILE, Bundle, list_bundle_files
 from runtime.code_guard import block_bytecode
 
-from .errors import BuildError, OutputError, disk_error
+from ..errors import BuildError, OutputError, disk_error
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

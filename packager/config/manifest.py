@@ -9,7 +9,8 @@ from typing import Any
 from runtime.compare import DEFAULT_TOLERANCES, Tolerance
 from runtime.signature import TensorSpec
 
-from .config import (
+from ..errors import ManifestError
+from .fields import (
     NAME_PATTERN,
     NAME_RULE,
     Field,
@@ -20,7 +21,6 @@ from .config import (
     item,
     read_yaml,
 )
-from .errors import ManifestError
 
 FRAMEWORKS = ("torch", "onnx", "tensorflow")
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -35,7 +35,7 @@ SYMBOL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"   # a dynamic axis: batch, seq_len
 _SHARE_KEYS = ("min_cosine", "min_top1", "max_mismatch", "max_range_error")
 
 
-# -- the declarations: what each section of a manifest holds (packager/schema.py reads them too) --
+# -- the declarations: what each section of a manifest holds (packager/config/schema.py reads them too) --
 def _entry_field(description: str, required: bool = False) -> Field:
     return Field("entry", str, description, required=required, pattern=ENTRY_PATTERN,
                  message="entry point {value!r} must look like 'path/to/file.py:function' or "

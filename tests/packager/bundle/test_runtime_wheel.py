@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from packager.bundle.runtime_wheel import build_runtime_wheel
 from packager.pipeline import build
-from packager.runtime_wheel import build_runtime_wheel
 from runtime import __version__
 
-from ..device_env import ONNXRUNTIME, only_these_packages, run_isolated
+from ...device_env import ONNXRUNTIME, only_these_packages, run_isolated
 
 
 def test_wheel_is_complete_reproducible_and_its_record_is_right(tmp_path: Path) -> None:
