@@ -109,6 +109,13 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 DENIED = (errno.EACCES, errno.EPERM)
 
 
+def not_installed(needs: str, package: str, extra: str, *, cls: type[EdgepackError] | None = None,
+                  where: str | None = None, pin: str | None = None) -> EdgepackError:
+    """The one error for a missing optional framework: what needs it, and the pip extra to install."""
+    return (cls or SourceError)(f"{needs} needs {package}, which is not installed", where=where,
+                                hint=f"pip install 'edgepack[{extra}]'" + (f" ({pin})" if pin else ""))
+
+
 def _mb(n: int) -> str:
     return f"{n / 1024**2:.1f} MB" if n >= 1024**2 else f"{-(-n // 1024)} KB"
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import onnx
 
-from ..errors import ConversionError
+from ..errors import ConversionError, not_installed
 from ..onnx_utils import canonical_names, rename_outputs, set_input_dims
 from ..quiet import quiet
 from ..sources.tf_source import TensorFlowSource, import_tf
@@ -21,8 +21,7 @@ def tf_to_onnx(source: TensorFlowSource, opset: int) -> tuple[onnx.ModelProto, s
     try:
         import tf2onnx
     except ImportError:
-        raise ConversionError("TensorFlow -> ONNX needs tf2onnx, which is not installed", where="onnx",
-                              hint="pip install 'edgepack[tensorflow]'") from None
+        raise not_installed("TensorFlow -> ONNX", "tf2onnx", "tensorflow", cls=ConversionError, where="onnx") from None
     m = source.manifest
     specs = source.signature.structured_input_signature[1]
     keys = [source.input_keys[s.name] for s in m.inputs]

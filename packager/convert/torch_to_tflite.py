@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config.manifest import Manifest
 from ..config.targets import Quantization
-from ..errors import ConversionError, UnsupportedError
+from ..errors import ConversionError, UnsupportedError, not_installed
 from ..quiet import quiet
 from . import TFLiteArtifact
 
@@ -24,8 +24,7 @@ def _import_litert_torch() -> Any:
         with quiet("absl", "jax", "torch"):
             import litert_torch
     except ImportError:
-        raise UnsupportedError("PyTorch -> TFLite needs litert-torch, which is not installed",
-                               hint="pip install 'edgepack[tflite-torch]'") from None
+        raise not_installed("PyTorch -> TFLite", "litert-torch", "tflite-torch", cls=UnsupportedError) from None
     return litert_torch
 
 

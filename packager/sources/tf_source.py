@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config.manifest import Manifest
-from ..errors import SourceError
+from ..errors import SourceError, not_installed
 from ..inputs.entrypoints import call_entry
 from ..quiet import quiet
 
@@ -24,8 +24,7 @@ def import_tf() -> Any:
         with quiet("tensorflow", "absl"):
             import tensorflow as tf
     except ImportError:
-        raise SourceError("a tensorflow source needs TensorFlow, which is not installed",
-                          hint="pip install 'edgepack[tensorflow]'") from None
+        raise not_installed("a tensorflow source", "TensorFlow", "tensorflow") from None
     return tf
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..config.manifest import Manifest
-from ..errors import SourceError
+from ..errors import SourceError, not_installed
 from ..inputs.entrypoints import call_entry
 
 
@@ -16,8 +16,7 @@ def _import_torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise SourceError("a torch source needs PyTorch, which is not installed",
-                          hint="pip install 'edgepack[torch]' (pins torch==2.13.0)") from None
+        raise not_installed("a torch source", "PyTorch", "torch", pin="pins torch==2.13.0") from None
     return torch
 
 
