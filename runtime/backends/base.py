@@ -55,10 +55,40 @@ class Backend:
     providers_pick_one: ClassVar[bool] = False
     _open: bool = False  # between a successful open() and close()
 
+    # The framework the backend runs on, imported on first use (never by ``import runtime``):
+    # a backend names it and says how to import it; "not importable" is handled here, once.
+    framework: ClassVar[str] = ""
+    install_hint: ClassVar[str] = "pip install -r requirements.txt"
+
+    @classmethod
+    def import_framework(cls) -> Any:
+        """Import and return the framework (override). Any exception means: not on this device."""
+        raise NotImplementedError
+
+    @classmethod
+    def describe_framework(cls, module: Any) -> str:
+        return f"{cls.framework} {getattr(module, '__version__', '?')}"
+
+    @classmethod
+    def not_importable(cls, exc: BaseException) -> str:
+        return f"{cls.framework} not importable: {exc}"
+
     @classmethod
     def available(cls) -> tuple[bool, str]:
         """Whether the framework can be imported here, and why not (or its version) as text."""
-        raise NotImplementedError
+        try:
+            module = cls.import_framework()
+        except Exception as exc:  # ImportError, or a broken install raising anything
+            return False, cls.not_importable(exc)
+        return True, cls.describe_framework(module)
+
+    def load_framework(self, where: str) -> Any:
+        """The framework, for ``open_impl``: a BackendError naming it and the fix when missing."""
+        try:
+            return type(self).import_framework()
+        except Exception as exc:
+            from ..errors import BackendError
+            raise BackendError(self.not_importable(exc), where=where, hint=self.install_hint) from exc
 
     # ------------------------------------------------------------------ public: checks, then *_impl
 

@@ -52,24 +52,18 @@ class OnnxRuntimeBackend(Backend):
         self._c_run: Any = None
         super().__init__()
 
+    framework = "onnxruntime"
+
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            ort = _import_ort()
-        except Exception as exc:  # ImportError, or a broken install raising anything
-            return False, f"onnxruntime not importable: {exc}"
-        return True, f"onnxruntime {getattr(ort, '__version__', '?')}"
+    def import_framework(cls) -> Any:
+        return _import_ort()
 
     def open_impl(self, path: Path, *, providers: Sequence[str],
                   provider_options: Sequence[Mapping[str, Any]], threads: int | None,
                   options: Mapping[str, Any], inputs: Sequence[TensorSpec],
                   outputs: Sequence[TensorSpec]) -> None:
         # inputs/outputs are not needed: ONNX artifacts carry their own names.
-        try:
-            ort = _import_ort()
-        except Exception as exc:
-            raise BackendError(f"onnxruntime not importable: {exc}", where=str(path),
-                               hint="pip install -r requirements.txt") from exc
+        ort = self.load_framework(str(path))
         self._version = getattr(ort, "__version__", None)
         asked = list(providers) or ["CPUExecutionProvider"]
         given = [dict(o) for o in provider_options] or [{} for _ in asked]

@@ -80,24 +80,27 @@ class TFLiteBackend(Backend):
         self._shapes: dict[int, tuple[int, ...]] = {}  # current input shapes (no runner)
         self._run_all: Any = None  # ordered(all outputs), made once in open()
 
+    framework = "LiteRT"
+    install_hint = "pip install ai-edge-litert (or tflite-runtime)"
+
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            flavour = _import_interpreter()
-        except Exception as exc:
-            return False, str(exc)
-        return True, f"{flavour.label} {flavour.version}"
+    def import_framework(cls) -> _Flavour:
+        return _import_interpreter()
+
+    @classmethod
+    def describe_framework(cls, module: Any) -> str:
+        return f"{module.label} {module.version}"
+
+    @classmethod
+    def not_importable(cls, exc: BaseException) -> str:
+        return str(exc)  # _import_interpreter names every package it tried
 
     def open_impl(self, path: Path, *, providers: Sequence[str],
                   provider_options: Sequence[Mapping[str, Any]], threads: int | None,
                   options: Mapping[str, Any], inputs: Sequence[TensorSpec],
                   outputs: Sequence[TensorSpec]) -> None:
         where = str(path)
-        try:
-            flavour = _import_interpreter()
-        except Exception as exc:
-            raise BackendError(str(exc), where=where,
-                               hint="pip install ai-edge-litert (or tflite-runtime)") from exc
+        flavour: _Flavour = self.load_framework(where)
         self._version = f"{flavour.label} {flavour.version}"
         asked = list(providers) or [XNNPACK]
         opts = [dict(o) for o in provider_options] or [{} for _ in asked]

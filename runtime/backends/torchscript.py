@@ -39,24 +39,18 @@ class TorchScriptBackend(Backend):
         self._half: Any = None  # the module's half dtype when the candidate is fp16
         super().__init__()
 
+    framework = "torch"
+
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        try:
-            torch = _import_torch()
-        except Exception as exc:  # ImportError, or a broken install raising anything
-            return False, f"torch not importable: {exc}"
-        return True, f"torch {getattr(torch, '__version__', '?')}"
+    def import_framework(cls) -> Any:
+        return _import_torch()
 
     def open_impl(self, path: Path, *, providers: Sequence[str],
                   provider_options: Sequence[Mapping[str, Any]], threads: int | None,
                   options: Mapping[str, Any], inputs: Sequence[TensorSpec],
                   outputs: Sequence[TensorSpec]) -> None:
         where = str(path)
-        try:
-            torch = _import_torch()
-        except Exception as exc:
-            raise BackendError(f"torch not importable: {exc}", where=where,
-                               hint="pip install -r requirements.txt") from exc
+        torch = self.load_framework(where)
         self._version = str(getattr(torch, "__version__", "?"))
         asked = list(providers) or ["cpu"]
         device = self._pick_device(torch, asked, where)
