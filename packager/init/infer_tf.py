@@ -26,37 +26,18 @@ from .signature import (
 
 def _serving_signature(model: str, path: Path | None, keras_model: Any) -> tuple[dict[str, Any], Any, Any]:
     """(input specs by name in natural order, output specs as the signature has them, the Keras model)."""
-    from ..quiet import quiet
-    from ..sources.tf_source import import_tf
-    tf = import_tf()
+    from ..sources.keras_io import export_saved_model, load_keras_file, serving_signature
     tmp = None
     try:
         if path is not None and path.is_file():  # .keras
-            import keras
-            try:
-                with quiet("tensorflow", "absl"):
-                    keras_model = keras.models.load_model(path, compile=False)
-            except Exception as exc:  # noqa: BLE001 - any load failure is the file's
-                raise SourceError(f"cannot load {path.name}: {exc}", where=model,
-                                  hint="check the file loads with keras.models.load_model") from None
+            keras_model = load_keras_file(path, model)
         saved = path
         if keras_model is not None:
             tmp = tempfile.TemporaryDirectory(prefix="edgepack-init-")
             saved = Path(tmp.name) / "saved_model"
-            try:
-                with quiet("tensorflow", "absl"):
-                    keras_model.export(str(saved), format="tf_saved_model", verbose=False)
-            except Exception as exc:  # noqa: BLE001
-                raise SourceError(f"exporting the Keras model to a SavedModel failed: {exc}", where=model,
-                                  hint="the model must be built (called once or given an Input) to "
-                                       "have a signature") from None
-        try:
-            with quiet("tensorflow", "absl"):
-                loaded = tf.saved_model.load(str(saved))
-            signature = loaded.signatures["serving_default"]
-        except Exception as exc:  # noqa: BLE001
-            raise SourceError(f"cannot load the SavedModel's serving_default signature: {exc}", where=model,
-                              hint="export the model with a serving signature") from None
+            export_saved_model(keras_model, saved, model)
+        assert saved is not None
+        _loaded, signature = serving_signature(saved, model)
         in_specs = {k: v for k, v in sorted(signature.structured_input_signature[1].items(),
                                             key=lambda kv: natural_key(kv[0]))}
         return in_specs, signature.structured_outputs, keras_model

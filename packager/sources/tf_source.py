@@ -15,6 +15,7 @@ from ..config.manifest import Manifest
 from ..errors import SourceError, not_installed
 from ..inputs.entrypoints import call_entry
 from ..quiet import quiet
+from .keras_io import export_saved_model, load_keras_file, serving_signature
 
 
 def import_tf() -> Any:
@@ -65,7 +66,7 @@ class TensorFlowSource:
 
     @classmethod
     def load(cls, manifest: Manifest) -> TensorFlowSource:
-        tf = import_tf()
+        import_tf()  # first: a missing TensorFlow is the error users see, before the entry point runs
         src = manifest.source
         where = f"{manifest.file}: source"
         keras_model, tmp = None, None
@@ -84,28 +85,16 @@ class TensorFlowSource:
                 if path.suffix != ".keras":
                     raise SourceError(f"{path.name} is not a .keras file or a SavedModel folder",
                                       where=f"{where}.path")
-                import keras
-                try:
-                    keras_model = keras.models.load_model(path, compile=False, safe_mode=True)
-                except Exception as exc:
-                    raise SourceError(f"cannot load {path.name}: {exc}", where=f"{where}.path") from None
+                keras_model = load_keras_file(path, f"{where}.path")
         if keras_model is not None:
             tmp = tempfile.TemporaryDirectory(prefix="edgepack-savedmodel-")
             saved = Path(tmp.name) / "saved_model"
-            try:
-                keras_model.export(str(saved), format="tf_saved_model", verbose=False)
-            except Exception as exc:
-                raise SourceError(f"exporting the Keras model to a SavedModel failed: {exc}", where=where) from None
+            export_saved_model(keras_model, saved, where)
             digest = _hash_tree(Path(src.path)) if src.path else _weights_sha256(keras_model)
         else:
             saved = src.path  # type: ignore[assignment]
             digest = _hash_tree(saved)
-        try:
-            loaded = tf.saved_model.load(str(saved))
-            signature = loaded.signatures["serving_default"]
-        except Exception as exc:
-            raise SourceError(f"cannot load the SavedModel's serving_default signature: {exc}",
-                              where=f"{where}.path", hint="export the model with a serving signature") from None
+        loaded, signature = serving_signature(saved, f"{where}.path")
         in_keys, out_keys = check_signature(signature, manifest, keras_model)
         source = cls(manifest=manifest, saved_model=Path(saved), signature=signature, input_keys=in_keys,
                      output_keys=out_keys, sha256=digest, keras_model=keras_model, _tmp=tmp, _loaded=loaded)
