@@ -20,7 +20,7 @@ from .common import (
     signature_doc,
     verify_files,
 )
-from .verify import check_report_path, write_report
+from .verify import check_report_path, publish
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -49,12 +49,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                "degraded": model.degraded, "backend_version": model.backend_version,
                "verify_ms": verify_ms, "signature_check": signature_doc(bundle),
                **result.to_dict(), "device": dev, "warnings": warnings}
-        if args.report:
-            write_report(args.report, "bench", doc)
-            args.report_written = True
-        if args.json:
-            emit_json(doc)
-        else:
+        if publish(args, "bench", doc):
             print(f"device: {dev['platform']} ({dev['machine']}, {dev['cpus']} cpus, "
                   f"python {dev['python']})")
             print(selection_text(model) + f"  backend {model.backend_version or '-'}")

@@ -55,6 +55,18 @@ def write_report(path: str, kind: str, doc: dict[str, Any]) -> None:
                  instead=_report_instead(path))
 
 
+def publish(args: argparse.Namespace, kind: str, doc: dict[str, Any]) -> bool:
+    """Write ``--report`` and print ``--json`` for a verify / bench document; True when the
+    command should print its text form instead."""
+    if args.report:
+        write_report(args.report, kind, doc)
+        args.report_written = True
+    if args.json:
+        emit_json(doc)
+        return False
+    return True
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Golden parity for the selected candidate, or every candidate that loads (--all)."""
     from ..verifier import describe_verifier  # verify only: not on the cold-start path of run
@@ -101,12 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "candidates": [{k: v for k, v in r.items() if k != "_report"} for r in results],
            "mode": "all" if args.all else "selected",
            "decisions": decisions, "device": device_info()}
-    if args.report:
-        write_report(args.report, "verify", doc)
-        args.report_written = True
-    if args.json:
-        emit_json(doc)
-    else:
+    if publish(args, "verify", doc):
         for line in describe_verifier(bundle).lines():
             print(line)
         if signature_line(bundle):
