@@ -242,7 +242,7 @@ def test_threads_give_the_single_threaded_result(bundle_factory: Callable[..., P
     assert errors == []
 
 
-from ..device_env import TORCH as TORCH_DEPS  # noqa: E402
+from ...device_env import TORCH as TORCH_DEPS  # noqa: E402
 
 
 def test_verify_where_only_torch_and_numpy_exist(bundle_factory: Callable[..., Path],

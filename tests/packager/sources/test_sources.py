@@ -12,7 +12,7 @@ from packager.config.manifest import load_manifest
 from packager.errors import SourceError
 from packager.sources import load_source
 
-from .test_passes import old_style_model
+from ..test_passes import old_style_model
 
 
 def test_torch_entry_must_return_a_module(tiny_project: Callable[..., Path], tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import pytest
 from packager.pipeline import build
 from runtime.bundle import open_bundle
 
-from ..conftest import write_yaml
-from .test_passes import old_style_model
+from ...conftest import write_yaml
+from ..test_passes import old_style_model
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def cli_build(manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
     """`python -m packager build --json` in a fresh process, as a user or CI runs it (TorchScript
     mangles class names per process, so two builds inside one Python process are not the contract)."""
     done = subprocess.run([sys.executable, "-m", "packager", "build", str(manifest), "--out", str(out), "--json",
-                           *extra], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+                           *extra], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[3],
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -226,7 +226,7 @@ def test_onnx_source_old_opset_and_random_calibration_warning(tiny_project: Call
 
 
 def test_dict_outputs_follow_the_manifest_order(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
-    from ..conftest import DICT_MODEL
+    from ...conftest import DICT_MODEL
     (tmp_path / "heads.py").write_text(DICT_MODEL)
     manifest = tiny_project(source={"framework": "torch", "entry": "heads.py:build"}, outputs=["logits", "probs"])
     result = build(manifest, tmp_path / "out")
