@@ -14,8 +14,10 @@ import base64
 import hashlib
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from runtime import __version__ as RUNTIME_VERSION
+from runtime.fileio import atomic_write
 
 from .writer import RUNTIME_DIR
 
@@ -75,12 +77,13 @@ def build_runtime_wheel(out_dir: Path) -> Path:
     files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
     out_dir.mkdir(parents=True, exist_ok=True)
     wheel = out_dir / f"{DIST}-{RUNTIME_VERSION}-py3-none-any.whl"
-    tmp = wheel.with_name(f".{wheel.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():  # dist-info last, as pip expects RECORD at the end
-            entry = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            entry.external_attr = 0o644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(entry, data)
-    tmp.replace(wheel)
-    return wheel
+
+    def write(fh: IO[bytes]) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, data in files.items():  # dist-info last, as pip expects RECORD at the end
+                entry = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                entry.external_attr = 0o644 << 16
+                entry.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(entry, data)
+
+    return atomic_write(wheel, write, where="--out")

@@ -1,9 +1,13 @@
 """The build's own report beside the bundles: ``<name>.build.json`` and ``<name>.report.html``."""
 from __future__ import annotations
 
-import contextlib
 import json
+from functools import partial
 from pathlib import Path
+from typing import IO
+
+from runtime.errors import FileIOError
+from runtime.fileio import atomic_write
 
 from ..errors import OutputError, disk_error
 from ..results import BuildResult
@@ -19,13 +23,17 @@ def write_reports(result: BuildResult, out_dir: Path) -> None:
     doc = result.to_dict()
     for path, text in ((out_dir / f"{result.name}.build.json", json.dumps(doc, indent=2, sort_keys=True) + "\n"),
                        (html, render_build_report(doc))):
-        tmp = path.with_name(f".{path.name}.tmp")
+        data = text.encode("utf-8")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:  # a full or failing disk: the bundles are in place, say so
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise disk_error(exc, f"writing the build report {path.name} (the bundles were written)",
-                             out_dir, needed=len(text.encode()), cls=OutputError, where="--out",
-                             option="--out") from exc
+            atomic_write(path, partial(_write_all, data=data))
+        except FileIOError as exc:  # a full or failing disk: the bundles are in place, say so
+            cause = exc.__cause__
+            if not isinstance(cause, OSError):
+                raise
+            raise disk_error(cause, f"writing the build report {path.name} (the bundles were written)",
+                             out_dir, needed=len(data), cls=OutputError, where="--out",
+                             option="--out") from cause
+
+
+def _write_all(fh: IO[bytes], *, data: bytes) -> None:
+    fh.write(data)
