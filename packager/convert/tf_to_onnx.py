@@ -8,7 +8,8 @@ import onnx
 from ..errors import ConversionError, not_installed
 from ..onnx_utils import canonical_names, rename_outputs, set_input_dims
 from ..quiet import quiet
-from ..sources.tf_source import TensorFlowSource, import_tf
+from ..sources.tf_io import import_tf
+from ..sources.tf_source import TensorFlowSource
 
 
 def tf_to_onnx(source: TensorFlowSource, opset: int) -> tuple[onnx.ModelProto, str]:

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..errors import ConversionError
 from ..quiet import quiet
-from ..sources.tf_source import TensorFlowSource, import_tf
+from ..sources.tf_io import import_tf
+from ..sources.tf_source import TensorFlowSource
 from . import TFLiteArtifact
 
 

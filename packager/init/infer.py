@@ -129,7 +129,7 @@ def _infer_entry(entry: str, cwd: Path, example_inputs: Sequence[str], batch_dim
     except OSError:
         code = ""
     if re.search(r"^\s*(import|from)\s+(tensorflow|keras)\b", code, re.MULTILINE):
-        from ..sources.tf_source import import_tf
+        from ..sources.tf_io import import_tf
         try:
             import_tf()
         except SourceError:

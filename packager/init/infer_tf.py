@@ -26,7 +26,7 @@ from .signature import (
 
 def _serving_signature(model: str, path: Path | None, keras_model: Any) -> tuple[dict[str, Any], Any, Any]:
     """(input specs by name in natural order, output specs as the signature has them, the Keras model)."""
-    from ..sources.keras_io import export_saved_model, load_keras_file, serving_signature
+    from ..sources.tf_io import export_saved_model, load_keras_file, serving_signature
     tmp = None
     try:
         if path is not None and path.is_file():  # .keras

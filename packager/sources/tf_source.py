@@ -3,7 +3,6 @@ Keras model. The serving signature is checked against the manifest's inputs and 
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,21 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..config.manifest import Manifest
-from ..errors import SourceError, not_installed
+from ..errors import SourceError
 from ..inputs.entrypoints import call_entry
-from ..quiet import quiet
-from .keras_io import export_saved_model, load_keras_file, serving_signature
-
-
-def import_tf() -> Any:
-    """TensorFlow, imported quietly; a clear error naming the extra when it is missing."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        with quiet("tensorflow", "absl"):
-            import tensorflow as tf
-    except ImportError:
-        raise not_installed("a tensorflow source", "TensorFlow", "tensorflow") from None
-    return tf
+from .tf_io import export_saved_model, import_tf, load_keras_file, serving_signature
 
 
 def _hash_tree(path: Path) -> str:

@@ -1,13 +1,26 @@
-"""Keras -> SavedModel, the one way: ``edgepack init`` and the TensorFlow source both read a
-``.keras`` file or a Keras model through a temporary SavedModel's ``serving_default`` signature,
-with the same safety (``safe_mode``: a Lambda layer's code is refused, never run) and messages."""
+"""TensorFlow, imported once, and Keras -> SavedModel, the one way: ``edgepack init``, the
+TensorFlow source and the conversions import TensorFlow here, and read a ``.keras`` file or a
+Keras model through a temporary SavedModel's ``serving_default`` signature, with the same safety
+(``safe_mode``: a Lambda layer's code is refused, never run) and messages."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import SourceError
+from ..errors import SourceError, not_installed
 from ..quiet import quiet
+
+
+def import_tf() -> Any:
+    """TensorFlow, imported quietly; a clear error naming the extra when it is missing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet("tensorflow", "absl"):
+            import tensorflow as tf
+    except ImportError:
+        raise not_installed("a tensorflow source", "TensorFlow", "tensorflow") from None
+    return tf
 
 
 def load_keras_file(path: Path, where: str) -> Any:
@@ -34,7 +47,6 @@ def export_saved_model(keras_model: Any, folder: Path, where: str) -> None:
 
 def serving_signature(saved: Path, where: str) -> tuple[Any, Any]:
     """(the loaded SavedModel, its ``serving_default`` signature): keep the first alive."""
-    from .tf_source import import_tf
     tf = import_tf()
     try:
         with quiet("tensorflow", "absl"):
