@@ -29,6 +29,7 @@ class SampleSet:
     batched: bool
     source: str
     random: bool = False
+    notes: tuple[str, ...] = ()  # how the data was read, for the build log (e.g. axis 0 as samples)
 
     def __len__(self) -> int:
         return int(next(iter(self.arrays.values())).shape[0])
@@ -112,13 +113,20 @@ def load_samples(spec: DataSpec, manifest: Manifest, what: str) -> SampleSet:
                         hint="return or yield dicts of input name -> array")
     rows: dict[str, list[np.ndarray]] = {s.name: [] for s in manifest.inputs}
     count = 0
+    notes: list[str] = []
     try:
         for i, feed in enumerate(result):
-            checked = _check_feed(feed, manifest.inputs, batched=batched, stacked=False,
-                                  where=f"{where}.entry (item {i})")
+            item = f"{where}.entry (item {i})"
+            many = not batched and isinstance(feed, Mapping) and _several_of_one(feed, manifest.inputs)
+            if many:  # [N, ...] where the signature fixes [1, ...]: N samples, stacked as [N, 1, ...]
+                feed = {k: v[:, None] for k, v in feed.items()}
+                if not notes:
+                    notes.append(f"{spec.entry}: items of several samples for the fixed batch-1 input(s) "
+                                 "are read as that many samples of batch one")
+            checked = _check_feed(feed, manifest.inputs, batched=batched, stacked=many, where=item)
             for k, v in checked.items():
-                rows[k].append(v if batched else v[None])
-            count += len(next(iter(checked.values()))) if batched else 1
+                rows[k].append(v if batched or many else v[None])
+            count += len(next(iter(checked.values()))) if batched or many else 1
             if count >= spec.samples:
                 break
     except DataError:
@@ -136,7 +144,19 @@ def load_samples(spec: DataSpec, manifest: Manifest, what: str) -> SampleSet:
     except ValueError as exc:
         raise DataError(f"samples from {spec.entry} do not stack: {exc}", where=f"{where}.entry",
                         hint="every item must have the same non-batch shape") from None
-    return SampleSet(arrays, batched, source=f"entry {spec.entry}")
+    return SampleSet(arrays, batched, source=f"entry {spec.entry}", notes=tuple(notes))
+
+
+def _several_of_one(feed: Mapping[str, Any], inputs: tuple[TensorSpec, ...]) -> bool:
+    """An entry item whose every input has several rows where the signature fixes a batch of
+    one (each input's shape[0] == 1, the item's arrays [N, ...] with one N > 1)."""
+    sizes = set()
+    for s in inputs:
+        arr = feed.get(s.name)
+        if not _batch_of_one(s) or not isinstance(arr, np.ndarray) or arr.ndim != len(s.shape):
+            return False
+        sizes.add(arr.shape[0])
+    return len(sizes) == 1 and sizes != {1}
 
 
 def _load_npz(path: Path, manifest: Manifest, limit: int, batched: bool, where: str) -> SampleSet:
@@ -157,6 +177,9 @@ def _load_npz(path: Path, manifest: Manifest, limit: int, batched: bool, where: 
                         hint="write it with numpy.savez(path, input_name=array, ...) from numeric "
                              "arrays" + ("; pickled objects are refused" if pickled else
                                          "; the file may be truncated")) from None
+    notes: tuple[str, ...] = ()
+    if not batched:
+        loaded, notes = _samples_along_axis0(loaded, manifest.inputs, path.name)
     feeds = _check_feed(loaded, manifest.inputs, batched=batched, stacked=not batched,
                         where=f"{where}.file ({path.name})")
     counts = {len(v) for v in feeds.values()}
@@ -166,7 +189,27 @@ def _load_npz(path: Path, manifest: Manifest, limit: int, batched: bool, where: 
     if counts == {0}:
         raise DataError(f"{path.name} holds no samples", where=f"{where}.file",
                         hint="save at least one sample per input")
-    return SampleSet({k: v[:limit] for k, v in feeds.items()}, batched, source=f"file {path.name}")
+    source = f"file {path.name}" + (" (axis 0 read as samples of the fixed batch-1 input)" if notes else "")
+    return SampleSet({k: v[:limit] for k, v in feeds.items()}, batched, source=source, notes=notes)
+
+
+def _batch_of_one(spec: TensorSpec) -> bool:
+    return bool(spec.shape) and spec.shape[0] == 1
+
+
+def _samples_along_axis0(arrays: dict[str, Any], inputs: tuple[TensorSpec, ...], where: str
+                         ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """For an input whose signature fixes a batch of one ([1, 3, 224, 224]), the array people
+    have ([N, 3, 224, 224]: N samples, one axis short of the stacked [N, 1, 3, 224, 224]) is read
+    as N samples of batch one. An array of the stacked rank is left as it is."""
+    out, notes = dict(arrays), []
+    for s in inputs:
+        arr = arrays.get(s.name)
+        if _batch_of_one(s) and isinstance(arr, np.ndarray) and arr.ndim == len(s.shape):
+            out[s.name] = arr[:, None]
+            notes.append(f"{where}: input {s.name!r} {list(arr.shape)} read as {arr.shape[0]} samples of "
+                         f"{[1, *arr.shape[1:]]} (the signature fixes a batch of one)")
+    return out, tuple(notes)
 
 
 def _random_samples(manifest: Manifest, spec: DataSpec, batched: bool) -> SampleSet:

@@ -69,6 +69,8 @@ class Inputs:
                 self._calibration = load_samples(m.calibration, m, "calibration")
         with self.progress.step("load golden data"):
             self._golden = golden_samples(m, self._calibration)
+        for note in dict.fromkeys((*(self._calibration.notes if self._calibration else ()), *self._golden.notes)):
+            self.progress.note(f"  {note}")
         self._evaluation = load_evaluation(m)
         self._loaded = True
 

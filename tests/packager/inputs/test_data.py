@@ -41,6 +41,40 @@ def test_npz_file(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
     assert len(load_samples(m.calibration, m, "calibration")) == 10
 
 
+
+FIXED_ONE = [{"name": "x", "dtype": "float32", "shape": [1, 1, 4, 4]}]  # a batch of one, fixed
+
+
+def test_npz_of_n_samples_for_a_fixed_batch_of_one(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
+    """[N, 1, 4, 4] (what people have) for the input [1, 1, 4, 4] is N samples, and says so; the
+    stacked [N, 1, 1, 4, 4] still reads as before, without a note."""
+    x = np.random.default_rng(0).random((10, 1, 4, 4)).astype(np.float32)
+    _npz(tmp_path / "cal.npz", x=x)
+    m = load_manifest(tiny_project(inputs=FIXED_ONE, calibration={"file": "cal.npz"}))
+    s = load_samples(m.calibration, m, "calibration")
+    assert not s.batched and len(s) == 10 and s.arrays["x"].shape == (10, 1, 1, 4, 4)
+    assert np.array_equal(s.arrays["x"][3, 0], x[3])
+    assert s.notes == ("cal.npz: input 'x' [10, 1, 4, 4] read as 10 samples of [1, 1, 4, 4] "
+                       "(the signature fixes a batch of one)",)
+    assert "axis 0 read as samples" in s.source
+    assert [b["x"].shape for b in s.batches(4)][:2] == [(1, 1, 4, 4), (1, 1, 4, 4)]
+    _npz(tmp_path / "cal.npz", x=x[:, None])
+    stacked = load_samples(m.calibration, m, "calibration")
+    assert np.array_equal(stacked.arrays["x"], s.arrays["x"]) and stacked.notes == ()
+    _npz(tmp_path / "cal.npz", x=np.ones((10, 1, 4, 5), np.float32))  # other dims are still checked
+    with pytest.raises(DataError, match="has 5 at axis 4"):
+        load_samples(m.calibration, m, "calibration")
+
+
+def test_entry_items_of_n_samples_for_a_fixed_batch_of_one(tiny_project: Callable[..., Path]) -> None:
+    """tiny.py:samples yields x [64, 1, 4, 4]: for the input [1, 1, 4, 4] that is 64 samples."""
+    m = load_manifest(tiny_project(inputs=FIXED_ONE, calibration={"entry": "tiny.py:samples", "samples": 40}))
+    s = load_samples(m.calibration, m, "calibration")
+    assert not s.batched and len(s) == 40 and s.arrays["x"].shape == (40, 1, 1, 4, 4)
+    assert s.notes and "read as that many samples of batch one" in s.notes[0]
+    g = golden_samples(m, s)
+    assert len(g) == 16 and g.notes == ()  # drawn rows: the calibration note already told
+
 @pytest.mark.parametrize("arrays, expected", [
     ({"x": np.ones((4, 1, 4, 4), np.float64)}, "dtype float64"),
     ({"x": np.ones((4, 1, 4, 5), np.float32)}, "has 5 at axis 3"),
