@@ -177,6 +177,10 @@ def attempt(when: str, manifest: Path, out: Path, cache: Path, sig: signal.Signa
     if result.alive:
         proc.send_signal(sig)
     result.code = proc.wait(timeout=300)
+    if sig == signal.SIGKILL and result.code == 0:
+        # SIGKILL cannot be caught: a clean exit means the process ended between poll() and the
+        # signal (Popen.send_signal sends nothing to a process it finds gone), so it finished
+        result.alive = False
     reader.join(timeout=60)
     result.stderr = "".join(lines)
     return result
