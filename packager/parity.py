@@ -35,6 +35,7 @@ class RuntimeRunner:
 
     def __init__(self, spec: CandidateSpec, made: Made, signature: Signature, where: str) -> None:
         from runtime.bundle import Bundle, Candidate
+        from runtime.bundle_json import io_map_fields
         from runtime.errors import NoCandidateError
         from runtime.model import load
         self._tmp = tempfile.TemporaryDirectory(prefix="edgepack-check-")
@@ -44,7 +45,7 @@ class RuntimeRunner:
         candidate = Candidate(id=spec.id, file=rel, format=spec.format, backend=spec.backend,
                               precision=spec.precision, providers=(HOST_PROVIDERS[spec.format],),
                               provider_options=({},), threads=1, tolerance={},
-                              io_inputs=dict(io_map.get("inputs") or {}), io_outputs=dict(io_map.get("outputs") or {}),
+                              **io_map_fields(io_map or None, where=f"candidate {spec.id}: io_map"),
                               static_batch=made.extras.get("static_batch"),
                               quantized_engine=made.extras.get("quantized_engine"))
         # the runtime's own typed bundle (as bundle.json would hold it), one candidate

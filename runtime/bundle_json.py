@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from .compare import Tolerance
 from .errors import BundleFormatError, IntegrityError
 from .integrity import BUNDLE_FILE, check_relpath, verify_files
+from .iocast import parse_dtypes
 from .signature import Signature
 from .signing import SignatureInfo
 
@@ -61,6 +62,9 @@ class Candidate:
     # io_map: signature name -> artifact name, for artifacts whose names differ (TFLite).
     io_inputs: dict[str, str] = field(default_factory=dict)
     io_outputs: dict[str, str] = field(default_factory=dict)
+    # the artifact's dtype per signature name where its converter changed it (int64 ids -> int32)
+    io_input_dtypes: dict[str, str] = field(default_factory=dict)
+    io_output_dtypes: dict[str, str] = field(default_factory=dict)
     # the build's record of the candidate (shown by inspect/report; selection does not need them)
     quantization: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None  # ParityReport.to_dict() + where it was checked
@@ -89,8 +93,11 @@ class Candidate:
             "quantization": self.quantization, "parity": self.parity, "accuracy": self.accuracy,
             "size": self.size, "status": self.status, "notes": list(self.notes), "converter": self.converter,
             "conversion": self.conversion, **self.extra}
-        if self.io_inputs or self.io_outputs:
+        if self.io_inputs or self.io_outputs or self.io_input_dtypes or self.io_output_dtypes:
             out["io_map"] = {"inputs": dict(self.io_inputs), "outputs": dict(self.io_outputs)}
+            for key, dtypes in (("input_dtypes", self.io_input_dtypes), ("output_dtypes", self.io_output_dtypes)):
+                if dtypes:
+                    out["io_map"][key] = dict(dtypes)
         for key, value in (("io", self.io), ("static_batch", self.static_batch),
                            ("quantized_engine", self.quantized_engine)):
             if value is not None:
@@ -129,7 +136,7 @@ class Candidate:
         tolerance = {name: Tolerance.from_dict(t, where=f"{where}.tolerance.{name}")
                      for name, t in tol_raw.items()}
         precision = data.get("precision")
-        io_inputs, io_outputs = _parse_io_map(data.get("io_map"), where=f"{where}.io_map")
+        io = io_map_fields(data.get("io_map"), where=f"{where}.io_map")
         def opt(key: str, kind: type | tuple[type, ...]) -> Any:
             return _optional(data, key, kind, where)
 
@@ -140,8 +147,8 @@ class Candidate:
                    backend=_require(data, "backend", str, where),
                    precision=precision if isinstance(precision, str) else None,
                    providers=tuple(providers), provider_options=tuple(dict(o) for o in options),
-                   threads=threads, tolerance=tolerance, raw=data, io_inputs=io_inputs,
-                   io_outputs=io_outputs, quantization=opt("quantization", dict), parity=opt("parity", dict),
+                   threads=threads, tolerance=tolerance, raw=data, **io,
+                   quantization=opt("quantization", dict), parity=opt("parity", dict),
                    accuracy=opt("accuracy", (int, float)), size=opt("size", int), status=opt("status", str),
                    notes=list(notes), converter=opt("converter", str), conversion=opt("conversion", dict),
                    io=opt("io", str), static_batch=opt("static_batch", int),
@@ -154,17 +161,28 @@ _CANDIDATE_KEYS = frozenset({"id", "file", "format", "precision", "backend", "pr
                              "status", "notes", "converter", "conversion", "io", "static_batch", "quantized_engine"})
 
 
-def _parse_io_map(data: Any, *, where: str) -> tuple[dict[str, str], dict[str, str]]:
-    """``{"inputs": {sig: artifact}, "outputs": {...}}``; two names may not map to one tensor.
+class IoFields(TypedDict, total=False):
+    """``Candidate``'s io fields, as ``io_map_fields`` reads them from an io_map."""
+
+    io_inputs: dict[str, str]
+    io_outputs: dict[str, str]
+    io_input_dtypes: dict[str, str]
+    io_output_dtypes: dict[str, str]
+
+
+def io_map_fields(data: Any, *, where: str) -> IoFields:
+    """``Candidate``'s io fields from an io_map: ``{"inputs": {sig: artifact}, "outputs": {...}}``
+    (two names may not map to one tensor), and optionally ``input_dtypes`` / ``output_dtypes``
+    (the artifact's dtype per signature name, where its converter changed it).
 
     Whether the keys are signature names is checked at selection time, so a bad map skips only
     its candidate.
     """
     if data is None:
-        return {}, {}
-    if not isinstance(data, dict) or set(data) - {"inputs", "outputs"}:
-        raise BundleFormatError("'io_map' must be {\"inputs\": {...}, \"outputs\": {...}}",
-                                where=where)
+        return IoFields()
+    if not isinstance(data, dict) or set(data) - {"inputs", "outputs", "input_dtypes", "output_dtypes"}:
+        raise BundleFormatError("'io_map' must be {\"inputs\": {...}, \"outputs\": {...}} (and optionally "
+                                "\"input_dtypes\", \"output_dtypes\")", where=where)
     parts = []
     for key in ("inputs", "outputs"):
         part = data.get(key) or {}
@@ -177,7 +195,9 @@ def _parse_io_map(data: Any, *, where: str) -> tuple[dict[str, str], dict[str, s
         if dupes:
             raise BundleFormatError(f"'io_map.{key}' maps several names to {dupes}", where=where)
         parts.append(dict(part))
-    return parts[0], parts[1]
+    return IoFields(io_inputs=parts[0], io_outputs=parts[1],
+                    io_input_dtypes=parse_dtypes(data.get("input_dtypes"), "input_dtypes", where),
+                    io_output_dtypes=parse_dtypes(data.get("output_dtypes"), "output_dtypes", where))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .backends import Backend
 from .backends.base import copy_into
 from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
 from .errors import BackendError, BundleFormatError, FeedError, SignatureError
+from .iocast import IoCasts
 from .select import AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates, try_candidate, walk
 from .signature import FeedValidator, TensorSpec
 from .signing import PublicKey, verify_signature
@@ -47,6 +48,10 @@ class Model:
         in_map = {s.name: candidate.artifact_input(s.name) for s in bundle.signature.inputs}
         self._in_map = in_map if any(k != v for k, v in in_map.items()) else None
         self._out_pairs = tuple((n, candidate.artifact_output(n)) for n in self._output_names)
+        # dtypes the artifact's converter changed (int64 ids -> int32): converted, range-checked
+        sig = bundle.signature
+        self._casts = IoCasts.of(({s.name: s.dtype for s in sig.inputs}, {s.name: s.dtype for s in sig.outputs}),
+                                 (candidate.io_input_dtypes, candidate.io_output_dtypes))
         # An artifact compiled for a fixed batch (litert-torch's TFLite, say) runs in slices.
         static = candidate.raw.get("static_batch")
         self._static_batch = static if isinstance(static, int) and not isinstance(static, bool) \
@@ -155,6 +160,12 @@ class Model:
         if check_finite:
             from .finite import check_finite as _check_finite
             _check_finite(feeds)
+        casts = None if raw else self._casts
+        if casts is not None:
+            return casts.results(self._run(backend, casts.feeds(feeds), raw))
+        return self._run(backend, feeds, raw)
+
+    def _run(self, backend: Backend, feeds: Mapping[str, np.ndarray], raw: bool) -> dict[str, np.ndarray]:
         ordered = self._ordered
         if ordered is not None and (self._static_batch is None
                                     or _batch_of(feeds) == self._static_batch):
@@ -187,6 +198,10 @@ class Model:
         if validate:
             self._validate(feeds)
             self._check_out(out)
+        if self._casts is not None:  # the artifact's dtypes differ: run, convert, copy
+            for name, arr in self.run(feeds, validate=False).items():
+                copy_into(out[name], arr, name)
+            return {name: out[name] for name, _ in self._out_pairs}
         if self._in_map is not None:
             feeds = {self._in_map.get(k, k): v for k, v in feeds.items()}
         art_out = {art: out[name] for name, art in self._out_pairs}
@@ -236,7 +251,8 @@ class Model:
     def _raw_validator(self, backend: Backend) -> FeedValidator:
         """The feed check with the artifact's raw input dtypes (built on first raw run)."""
         if self._raw_validate is None:
-            dtypes = backend.raw_input_dtypes
+            dtypes = {self._candidate.artifact_input(k): v for k, v in self._candidate.io_input_dtypes.items()}
+            dtypes.update(backend.raw_input_dtypes)
             specs = [replace(s, dtype=dtypes.get(self._candidate.artifact_input(s.name), s.dtype))
                      for s in self.bundle.signature.inputs]
             self._raw_validate = FeedValidator(specs)

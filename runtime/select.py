@@ -13,6 +13,7 @@ from typing import Any, Literal
 from .backends import Backend, get_backend
 from .bundle import Bundle, Candidate
 from .errors import NoCandidateError, RuntimeBundleError, UnknownCandidateError
+from .iocast import IoCasts
 from .signature import TensorSpec
 
 # A candidate's decision state in the selection table.
@@ -98,7 +99,7 @@ def try_candidate(bundle: Bundle, cand: Candidate, *,
         dec.reason = _with_memory_note(f"session creation failed: {type(exc).__name__}: {exc}")
         return None, dec
     dec.providers_in_use = backend.providers_in_use
-    dec.notes = list(backend.notes)
+    dec.notes = list(backend.notes) + _dtype_notes(bundle, cand)
     problem = _signature_problem(bundle, backend, cand)
     if problem:
         backend.close()
@@ -151,23 +152,36 @@ def _close_quietly(backend: Backend) -> None:
 
 def artifact_specs(bundle: Bundle, cand: Candidate
                    ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The signature's specs, in order, renamed to the artifact's names through ``io_map``."""
-    return ([replace(s, name=cand.artifact_input(s.name)) for s in bundle.signature.inputs],
-            [replace(s, name=cand.artifact_output(s.name)) for s in bundle.signature.outputs])
+    """The signature's specs, in order, as the artifact has them: renamed through ``io_map``,
+    with the dtypes its converter chose (the Model converts between the two)."""
+    return ([replace(s, name=cand.artifact_input(s.name), dtype=cand.io_input_dtypes.get(s.name, s.dtype))
+             for s in bundle.signature.inputs],
+            [replace(s, name=cand.artifact_output(s.name), dtype=cand.io_output_dtypes.get(s.name, s.dtype))
+             for s in bundle.signature.outputs])
 
 
 def _io_map_problem(bundle: Bundle, cand: Candidate) -> str | None:
     """io_map keys must be signature names and the renamed names must stay distinct."""
-    for kind, mapping, specs in (("inputs", cand.io_inputs, bundle.signature.inputs),
-                                 ("outputs", cand.io_outputs, bundle.signature.outputs)):
+    for kind, mapping, dtypes, specs in (
+            ("inputs", cand.io_inputs, cand.io_input_dtypes, bundle.signature.inputs),
+            ("outputs", cand.io_outputs, cand.io_output_dtypes, bundle.signature.outputs)):
         names = [s.name for s in specs]
-        unknown = sorted(set(mapping) - set(names))
-        if unknown:
-            return f"io_map.{kind} names {unknown}, which are not signature {kind} {names}"
+        for key, named in ((kind, mapping), (f"{kind[:-1]}_dtypes", dtypes)):
+            unknown = sorted(set(named) - set(names))
+            if unknown:
+                return f"io_map.{key} names {unknown}, which are not signature {kind} {names}"
         renamed = [mapping.get(n, n) for n in names]
         if len(set(renamed)) != len(renamed):
             return f"io_map.{kind} makes two signature {kind} share a name: {renamed}"
     return None
+
+
+def _dtype_notes(bundle: Bundle, cand: Candidate) -> list[str]:
+    """What Model.run converts for this artifact (shown with the decision: nothing silent)."""
+    sig = bundle.signature
+    casts = IoCasts.of(({s.name: s.dtype for s in sig.inputs}, {s.name: s.dtype for s in sig.outputs}),
+                       (cand.io_input_dtypes, cand.io_output_dtypes))
+    return casts.describe() if casts is not None else []
 
 
 def _signature_problem(bundle: Bundle, backend: Backend, cand: Candidate) -> str | None:

@@ -16,6 +16,7 @@ from ..quiet import quiet
 from ..sources.tf_io import import_tf
 from ..sources.tf_source import TensorFlowSource
 from . import TFLiteArtifact
+from .tflite_io import with_io_dtypes
 
 
 def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io: str,
@@ -67,8 +68,9 @@ def to_tflite(source: TensorFlowSource, *, precision: str, mode: str | None, io:
         raise ConversionError("int8 quantization changed nothing: TFLite only quantizes weight tensors "
                               "with 1024 or more elements, and this model has none", where="tflite",
                               hint="use an fp32/fp16 TFLite candidate or int8 static for this model")
-    io_map = {"inputs": dict(source.input_keys), "outputs": dict(source.output_keys)}
-    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes)
+    io_map, dtype_notes = with_io_dtypes(data, {"inputs": dict(source.input_keys),
+                                                "outputs": dict(source.output_keys)}, source.manifest)
+    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
 
 
 def _has_int8_tensors(data: bytes) -> bool:

@@ -17,6 +17,7 @@ from ..config.targets import Quantization
 from ..errors import ConversionError, UnsupportedError, not_installed
 from ..quiet import quiet
 from . import TFLiteArtifact
+from .tflite_io import with_io_dtypes
 
 
 def _import_litert_torch() -> Any:
@@ -76,7 +77,8 @@ def torch_to_tflite(module: Any, manifest: Manifest, calibration: list[dict[str,
     names_out = [o.name for o in manifest.outputs]
     io_map = {"inputs": {n: f"args_{i}" for i, n in enumerate(names_in)},
               "outputs": {n: f"output_{i}" for i, n in enumerate(names_out)}}
-    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes)
+    io_map, dtype_notes = with_io_dtypes(data, io_map, manifest)
+    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
 
 
 def _pt2e(litert_torch: Any, model: Any, args: tuple[Any, ...], manifest: Manifest,

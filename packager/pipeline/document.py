@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.bundle import Bundle, Candidate, Golden
+from runtime.bundle_json import io_map_fields
 from runtime.compare import Tolerance
 
 from .. import __version__
@@ -57,7 +58,7 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
         providers=tuple(spec.providers),
         provider_options=tuple(dict(o) for o in spec.provider_options) or tuple({} for _ in spec.providers),
         threads=target.threads, tolerance=tolerance,
-        io_inputs=dict(io_map.get("inputs") or {}), io_outputs=dict(io_map.get("outputs") or {}),
+        **io_map_fields(io_map or None, where=f"candidate {spec.id}: io_map"),
         quantization=quantization, parity=dict(art.parity.to_dict(), checked_on="host CPUExecutionProvider"),
         accuracy=art.accuracy, size=len(art.data), status=cr.status, notes=cr.notes, converter=art.converter,
         conversion=conversion,
