@@ -59,8 +59,7 @@ class RuntimeRunner:
             self._tmp.cleanup()
             reason = exc.decisions[0].reason if exc.decisions else exc.message
             raise ConversionError(f"the runtime cannot run the artifact on this host: {reason}",
-                                  where=where, hint=f"install the {spec.backend} backend on the build machine "
-                                                    "(pip install 'edgepack[all]')") from None
+                                  where=where, hint=_unrunnable_hint(spec.backend, reason)) from None
         self.where = where
 
     def close(self) -> None:
@@ -72,6 +71,19 @@ class RuntimeRunner:
             return self.model.run(feeds)
         except Exception as exc:
             raise ConversionError(f"running the artifact failed: {exc}", where=self.where) from None
+
+
+def _unrunnable_hint(backend: str, reason: str) -> str:
+    """A hint that follows from why the runtime could not open the artifact."""
+    from runtime.backends import get_backend
+    cls = get_backend(backend)
+    if cls is None or not cls.available()[0]:
+        return f"install the {backend} backend on the build machine (pip install 'edgepack[all]')"
+    if "differ from the signature" in reason or "lack the signature" in reason:
+        return ("the converter gave the artifact other inputs/outputs than the model's signature (extra inputs "
+                "are often constants it did not freeze); use another format's candidate for this model, and "
+                "report the model to edgepack")
+    return "the artifact is broken for this backend; use another candidate, and report the model to edgepack"
 
 
 def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64,

@@ -211,3 +211,33 @@ def test_tflite_conversions(keras_project: Callable[..., Path], precision: str, 
 def _load_samples(m):  # the manifest's real calibration data, as the build loads it
     from packager.inputs.data import load_samples
     return load_samples(m.calibration, m, "calibration").batches(48)
+
+
+# keras.layers.Normalization with a given mean/variance keeps them as eager tensors the serving
+# function captures (EfficientNet's first layers do the same): tf2onnx's from_function made them
+# two extra graph inputs, so every ONNX candidate failed the signature check
+NORMALIZED_MODEL = '''
+import numpy as np
+import keras
+
+
+def build(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(6, 6, 1), name="image")
+    x = keras.layers.Normalization(mean=[0.4], variance=[0.09])(inp)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Dense(5, name="scores")(keras.layers.Flatten()(x))
+    return keras.Model(inp, out)
+'''
+
+
+def test_captured_constants_are_frozen_not_made_inputs(keras_project: Callable[..., Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+    (tmp_path / "normed.py").write_text(NORMALIZED_MODEL)
+    src = load_source(load_manifest(keras_project(source={"framework": "tensorflow", "entry": "normed.py:build"})))
+    model, how = tf_to_onnx(src, 17)
+    assert "graph frozen: 2 captured constant(s)" in how, how
+    assert [i.name for i in model.graph.input] == ["image"]
+    sess = ort.InferenceSession(serialize(model), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["scores"]
+    np.testing.assert_allclose(sess.run(None, _feeds())[0], src.reference(_feeds())["scores"], atol=1e-5)
