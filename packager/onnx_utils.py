@@ -8,6 +8,7 @@ import onnx
 from onnx import helper
 
 from .errors import ConversionError, SourceError
+from .onnx_check import accept
 
 ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -18,8 +19,9 @@ ONNX_DTYPES: dict[int, str] = {
 }
 
 
-def load_onnx(path: Path, where: str) -> onnx.ModelProto:
-    """Load and check an ONNX file (external data next to it is followed)."""
+def load_onnx(path: Path, where: str, notes: list[str] | None = None) -> onnx.ModelProto:
+    """Load and check an ONNX file (external data next to it is followed). A file the onnx checker
+    refuses but onnxruntime loads is accepted, with a note appended to ``notes``."""
     if not path.is_file():
         raise SourceError(f"model file {path} not found", where=where,
                           hint="paths in a manifest are relative to the manifest's folder")
@@ -28,12 +30,10 @@ def load_onnx(path: Path, where: str) -> onnx.ModelProto:
     except Exception as exc:
         raise SourceError(f"{path.name} is not a readable ONNX model: {exc}", where=where,
                           hint="re-export the model, or check the file is not truncated") from None
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
-        raise SourceError(f"{path.name} fails the ONNX checker: {first}", where=where,
-                          hint="fix the exporter output (onnx.checker.check_model shows the details)") from None
+    said = accept(model, path.name, cls=SourceError, where=where,
+                  hint="fix the exporter output (onnx.checker.check_model shows the details)")
+    if notes is not None:
+        notes.extend(said)
     return model
 
 
@@ -64,26 +64,20 @@ def node_count(model: onnx.ModelProto) -> int:
 
 
 def remove_initializer_inputs(model: onnx.ModelProto) -> int:
-    """Drop initializers listed as graph inputs (old exporters did that; it blocks constant folding)."""
+    """Drop initializers listed as graph inputs (old exporters did that; it blocks constant folding).
+
+    Below IR version 4 an initializer must also be a graph input, and the onnx version converter
+    then calls a weight it no longer finds among the inputs "undefined" (``Input w_SHAPE is
+    undefined!``): the IR version is raised to 4, the first where initializers stand alone."""
     inits = {i.name for i in model.graph.initializer}
     keep = [i for i in model.graph.input if i.name not in inits]
     removed = len(model.graph.input) - len(keep)
     if removed:
         del model.graph.input[:]
         model.graph.input.extend(keep)
+    if inits and model.ir_version < 4:
+        model.ir_version = 4
     return removed
-
-
-def upgrade_opset(model: onnx.ModelProto, opset: int, where: str) -> onnx.ModelProto:
-    """Convert the default-domain opset up to ``opset`` (never down)."""
-    if opset_of(model) >= opset:
-        return model
-    try:
-        from onnx import version_converter
-        return version_converter.convert_version(model, opset)
-    except Exception as exc:
-        raise ConversionError(f"cannot upgrade the model from opset {opset_of(model)} to {opset}: {exc}",
-                              where=where, hint="re-export the model at a newer opset") from None
 
 
 def set_min_ir_version(model: onnx.ModelProto) -> None:

@@ -10,9 +10,11 @@ from . import PassResult
 def simplify(model: onnx.ModelProto) -> PassResult:
     """Simplify with onnxsim, checking the result numerically (onnxsim's own check)."""
     before = node_count(model)
+    from ..quiet import quiet
     try:
         import onnxsim
-        simplified, ok = onnxsim.simplify(model)
+        with quiet():  # onnxsim prints (to stdout: it would corrupt `edgepack build --json`)
+            simplified, ok = onnxsim.simplify(model)
     except Exception as exc:  # onnxsim raises many kinds; keep the model, say why
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         return PassResult(model, "simplify", modified=False,
