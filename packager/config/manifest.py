@@ -26,7 +26,7 @@ FRAMEWORKS = ("torch", "onnx", "tensorflow")
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 LAYOUTS = ("NCHW", "NHWC", "NC", "NCW", "NWC", "any")
 EXPORTERS = ("auto", "dynamo", "torchscript")
-TORCHSCRIPT_METHODS = ("trace", "script")
+TORCHSCRIPT_METHODS = ("auto", "trace", "script")
 TOLERANCE_KEYS = ("atol", "rtol", "min_cosine", "min_top1", "max_mismatch", "max_range_error")
 _DTYPE_ALIASES = {"float": "float32", "double": "float64", "half": "float16", "int": "int64", "long": "int64",
                   "fp32": "float32", "fp16": "float16", "f32": "float32", "i64": "int64"}
@@ -110,7 +110,8 @@ EVALUATION = Section("Evaluation", "held-out data for reporting each artifact's 
 EXPORT = Section("Export", "how the model is exported", (
     Field("opset", int, "ONNX opset", default=17, minimum=13),
     Field("exporter", str, "torch -> ONNX exporter", default="auto", choices=EXPORTERS),
-    Field("torchscript", str, "how a TorchScript artifact is made", default="trace", choices=TORCHSCRIPT_METHODS),
+    Field("torchscript", str, "how a TorchScript artifact is made (auto: trace, script where the trace warns)",
+          default="auto", choices=TORCHSCRIPT_METHODS),
 ))
 MANIFEST = Section("Manifest", "what edgepack packages: the source model, its signature, data, targets "
                                "and tolerances", (

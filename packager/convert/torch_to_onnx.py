@@ -17,6 +17,7 @@ from ..quiet import quiet
 
 DYNAMO = "torch.onnx.export(dynamo=True)"
 TORCHSCRIPT = "torch.onnx.export(dynamo=False)"
+SCRIPTED = "torch.onnx.export(torch.jit.script(model), dynamo=False)"
 
 
 @dataclass
@@ -67,13 +68,23 @@ def _export_torchscript(module: Any, args: tuple[Any, ...], manifest: Manifest, 
                       dynamic_axes=dynamic_axes or None, do_constant_folding=True)
 
 
+def _export_scripted(module: Any, args: tuple[Any, ...], manifest: Manifest, path: Path) -> None:
+    """The TorchScript exporter on ``torch.jit.script(module)``: Python branches on tensor values
+    become ONNX If nodes instead of the one branch a trace saw."""
+    import torch
+
+    from .torch_to_torchscript import fresh_jit
+    fresh_jit(torch)
+    _export_torchscript(torch.jit.script(module), args, manifest, path)
+
+
 def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]) -> ExportResult:
     """Export ``module`` to ONNX with the manifest's names, dims and opset."""
     from ..sources.torch_source import ordered_outputs
     args = _example_args(manifest, feeds)
     module = ordered_outputs(module, [o.name for o in manifest.outputs], args)
     order = {"auto": [DYNAMO, TORCHSCRIPT], "dynamo": [DYNAMO], "torchscript": [TORCHSCRIPT]}[manifest.exporter]
-    runners = {DYNAMO: _export_dynamo, TORCHSCRIPT: _export_torchscript}
+    runners = {DYNAMO: _export_dynamo, TORCHSCRIPT: _export_torchscript, SCRIPTED: _export_scripted}
     torch_log = logging.getLogger("torch.onnx")
     level = torch_log.level
     torch_log.setLevel(logging.ERROR)  # the exporter logs skipped torchvision ops etc. at WARNING
@@ -91,24 +102,58 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
         for exporter in order:
             path = Path(tmp) / "model.onnx"
             try:
-                with quiet():  # exporters print graphs and progress on stdout/stderr
-                    runners[exporter](module, args, manifest, path)
-                model = onnx.load(str(path))
+                model, branched = _run_exporter(runners[exporter], module, args, manifest, path)
             except Exception as exc:
                 if _caused_by_interrupt(exc):  # the exporter wraps Ctrl-C: it must stop the build
                     raise KeyboardInterrupt from exc
-                lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
-                # the first line that names an operator says the most ("aten::histc ..."), else the first
-                named = next((ln for ln in lines if "::" in ln or "operator" in ln.lower()), lines[0] if lines else "")
-                errors.append(f"{exporter}: {type(exc).__name__}: {named[:300]}")
+                errors.append(f"{exporter}: {type(exc).__name__}: {_telling_line(exc)}")
                 continue
             if errors:
                 notes.append(f"fell back to {exporter} because " + "; ".join(errors))
+            if branched and exporter == TORCHSCRIPT:
+                notes.append(f"the {exporter} trace branched on a tensor's value at {branched}: that graph keeps "
+                             "only the branch the example inputs took")
+                if manifest.exporter == "auto":
+                    try:
+                        model, _ = _run_exporter(runners[SCRIPTED], module, args, manifest, path)
+                    except Exception as exc:
+                        notes.append(f"{SCRIPTED} failed ({type(exc).__name__}: {_telling_line(exc)}): kept the "
+                                     "trace; golden parity decides. Rewrite the branch with torch.where, or with "
+                                     "torch.cond (the dynamo exporter turns it into an ONNX If)")
+                    else:
+                        notes.append(f"exported with {SCRIPTED} instead: the branch is an ONNX If")
+                        return ExportResult(model=model, exporter=SCRIPTED, notes=notes)
+                else:
+                    notes.append("export.exporter: auto scripts the model (torch.jit.script) so the branch "
+                                 "becomes an ONNX If; or rewrite it with torch.where / torch.cond")
             return ExportResult(model=model, exporter=exporter, notes=notes)
     raise ConversionError("torch -> ONNX export failed with every exporter: " + " | ".join(errors),
                           where=f"{manifest.file}: source",
                           hint="run torch.onnx.export on the model by hand to see the full error; "
                                "export.exporter: torchscript in the manifest forces the older exporter")
+
+
+def _run_exporter(runner: Any, module: Any, args: tuple[Any, ...], manifest: Manifest,
+                  path: Path) -> tuple[onnx.ModelProto, str | None]:
+    """Run one exporter quietly; the model, and where a trace branched on a tensor's value."""
+    import warnings
+
+    import torch
+
+    from .torch_to_torchscript import trace_warning
+    with quiet(), warnings.catch_warnings(record=True) as caught:  # exporters print graphs and progress
+        warnings.simplefilter("always")  # recorded here, never printed
+        runner(module, args, manifest, path)
+    tracer = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    return onnx.load(str(path)), (trace_warning(tracer[0]) if tracer else None)
+
+
+def _telling_line(exc: BaseException) -> str:
+    """The line of an exporter's error that says the most: one naming an operator ("aten::histc
+    ..."), or a data-dependent guard, else the first."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if ln.strip()]
+    named = next((ln for ln in lines if "::" in ln or "operator" in ln.lower() or "data-dependent" in ln), None)
+    return (named or (lines[0] if lines else ""))[:300]
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:

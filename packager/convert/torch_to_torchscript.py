@@ -1,4 +1,6 @@
-"""torch -> TorchScript: torch.jit.trace by default, torch.jit.script when the manifest asks.
+"""torch -> TorchScript: torch.jit.trace, and torch.jit.script when the trace warns that it may be
+wrong (a Python branch on a tensor's value: the trace keeps only the branch the example took) or
+when the manifest asks (``export.torchscript``: auto | trace | script).
 
 Precisions: fp32; int8 dynamic (quantize_dynamic on Linear/LSTM/GRU with the quantized engine of
 the target's CPU: qnnpack on ARM, x86 on x86-64); fp16 (for CUDA targets: the module in half).
@@ -42,7 +44,7 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
     from ..sources.torch_source import ordered_outputs
     example = tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in manifest.inputs)
     model = ordered_outputs(copy.deepcopy(module).eval(), [o.name for o in manifest.outputs], example)
-    details: dict[str, Any] = {"method": f"torch.jit.{method}"}
+    details: dict[str, Any] = {}
     if precision == "int8":
         engine = quantized_engine_for(arch)
         if engine not in torch.backends.quantized.supported_engines:
@@ -71,23 +73,80 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
         model = model.half()
         args = tuple(a.half() if a.is_floating_point() else a for a in args)
         details["dtype"] = "float16 (inputs cast by the runtime)"
+    notes: list[str] = []
+    first = "script" if method == "script" else "trace"
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            # TorchScript names a class it has seen before in this process `___torch_mangle_N`
-            # (N a process-wide counter): the second build of a model in one process would give
-            # other bytes than the first, or than a worker process. An empty class registry
-            # makes every conversion a first one. Compiled modules keep their own types.
-            torch._C._jit_clear_class_registry()
-            scripted = torch.jit.script(model) if method == "script" else torch.jit.trace(model, args)
-            buf = io.BytesIO()
-            torch.jit.save(scripted, buf)
+        compiled, warned = _compile(torch, model, args, first)
     except Exception as exc:
-        other = "trace" if method == "script" else "script"
-        raise ConversionError(f"torch.jit.{method} failed: {type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
-                              where=where, hint=f"try export.torchscript: {other} in the manifest") from None
-    return TorchScriptResult(data=canonical_zip(buf.getvalue()), method=f"torch.jit.{method}", details=details)
+        failed = f"torch.jit.{first} failed: {type(exc).__name__}: {_first_line(exc)}"
+        if method != "auto":
+            other = "trace" if method == "script" else "script"
+            raise ConversionError(failed, where=where,
+                                  hint=f"try export.torchscript: {other} in the manifest") from None
+        try:
+            compiled, warned = _compile(torch, model, args, "script")
+        except Exception as exc2:
+            raise ConversionError(f"{failed}; torch.jit.script failed too: {type(exc2).__name__}: "
+                                  f"{_first_line(exc2)}", where=where,
+                                  hint="use an onnx candidate for this model") from None
+        first = "script"
+        notes.append(f"{failed}: made with torch.jit.script instead (export.torchscript: auto)")
+    if warned:  # the trace took the branch the example took: it may be wrong for other inputs
+        notes.append(f"torch.jit.trace warned that the trace may be incorrect: {warned}")
+        if method == "auto":
+            try:
+                compiled, _ = _compile(torch, model, args, "script")
+                first = "script"
+                notes.append("made with torch.jit.script instead (export.torchscript: auto), which keeps the "
+                             "branch as control flow")
+            except Exception as exc:
+                notes.append(f"torch.jit.script failed too ({type(exc).__name__}: {_first_line(exc)}): kept the "
+                             "trace; golden parity decides. Make the branch scriptable, or use torch.where / "
+                             "torch.cond for it")
+        else:
+            notes.append("export.torchscript: auto (or script) compiles the branch with torch.jit.script")
+    buf = io.BytesIO()
+    torch.jit.save(compiled, buf)
+    details["method"] = f"torch.jit.{first}"
+    return TorchScriptResult(data=canonical_zip(buf.getvalue()), method=f"torch.jit.{first}", details=details,
+                             notes=notes)
+
+
+def _compile(torch: Any, model: Any, args: tuple[Any, ...], method: str) -> tuple[Any, str | None]:
+    """``model`` scripted or traced, and where the trace warned it may be incorrect (a Python
+    branch or conversion on a tensor's value: ``file:line: code``), or None."""
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        fresh_jit(torch)
+        compiled = torch.jit.script(model) if method == "script" else torch.jit.trace(model, args)
+    tracer = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    return compiled, (trace_warning(tracer[0]) if tracer else None)
+
+
+def fresh_jit(torch: Any) -> None:
+    """Make the next script/trace a process's first.
+
+    TorchScript names a class it has seen before in this process `___torch_mangle_N` (N a
+    process-wide counter): the second build of a model in one process would give other bytes
+    than the first, or than a worker process. An empty class registry makes every conversion a
+    first one; the concrete-type cache goes with it, or scripting a module class scripted before
+    the clear reads freed types (a segfault). Compiled modules keep their own types.
+    """
+    torch._C._jit_clear_class_registry()
+    torch.jit._recursive.concrete_type_store.type_store.clear()
+
+
+def trace_warning(w: warnings.WarningMessage) -> str:
+    """``file:line: `code` (what the tracer said)`` for a TracerWarning: where the model branched."""
+    import linecache
+    code = linecache.getline(w.filename, w.lineno).strip()
+    said = str(w.message).split(".")[0]
+    return f"{w.filename}:{w.lineno}: `{code}` ({said})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def canonical_zip(data: bytes) -> bytes:

@@ -207,8 +207,8 @@ def render(inferred: Inferred, *, name: str, manifest_dir: Path, enabled: list[s
         add("# export: {opset: 17}")
     elif inf.framework == "torch":
         add("# export (optional): opset (default 17); exporter: auto | dynamo | torchscript (torch -> ONNX);")
-        add("# torchscript: trace | script (how TorchScript artifacts are made).")
-        add("# export: {opset: 17, exporter: auto, torchscript: trace}")
+        add("# torchscript: auto | trace | script (auto: trace, script where the trace warns of a branch).")
+        add("# export: {opset: 17, exporter: auto, torchscript: auto}")
     else:
         add("# export (optional): opset for tf2onnx (default 17).")
         add("# export: {opset: 17}")
