@@ -169,6 +169,27 @@ def cmd_runtime_wheel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_converters(args: argparse.Namespace) -> int:
+    from .convert.converter_env import CONVERTERS, describe, ensure, format_converter
+    from .errors import ConfigError
+    names = args.names or sorted(CONVERTERS)
+    unknown = [n for n in names if n not in CONVERTERS]
+    if unknown:
+        raise ConfigError(f"unknown converter {', '.join(unknown)}", where="NAME",
+                          hint=f"known converters: {', '.join(sorted(CONVERTERS))}")
+    if args.action == "install":
+        from .progress import Progress
+        progress = Progress(quiet=args.json)
+        for name in names:
+            ensure(CONVERTERS[name], on_create=progress.step, on_wait=progress.note)
+    docs = [describe(CONVERTERS[name]) for name in names]
+    if args.json:
+        _emit_json({"converters": docs})
+    else:
+        print("\n".join(format_converter(doc) for doc in docs))
+    return EXIT_OK
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .config.schema import schema_document
     text = json.dumps(schema_document(args.kind), indent=2) + "\n"
@@ -275,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
             "write a wheel of the on-device runtime alone (numpy its only requirement), for devices "
             "that install with pip instead of using the runtime inside each bundle")
     p.add_argument("--out", default="dist", help="output folder (default: dist)")
+
+    p = add("converters", cmd_converters,
+            "list, or create ahead of a build, the isolated environments of converters edgepack runs as "
+            "subprocesses (onnx2tf, for ONNX -> TFLite: Python >= 3.12, 2.7 GB, once)")
+    p.add_argument("action", choices=["list", "install"], help="show their state, or create the missing ones")
+    p.add_argument("names", nargs="*", metavar="NAME", help="which converters (default: all: onnx2tf)")
 
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")
