@@ -160,3 +160,34 @@ class TorchToTflite(ArtifactStep):
         return Made(result.data, ".tflite", "tflite", result.details, result.notes,
                     {"io_map": result.io_map, "static_batch": result.details["static_batch"]},
                     result.details["converter"])
+
+
+class OnnxToTflite(ArtifactStep):
+    """The base ONNX model -> TFLite with onnx2tf, run as a subprocess in its own Python >= 3.12
+    environment (created once: packager.convert.converter_env); int8 static calibrated on the
+    calibration data."""
+
+    name: ClassVar[StepName] = "tflite"
+    requires: ClassVar[Kind] = "onnx"
+    reads = frozenset({"calibration"})
+    tools = ("onnx",)  # serializes the model handed over; onnx2tf's own pin is in config
+    parallel = False  # a subprocess already; its first run creates the environment (a progress line)
+
+    def config(self, manifest: Manifest, spec: CandidateSpec, target: Target) -> dict[str, Any]:
+        from ..convert.converter_env import ONNX2TF
+        return dict(super().config(manifest, spec, target), converter=ONNX2TF.requirement)
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..convert.onnx_to_tflite import onnx_to_tflite
+        static = spec.precision == "int8" and spec.quantization is not None and spec.quantization.mode == "static"
+        cal = ctx.calibration() if static else None
+        result = onnx_to_tflite(_onnx(value), ctx.manifest, precision=spec.precision, quantization=spec.quantization,
+                                io=spec.io, calibration=cal.arrays if cal else None,
+                                calibration_batched=cal.batched if cal else True, random_data=bool(cal and cal.random),
+                                on_create=ctx.progress.step)
+        extras: dict[str, Any] = {"io_map": result.io_map}
+        if "static_batch" in result.details:
+            extras["static_batch"] = result.details["static_batch"]
+        return Made(result.data, ".tflite", "tflite", result.details, result.notes, extras,
+                    result.details["converter"])

@@ -16,6 +16,7 @@ from .artifact_steps import (
     OnnxFp32,
     OnnxInt8Dynamic,
     OnnxInt8Static,
+    OnnxToTflite,
     TfToTflite,
     TorchScriptConvert,
     TorchToTflite,
@@ -51,14 +52,13 @@ ROUTES: dict[RouteKey, Route] = {
     **{("torch", "tflite", v): Route((), TorchToTflite()) for v in _VARIANTS},
     **{("torch", "torchscript", v): Route((), TorchScriptConvert()) for v in _VARIANTS},
     **{("tensorflow", "tflite", v): Route((), TfToTflite()) for v in _VARIANTS},
+    # from the base model: onnx2tf in its own environment (torch and TensorFlow keep their own routes)
+    **{("onnx", "tflite", v): Route(_BASE["onnx"], OnnxToTflite()) for v in _VARIANTS},
 }
 
 UNSUPPORTED_ROUTES: dict[tuple[str, str], str] = {
     ("tensorflow", "torchscript"): "TorchScript is PyTorch's format: a TensorFlow model cannot be "
                                    "turned into TorchScript",
-    ("onnx", "tflite"): "ONNX -> TFLite is not supported: its only converter, onnx2tf, pins old "
-                        "tensorflow/numpy/onnx releases that cannot be installed beside edgepack's; "
-                        "give the original PyTorch or TensorFlow model as the source instead",
     ("onnx", "torchscript"): "ONNX -> TorchScript is not supported: there is no maintained converter; "
                              "give the original PyTorch model as the source instead",
 }

@@ -1,0 +1,185 @@
+"""The ONNX -> TFLite route (OnnxToTflite) in whole builds: an ONNX-source model gets real TFLite
+candidates at every precision, checked for parity through the runtime; rpi4 now tries its TFLite
+first choice; and what cannot be had (no Python >= 3.12, a model onnx2tf cannot convert, an int8
+model that misses parity) is reported per candidate with the reason, never a traceback.
+
+Builds that convert need the onnx2tf environment (`edgepack converters install onnx2tf`): they
+skip locally without it and fail under CI=true.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import runtime
+from packager.config.manifest import load_manifest
+from packager.config.targets import load_target
+from packager.convert import converter_env
+from packager.pipeline import build
+from packager.results import BuildResult, CandidateResult
+from packager.steps import ROUTES, route_for, step_key
+
+from ...conftest import write_yaml
+from ..convert.onnx_models import conv_net, fmod_net, no_python_env, onnx2tf_env, write_project
+
+pytestmark = pytest.mark.slow
+
+TARGET = """\
+name: tfl-all
+arch: aarch64
+python: "3.11"
+threads: 1
+precision_fallback: false
+candidates:
+  - {format: tflite, precision: fp32, providers: [XNNPACK]}
+  - {format: tflite, precision: fp16, providers: [XNNPACK]}
+  - {format: tflite, precision: int8, quantization: {mode: dynamic}, providers: [XNNPACK]}
+  - {format: tflite, precision: int8, quantization: {mode: static}, providers: [XNNPACK]}
+  - {format: tflite, precision: int8, quantization: {mode: static}, io: int8, providers: [XNNPACK]}
+  - {format: onnx, precision: fp32}
+requirements: [numpy==2.2.6, onnxruntime==1.22.1, ai-edge-litert==2.3.0]
+"""
+TFLITE = ["tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8-static", "tflite-int8-static-int8io"]
+
+
+def by_id(result: BuildResult, target: str) -> dict[str, CandidateResult]:
+    return {c.id: c for t in result.targets if t.target == target for c in t.candidates}
+
+
+@pytest.fixture(scope="module")
+def onnx_tflite_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildResult, Path]:
+    onnx2tf_env()
+    folder = tmp_path_factory.mktemp("onnx-tflite")
+    target = write_yaml(folder / "tfl-all.yaml", TARGET)
+    manifest = write_project(folder / "project", conv_net(), [str(target), "rpi4"])
+    return build(manifest, folder / "out"), folder / "out"
+
+
+def test_every_tflite_precision_builds_from_an_onnx_model(onnx_tflite_build: tuple[BuildResult, Path]) -> None:
+    result, out = onnx_tflite_build
+    cands = by_id(result, "tfl-all")
+    assert [c.id for c in cands.values() if c.status == "ok"] == TFLITE + ["onnx-fp32"], \
+        [(c.id, c.status, c.message) for c in cands.values()]
+    for cid in TFLITE:
+        parity = cands[cid].parity
+        assert parity is not None and parity.passed
+        (scores,) = parity.outputs
+        assert scores.max_abs is not None and scores.cosine is not None and scores.top1 == 1.0
+        if cid == "tflite-fp32":
+            assert scores.max_abs < 1e-5
+        elif cid == "tflite-fp16":
+            assert 1e-7 < scores.max_abs < 5e-3  # float16 weights: close, not exact
+        else:
+            assert scores.max_abs < 0.1 and scores.cosine > 0.999, (cid, scores.max_abs)
+    size = {cid: cands[cid].size or 0 for cid in TFLITE}
+    assert size["tflite-fp16"] < size["tflite-fp32"] and size["tflite-int8-static"] < size["tflite-fp16"], size
+    doc = json.loads((out / "net-tfl-all" / "bundle.json").read_text())
+    entries = {c["id"]: c for c in doc["candidates"]}
+    for cid in TFLITE:
+        c = entries[cid]
+        assert c["converter"].startswith("onnx2tf 2.6.9 (own Python 3.1") and c["static_batch"] == 1
+        assert c["io_map"]["inputs"] == {"image": "image"}
+        assert c["conversion"]["converter_env"]["onnx2tf"] == "2.6.9"
+        assert any("batch of 1" in n for n in c["notes"])
+    assert entries["tflite-int8-static"]["io_map"]["outputs"] == {"scores": "scores_dequantized_output"}
+    assert entries["tflite-int8-static-int8io"]["conversion"]["io"] == "int8 (quantized by the runtime)"
+
+
+def test_the_bundle_runs_a_batch_on_the_device_runtime(onnx_tflite_build: tuple[BuildResult, Path]) -> None:
+    """The runtime feeds the TFLite candidates the arrays the ONNX ones take (NCHW, same names),
+    a batch of 5 one sample at a time, and `runtime verify` passes on-device."""
+    _, out = onnx_tflite_build
+    bundle = out / "net-tfl-all"
+    x = np.random.default_rng(5).random((5, 3, 16, 16)).astype(np.float32)
+    ref = ort.InferenceSession(str(out.parent / "project" / "model.onnx")).run(None, {"image": x})[0]
+    for cid, bound in (("tflite-fp32", 1e-5), ("tflite-fp16", 5e-3), ("tflite-int8-static-int8io", 0.15)):
+        model = runtime.load(bundle, candidate=cid)
+        got = model.run({"image": x})["scores"]
+        model.close()
+        assert got.shape == (5, 5) and float(np.abs(got - ref).max()) < bound, cid
+    proc = subprocess.run([sys.executable, "-m", "runtime", "verify", "--all", "--json"], cwd=bundle,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert all(c["passed"] for c in json.loads(proc.stdout)["candidates"])
+
+
+def test_rpi4_tries_its_tflite_first_choice_for_an_onnx_model(onnx_tflite_build: tuple[BuildResult, Path]) -> None:
+    result, out = onnx_tflite_build
+    cands = by_id(result, "rpi4")
+    first = next(iter(cands.values()))
+    assert first.id == "tflite-int8-static-int8io" and first.status == "ok", (first.status, first.message)
+    doc = json.loads((out / "net-rpi4" / "bundle.json").read_text())
+    assert doc["candidates"][0]["id"] == "tflite-int8-static-int8io"
+
+
+def test_an_int8_model_that_misses_parity_falls_back_on_rpi4(tmp_path: Path) -> None:
+    """onnx2tf 2.6.9 gives a global average pool's input the pooled output's int8 range, which clips
+    it: parity decides, and rpi4 falls back to its next candidate with the numbers."""
+    onnx2tf_env()
+    result = build(write_project(tmp_path / "project", conv_net(pool=True), ["rpi4"]), tmp_path / "out")
+    (target,) = result.targets
+    cands = by_id(result, "rpi4")
+    tfl = cands["tflite-int8-static-int8io"]
+    assert tfl.status == "dropped" and tfl.message and tfl.message.startswith("parity failed (")
+    assert tfl.message.endswith("fell back to onnx-int8-static-pc")
+    assert target.fallbacks[0]["candidate"] == "tflite-int8-static-int8io" and target.status == "ok"
+
+
+def test_a_model_onnx2tf_cannot_convert_is_reported_not_fatal(tmp_path: Path) -> None:
+    onnx2tf_env()
+    target = write_yaml(tmp_path / "tfl-all.yaml", TARGET)
+    manifest = write_project(tmp_path / "project", fmod_net(), [str(target)],
+                             calibration={"random": True, "samples": 16})
+    result = build(manifest, tmp_path / "out")
+    cands = by_id(result, "tfl-all")
+    for cid in TFLITE:
+        assert cands[cid].status == "unsupported", (cid, cands[cid].status, cands[cid].message)
+        assert "onnx2tf cannot convert this model: NodeValidationError: Mod with fmod=1 is not supported" \
+            in (cands[cid].message or ""), cands[cid].message
+        assert "Traceback" not in (cands[cid].message or "")
+    assert cands["onnx-fp32"].status == "ok" and result.ok
+
+
+def test_without_python_312_the_candidate_is_unsupported_with_the_hint(tmp_path: Path) -> None:
+    """No Python >= 3.12 anywhere (empty PATH, no pyenv, no converter environment): the build goes
+    on, its TFLite candidates reported unsupported with the reason and how to fix it."""
+    target = write_yaml(tmp_path / "tfl-all.yaml", TARGET)
+    manifest = write_project(tmp_path / "project", conv_net(), [str(target)])
+    proc = subprocess.run([sys.executable, "-m", "packager", "build", str(manifest), "--out", str(tmp_path / "out"),
+                           "--json", "--no-cache"], env=no_python_env(tmp_path), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (target_doc,) = json.loads(proc.stdout)["targets"]
+    cands = {c["id"]: c for c in target_doc["candidates"]}
+    for cid in TFLITE:
+        message = cands[cid]["message"]
+        assert cands[cid]["status"] == "unsupported", (cid, cands[cid])
+        assert "onnx2tf needs Python >= 3.12 in an environment of its own, and no usable Python >= 3.12 " \
+               "was found" in message
+        assert "pyenv install 3.12" in message and "EDGEPACK_PYTHON312=/path/to/python3.12" in message
+    assert cands["onnx-fp32"]["status"] == "ok" and target_doc["status"] == "ok"
+
+
+def test_the_converter_pin_is_part_of_the_artifact_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = load_manifest(write_project(tmp_path, conv_net(), ["x86-cpu"]))
+    target = load_target(str(write_yaml(tmp_path / "tfl-all.yaml", TARGET)))
+    spec = target.candidates[0]
+    key, route = route_for("onnx", spec)
+    assert key == ("onnx", "tflite", "fp32") and route.make.name == "tflite" and route.make.requires == "onnx"
+    assert route.model_steps == ROUTES[("onnx", "onnx", "fp32")].model_steps  # shares the base model
+    config: dict[str, Any] = route.make.config(manifest, spec, target)
+    assert config["converter"] == "onnx2tf[tensorflow]==2.6.9"
+    before = step_key(route.make.name, "base", config, route.make.tools)
+    monkeypatch.setattr(converter_env, "ONNX2TF", dataclasses.replace(
+        converter_env.ONNX2TF, version="2.7.0", requirement="onnx2tf[tensorflow]==2.7.0"))
+    after = step_key(route.make.name, "base", route.make.config(manifest, spec, target), route.make.tools)
+    assert before != after
