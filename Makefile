@@ -23,9 +23,12 @@ demo: $(STAMP)
 	$(PY) examples/digits/demo_device.py dist --name digits-keras --target rpi4
 
 # ensure-chromium.sh: a headless Chromium for the HTML report tests (installed with apt-get when
-# missing and root); it never fails the run, the tests decide (they fail under CI=true without it)
+# missing and root); `edgepack converters install`: the onnx2tf environment the ONNX -> TFLite
+# tests convert with (once: a few minutes, 2.7 GB, in ~/.cache/edgepack/converters; needs a
+# Python >= 3.12). Neither fails the run: the tests decide (they fail under CI=true without them)
 test: $(STAMP)
 	-bash scripts/ensure-chromium.sh
+	-$(VENV)/bin/edgepack converters install onnx2tf
 	$(PY) -m pytest
 
 # developer checks: ruff (E, F, I, B, UP) over all Python code, mypy over packager and runtime;
