@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ class ExportResult:
 
     model: onnx.ModelProto
     exporter: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # fallbacks and traces: the build's warnings
+    choice: list[str] = field(default_factory=list)  # how the exporters compared (exporter: auto)
 
 
 def _example_args(manifest: Manifest, feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
@@ -78,8 +80,14 @@ def _export_scripted(module: Any, args: tuple[Any, ...], manifest: Manifest, pat
     _export_torchscript(torch.jit.script(module), args, manifest, path)
 
 
-def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]) -> ExportResult:
-    """Export ``module`` to ONNX with the manifest's names, dims and opset."""
+Judge = Callable[[list[tuple[str, onnx.ModelProto]]], tuple[int, list[str]]]
+"""Given every working export, the index of the one to keep and why (``exporter_choice.choose``)."""
+
+
+def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray],
+                 judge: Judge | None = None) -> ExportResult:
+    """Export ``module`` to ONNX with the manifest's names, dims and opset. With ``judge`` and
+    ``exporter: auto``, every exporter runs and the judge keeps one; else the first that works."""
     from ..sources.torch_source import ordered_outputs
     args = _example_args(manifest, feeds)
     module = ordered_outputs(module, [o.name for o in manifest.outputs], args)
@@ -89,13 +97,42 @@ def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]) 
     level = torch_log.level
     torch_log.setLevel(logging.ERROR)  # the exporter logs skipped torchvision ops etc. at WARNING
     try:
-        return _first_working(module, args, manifest, order, runners)
+        return _first_working(module, args, manifest, order, runners,
+                              judge if manifest.exporter == "auto" else None)
     finally:
         torch_log.setLevel(level)
 
 
 def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order: list[str],
-                   runners: dict[str, Any]) -> ExportResult:
+                   runners: dict[str, Any], judge: Judge | None = None) -> ExportResult:
+    """The first exporter's result that works; with ``judge``, every working one, judged."""
+    if judge is None or len(order) < 2:
+        return _one_working(module, args, manifest, order, runners)
+    results: list[ExportResult] = []
+    failed: list[str] = []
+    for exporter in order:
+        try:
+            results.append(_one_working(module, args, manifest, [exporter], runners))
+        except ConversionError as exc:
+            failed.append(exc.message.split(": ", 1)[-1])
+    if len(results) < 2:
+        if not results:
+            raise ConversionError("torch -> ONNX export failed with every exporter: " + " | ".join(failed),
+                                  where=f"{manifest.file}: source", hint=_EXPORT_HINT)
+        first = results[0]
+        return ExportResult(first.model, first.exporter, [f"fell back to {first.exporter} because "
+                                                          + "; ".join(failed), *first.notes] if failed else first.notes)
+    keep, why = judge([(r.exporter, r.model) for r in results])
+    chosen = results[keep]
+    return ExportResult(chosen.model, chosen.exporter, chosen.notes, why)
+
+
+_EXPORT_HINT = ("run torch.onnx.export on the model by hand to see the full error; "
+                "export.exporter: torchscript in the manifest forces the older exporter")
+
+
+def _one_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order: list[str],
+                 runners: dict[str, Any]) -> ExportResult:
     errors: list[str] = []
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="edgepack-export-") as tmp:
@@ -128,9 +165,7 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
                                  "becomes an ONNX If; or rewrite it with torch.where / torch.cond")
             return ExportResult(model=model, exporter=exporter, notes=notes)
     raise ConversionError("torch -> ONNX export failed with every exporter: " + " | ".join(errors),
-                          where=f"{manifest.file}: source",
-                          hint="run torch.onnx.export on the model by hand to see the full error; "
-                               "export.exporter: torchscript in the manifest forces the older exporter")
+                          where=f"{manifest.file}: source", hint=_EXPORT_HINT)
 
 
 def _run_exporter(runner: Any, module: Any, args: tuple[Any, ...], manifest: Manifest,

@@ -29,25 +29,34 @@ def _source(value: Source | onnx.ModelProto, kind: type) -> Any:
 
 
 class TorchExport(ModelStep):
-    """torch.nn.Module -> ONNX (torch.export / dynamo, else the TorchScript exporter)."""
+    """torch.nn.Module -> ONNX: with ``exporter: auto`` both exporters (torch.export / dynamo and
+    TorchScript's), and the one onnxruntime runs faster on the build host among those that match
+    the model (``convert.exporter_choice``); else the one the manifest names."""
 
     name: ClassVar[StepName] = "export"
     requires: ClassVar[Kind] = "source"
-    tools = ("torch", "onnxscript", "onnx")
+    reads = frozenset({"golden"})  # the exporters are checked against the model on golden samples
+    tools = ("torch", "onnxscript", "onnx", "onnxruntime")
     label = "export torch -> onnx"
 
     def config(self, manifest: Manifest) -> dict[str, Any]:
-        return {"framework": "torch", "opset": manifest.opset, "exporter": manifest.exporter}
+        return {"framework": "torch", "opset": manifest.opset, "exporter": manifest.exporter,
+                "choice": "fastest matching" if manifest.exporter == "auto" else "as named"}
 
     def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..convert.exporter_choice import choose
         from ..convert.torch_to_onnx import export_torch
         from ..onnx_utils import node_count
         from ..sources.torch_source import TorchSource
         source = _source(value, TorchSource)
-        exported = export_torch(source.module, ctx.manifest, first_feed_batch(ctx))
+        m = ctx.manifest
+        feeds = next(ctx.golden().batches(8))
+        tolerance = {o.name: m.tolerance_for("fp32", o.name) for o in m.outputs}
+        exported = export_torch(source.module, m, first_feed_batch(ctx),
+                                judge=lambda models: choose(models, feeds, source.reference, tolerance))
         return StepResult(exported.model, details={"exporter": exported.exporter,
                                                    "nodes": node_count(exported.model)},
-                          notes=exported.notes, warnings=list(exported.notes))
+                          notes=[*exported.notes, *exported.choice], warnings=list(exported.notes))
 
 
 class TfExport(ModelStep):
