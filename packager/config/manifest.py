@@ -208,6 +208,7 @@ class Manifest:
     torchscript: str
     base_dir: Path
     file: str
+    opset_explicit: bool = False  # export.opset written: an ONNX source is upgraded to it (else keeps its own)
 
     def tolerance_for(self, precision: str, output: str) -> Tolerance:
         """Default tolerance of the precision, with manifest overrides applied."""
@@ -279,11 +280,9 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
 
     return Manifest(name=name, description=root.get("description"), source=source,
                     inputs=inputs, outputs=outputs, calibration=calibration, golden=golden,
-                    golden_from_calibration=golden_from_cal, targets=targets,
-                    tolerances=tolerances, output_tolerances=output_tolerances,
-                    evaluation=evaluation, opset=opset, exporter=exporter, torchscript=torchscript,
-                    base_dir=base_dir,
-                    file=file)
+                    golden_from_calibration=golden_from_cal, targets=targets, tolerances=tolerances,
+                    output_tolerances=output_tolerances, evaluation=evaluation, opset=opset, exporter=exporter,
+                    torchscript=torchscript, base_dir=base_dir, file=file, opset_explicit=bool(ex and ex.has("opset")))
 
 
 def _check_unique(root: Node, key: str, names: list[str]) -> None:

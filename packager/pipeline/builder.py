@@ -8,7 +8,9 @@ host checks, the candidate policy and bundle.json assembly live beside this modu
 """
 from __future__ import annotations
 
+import json
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +39,16 @@ if TYPE_CHECKING:
 BASE_LABEL = "onnx base model"  # the model steps' result in the cache summary
 
 
+@dataclass
+class Chain:
+    """What a chain of model steps made: the model (the source while none ran), and their records."""
+
+    model: Source | onnx.ModelProto
+    steps: list[dict[str, Any]]
+    warnings: list[str]
+    exporter: str
+
+
 class Builder:
     """Runs one manifest's build; shared work is memoised across targets."""
 
@@ -56,7 +68,7 @@ class Builder:
         self.steps: list[dict[str, Any]] = []  # the model steps' records (provenance)
         self.warnings: list[str] = []
         self.exporter = "none"
-        self._models: dict[str, onnx.ModelProto | EdgepackError] = {}
+        self._models: dict[str, Chain | EdgepackError] = {}
         self._artifacts: dict[str, Artifact | EdgepackError] = {}
         self._prebuilt = Prebuilt()
         self._made = 0
@@ -79,44 +91,71 @@ class Builder:
         route = ROUTES.get((self.manifest.source.framework, spec.format, variant_of(spec)))
         return route.make.variant(spec, target) if route else spec.variant
 
-    # -- model steps: source -> base ONNX model, once per key ----------------------------------------
+    # -- model steps: source -> ONNX model, once per chain key --------------------------------------
     def _model(self, steps: tuple[ModelStep, ...]) -> onnx.ModelProto:
-        """The model steps' output, made once (or its error, once)."""
+        """The model steps' output, made once (or its error, once); its records join the provenance."""
         key = self._chain_key(steps)
         if key not in self._models:
             self._models[key] = outcome(lambda: self._cached_model(steps, key))
+            made = self._models[key]
+            if isinstance(made, Chain):
+                self._record(made)
         found = self._models[key]
         if isinstance(found, EdgepackError):
             raise found
-        return found
+        import onnx
+        assert isinstance(found.model, onnx.ModelProto)
+        return found.model
 
-    def _cached_model(self, steps: tuple[ModelStep, ...], key: str) -> onnx.ModelProto:
+    def _record(self, chain: Chain) -> None:
+        """A chain's records into the build's, each once (chains that share steps share records)."""
+        if chain.exporter != "none":
+            self.exporter = chain.exporter
+        seen = {json.dumps(r, sort_keys=True, default=str) for r in self.steps}
+        self.steps.extend(r for r in chain.steps if json.dumps(r, sort_keys=True, default=str) not in seen)
+        self.warnings.extend(w for w in dict.fromkeys(chain.warnings) if w not in self.warnings)
+
+    def _prefix(self, steps: tuple[ModelStep, ...]) -> int:
+        """How many of ``steps`` form the longest other route's chain they start with (0: none), so
+        a route that adds a step (an opset upgrade) starts from the shared model, made once."""
+        chains = {r.model_steps for r in ROUTES.values()}
+        return max((n for n in range(1, len(steps)) if steps[:n] in chains), default=0)
+
+    def _cached_model(self, steps: tuple[ModelStep, ...], key: str) -> Chain:
         """From the cache, or made and stored (the steps' records travel with it)."""
         import onnx
 
         from ..onnx_utils import serialize
-        hit = self.cache.get(key, BASE_LABEL)
+        start = self._prefix(steps)
+        label = " + ".join([BASE_LABEL, *map(str, steps[start:])]) if start else BASE_LABEL
+        hit = self.cache.get(key, label)
         if hit is not None:
-            self.progress.note(f"  {BASE_LABEL} ... cached")
-            self.exporter = hit.meta["exporter"]
-            self.steps.extend(hit.meta["steps"])
-            self.warnings.extend(hit.meta["warnings"])
-            return onnx.load_from_string(hit.blobs["model.onnx"])
-        steps_before, warnings_before = len(self.steps), len(self.warnings)
-        value: Source | onnx.ModelProto = self.inputs.source()
-        for step in steps:
+            self.progress.note(f"  {label} ... cached")
+            return Chain(onnx.load_from_string(hit.blobs["model.onnx"]), hit.meta["steps"], hit.meta["warnings"],
+                         hit.meta["exporter"])
+        if start:
+            self._model(steps[:start])
+            base = self._models[self._chain_key(steps[:start])]
+            assert isinstance(base, Chain)
+            chain = Chain(base.model, list(base.steps), list(base.warnings), base.exporter)
+        else:
+            chain = Chain(self.inputs.source(), [], [], "none")
+        for step in steps[start:]:
             with self.progress.step(step.label) if step.label else nullcontext():
-                result = step.run(value, self.inputs)
+                result = step.run(chain.model, self.inputs)
+            for note in result.notes:  # what it decided, in the build log (warnings come at the end)
+                if note not in result.warnings:
+                    self.progress.note(f"    {note}")
             if step.requires == "source":
-                self.exporter = str(result.details.get("exporter", self.exporter))
+                chain.exporter = str(result.details.get("exporter", chain.exporter))
             if step.recorded:
-                self.steps.append(result.record(step.name))
-            self.warnings.extend(result.warnings)
-            value = result.model
-        assert isinstance(value, onnx.ModelProto)
-        self.cache.put(key, Entry({"exporter": self.exporter, "steps": self.steps[steps_before:],
-                                   "warnings": self.warnings[warnings_before:]}, {"model.onnx": serialize(value)}))
-        return value
+                chain.steps.append(result.record(step.name))
+            chain.warnings.extend(result.warnings)
+            chain.model = result.model
+        assert isinstance(chain.model, onnx.ModelProto)
+        self.cache.put(key, Entry({"exporter": chain.exporter, "steps": chain.steps, "warnings": chain.warnings},
+                                  {"model.onnx": serialize(chain.model)}))
+        return chain
 
     # -- artifacts: one per variant, checked on this host ---------------------------------------------
     def artifact(self, spec: CandidateSpec, target: Target) -> Artifact | EdgepackError:

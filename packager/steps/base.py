@@ -29,7 +29,7 @@ Kind = Literal["source", "onnx", "artifact"]
 Reads = Literal["golden", "calibration"]
 """The build's data a step reads besides its input model (its key then holds the data's key)."""
 
-StepName = Literal["export", "load", "prepare", "simplify", "fp32", "fp16", "int8-dynamic", "int8-static",
+StepName = Literal["export", "load", "prepare", "simplify", "opset", "fp32", "fp16", "int8-dynamic", "int8-static",
                    "torchscript", "tflite"]
 
 Variant = Literal["fp32", "fp16", "int8-dynamic", "int8-static"]

@@ -1,4 +1,5 @@
-"""The target-independent steps that make the fp32 ONNX base model: export or load, prepare, simplify.
+"""The target-independent steps that make the fp32 ONNX base model: export or load, prepare, simplify;
+and the opset upgrade that only some artifact steps need.
 
 They wrap ``packager.convert`` and ``packager.passes``; heavy imports (torch, TensorFlow, onnxsim)
 happen inside ``run`` so a worker process that only quantizes never pays for them.
@@ -93,20 +94,47 @@ class OnnxLoad(ModelStep):
 
 
 class Prepare(ModelStep):
-    """Check the model, bring it to the manifest's opset, infer shapes."""
+    """Check the model, sort its nodes, bring it to the manifest's explicit opset, infer shapes."""
 
     name: ClassVar[StepName] = "prepare"
     requires: ClassVar[Kind] = "onnx"
-    tools = ("onnx",)
-    label = "prepare onnx (check, opset, shapes)"
+    tools = ("onnx", "onnxruntime", "onnxsim")  # onnxruntime: the checker's fallback; onnxsim: folding
+    label = "prepare onnx (check, order, opset, shapes)"
 
     def config(self, manifest: Manifest) -> dict[str, Any]:
-        return {"opset": manifest.opset}
+        return {"opset": manifest.opset if manifest.opset_explicit else None}
 
     def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
         from ..passes.prepare import prepare
-        result = prepare(_onnx(value), ctx.manifest.opset, f"{ctx.manifest.file}: source")
+        m = ctx.manifest
+        result = prepare(_onnx(value), m.opset if m.opset_explicit else None, f"{m.file}: source")
         return StepResult(result.model, result.modified, result.details, result.notes)
+
+
+class UpgradeOpset(ModelStep):
+    """The opset one artifact step needs (``passes.opset.OPSET_NEEDS``): only the routes of those
+    steps include it, so a model the converter cannot upgrade fails those candidates alone."""
+
+    name: ClassVar[StepName] = "opset"
+    requires: ClassVar[Kind] = "onnx"
+    tools = ("onnx", "onnxsim", "onnxruntime")
+    label = "upgrade onnx opset"
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant  # the artifact step's variant, a key of OPSET_NEEDS
+
+    def __str__(self) -> str:
+        from ..passes.opset import OPSET_NEEDS
+        return f"opset {OPSET_NEEDS[self.variant][0]} for {self.variant}"
+
+    def config(self, manifest: Manifest) -> dict[str, Any]:
+        from ..passes.opset import OPSET_NEEDS
+        return {"opset": OPSET_NEEDS[self.variant][0]}
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext) -> StepResult:
+        from ..passes.prepare import upgrade_for
+        result = upgrade_for(_onnx(value), self.variant, f"{ctx.manifest.file}: source")
+        return StepResult(result.model, result.modified, dict(result.details, variant=self.variant), result.notes)
 
 
 class Simplify(ModelStep):

@@ -22,7 +22,7 @@ from .artifact_steps import (
     TorchToTflite,
 )
 from .base import ArtifactStep, ModelStep, Variant, variant_of
-from .model_steps import OnnxLoad, Prepare, Simplify, TfExport, TorchExport
+from .model_steps import OnnxLoad, Prepare, Simplify, TfExport, TorchExport, UpgradeOpset
 
 Framework = Literal["torch", "tensorflow", "onnx"]
 Format = Literal["onnx", "tflite", "torchscript"]
@@ -46,9 +46,14 @@ _BASE: dict[Framework, tuple[ModelStep, ...]] = {
 _ONNX_PASSES: dict[Variant, ArtifactStep] = {"fp32": OnnxFp32(), "fp16": OnnxFp16(),
                                              "int8-dynamic": OnnxInt8Dynamic(), "int8-static": OnnxInt8Static()}
 _VARIANTS: tuple[Variant, ...] = get_args(Variant)
+# an ONNX source keeps its opset: the passes that need a newer one upgrade their own copy, so a failed
+# upgrade fails them alone (torch and TensorFlow models are exported at export.opset, 13 or newer)
+_OPSET: dict[tuple[str, Variant], tuple[ModelStep, ...]] = {
+    ("onnx", v): (UpgradeOpset(v),) for v in ("int8-dynamic", "int8-static")}
 
 ROUTES: dict[RouteKey, Route] = {
-    **{(fw, "onnx", v): Route(_BASE[fw], step) for fw in get_args(Framework) for v, step in _ONNX_PASSES.items()},
+    **{(fw, "onnx", v): Route(_BASE[fw] + _OPSET.get((fw, v), ()), step) for fw in get_args(Framework)
+       for v, step in _ONNX_PASSES.items()},
     **{("torch", "tflite", v): Route((), TorchToTflite()) for v in _VARIANTS},
     **{("torch", "torchscript", v): Route((), TorchScriptConvert()) for v in _VARIANTS},
     **{("tensorflow", "tflite", v): Route((), TfToTflite()) for v in _VARIANTS},

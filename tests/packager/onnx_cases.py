@@ -152,7 +152,8 @@ def write_onnx_manifest(folder: Path, model: str, inputs: np.ndarray, shape: lis
     """A manifest for an ONNX file in ``folder`` with ``inputs`` as its calibration data (an npz)."""
     np.savez(folder / "calib.npz", x=inputs)
     doc = {"name": Path(model).stem.replace("_", "-"), "source": {"framework": "onnx", "path": model},
-           "inputs": [{"name": "x", "dtype": "float32", "shape": shape}], "outputs": ["y"],
+           "inputs": [{"name": "x", "dtype": "float32", "shape": shape}],
+           "outputs": [{"name": "y", "scores": False}],  # features, not class scores: no top-1 check
            "calibration": {"file": "calib.npz", "samples": len(inputs)}, "golden": {"samples": 16},
            "targets": targets, **extra}
     path = folder / f"{doc['name']}.yaml"

@@ -219,7 +219,8 @@ def test_onnx_source_old_opset_and_random_calibration_warning(tiny_project: Call
     assert any("RANDOM" in w for w in result.warnings)
     doc = json.loads((tmp_path / "out" / "tiny-x86-cpu" / "bundle.json").read_text())
     steps = {s["step"]: s["details"] for s in doc["provenance"]["steps"]}
-    assert steps["prepare"]["opset_before"] == 9 and steps["prepare"]["opset"] == 17
+    assert steps["prepare"]["opset_before"] == 9 and steps["prepare"]["opset"] == 9  # export.opset not set
+    assert steps["opset"]["opset_before"] == 9 and steps["opset"]["opset"] == 13  # int8 static QDQ's own copy
     assert steps["prepare"]["initializer_inputs_removed"] == 2
     assert any("RANDOM" in w for w in doc["warnings"])
     assert doc["provenance"]["exporter"] == "none (onnx source)"
