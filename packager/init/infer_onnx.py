@@ -18,13 +18,19 @@ Dims = list[Any] | None     # graph_io's dims: ints, dim_param names, "?" where 
 
 
 def _fill_output_dims(onnx_model: onnx.ModelProto, outs: dict[str, tuple[int, Dims]]) -> None:
-    """Unknown output dims (no shape, or "?") from ONNX shape inference, in place."""
+    """Unknown output dims (no shape, or "?") from ONNX shape inference, in place (on a copy with its
+    nodes in order: inference reads them in file order)."""
     from ..onnx_utils import graph_io
     if not any(dims is None or "?" in dims for _, dims in outs.values()):
         return
     import onnx
+
+    from ..passes.toposort import toposort
     try:
-        _, found = graph_io(onnx.shape_inference.infer_shapes(onnx_model))
+        ordered = onnx.ModelProto()
+        ordered.CopyFrom(onnx_model)
+        toposort(ordered, "init")
+        _, found = graph_io(onnx.shape_inference.infer_shapes(ordered))
     except Exception:  # noqa: BLE001 - shapes stay unknown; the build observes them
         found = {}
     for n, (elem, dims) in list(outs.items()):
@@ -36,8 +42,15 @@ def _fill_output_dims(onnx_model: onnx.ModelProto, outs: dict[str, tuple[int, Di
 
 def infer_onnx(model: str, path: Path, batch_dim: str | None, fixed_batch: bool) -> Inferred:
     """``path``'s signature from its graph; ``model`` is the argument as given (for errors)."""
-    from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx
-    onnx_model = load_onnx(path, model)
+    from ..onnx_check import describe_ops, ort_only_ops
+    from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx, opset_of
+    accepted: list[str] = []  # what the onnx checker refused and onnxruntime runs
+    onnx_model = load_onnx(path, model, accepted)
+    ops = ort_only_ops(onnx_model)
+    if ops:
+        accepted.append(f"the model uses onnxruntime-only op(s) {describe_ops(ops, opset_of(onnx_model))}: only "
+                        "onnx candidates (onnxruntime) can be built from it; the build reports other formats as "
+                        "unsupported, naming these ops")
     ins, outs = graph_io(onnx_model)
     _fill_output_dims(onnx_model, outs)
     if not ins:
@@ -55,6 +68,7 @@ def infer_onnx(model: str, path: Path, batch_dim: str | None, fixed_batch: bool)
             raise SourceError(f"input {n!r} of {path.name} has no shape in the graph", where=model,
                               hint="re-export the model with input shapes (dynamic axes named)")
     batch, notes = choose_batch({n: d for n, (_, d) in ins.items()}, model, batch_dim, fixed_batch)
+    notes = accepted + notes
     batch_params = {d[0] for _, d in ins.values() if d and isinstance(d[0], str) and d[0] not in ("", "?")}
     params: dict[str, str] = {}
     inputs = []

@@ -203,7 +203,8 @@ def render(inferred: Inferred, *, name: str, manifest_dir: Path, enabled: list[s
     add("#   int8: {min_cosine: 0.97, min_top1: 0.9}")
     add("")
     if inf.framework == "onnx":
-        add("# export (optional): opset: the model is upgraded to at least this opset (default 17).")
+        add("# export (optional): opset: upgrade the model to at least this opset. Left out, the model keeps")
+        add("# its own; only candidates that need a newer one upgrade their copy (int8 dynamic: 11, static: 13).")
         add("# export: {opset: 17}")
     elif inf.framework == "torch":
         add("# export (optional): opset (default 17); exporter: auto | dynamo | torchscript (torch -> ONNX);")

@@ -19,7 +19,7 @@ from runtime.compare import compare
 from ..cache import BuildCache, Entry
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
-from ..errors import EdgepackError
+from ..errors import EdgepackError, UnsupportedError
 from ..progress import Progress
 from ..results import Artifact, BuildResult, Made, TargetResult
 from ..sources import Source
@@ -86,6 +86,28 @@ class Builder:
 
     def _artifact_key(self, route: Route, spec: CandidateSpec, target: Target) -> str:
         return self._key(route.make, self._chain_key(route.model_steps), route.make.config(self.manifest, spec, target))
+
+    def _route(self, spec: CandidateSpec) -> Route:
+        """The candidate's route, or UnsupportedError: no route, or (ONNX sources) a model whose
+        onnxruntime-only ops the candidate's runtime cannot run (the error names them)."""
+        try:
+            route, missing = route_for(self.manifest.source.framework, spec)[1], None
+        except UnsupportedError as exc:
+            route, missing = None, exc
+        if self.manifest.source.framework == "onnx":
+            from ..sources.onnx_source import runtime_refusal
+            missing = runtime_refusal(self.manifest, spec, missing) or missing
+        if missing is not None:
+            raise missing
+        assert route is not None
+        return route
+
+    def _refused(self, spec: CandidateSpec) -> bool:
+        try:
+            self._route(spec)
+        except UnsupportedError:
+            return True
+        return False
 
     def _variant(self, spec: CandidateSpec, target: Target) -> str:
         route = ROUTES.get((self.manifest.source.framework, spec.format, variant_of(spec)))
@@ -172,7 +194,7 @@ class Builder:
         return self._artifacts[variant]
 
     def _make(self, spec: CandidateSpec, target: Target, variant: str) -> Artifact:
-        _, route = route_for(self.manifest.source.framework, spec)  # an unsupported route is not a cache miss
+        route = self._route(spec)  # an unsupported route is not a cache miss
         key = self._artifact_key(route, spec, target)
         hit = self.cache.get(key, f"artifact {variant}")
         if hit is not None:
@@ -205,7 +227,7 @@ class Builder:
             for spec in target.candidates:
                 route_key = (self.manifest.source.framework, spec.format, variant_of(spec))
                 route = ROUTES.get(route_key)
-                if route is None or route.make.variant(spec, target) in pending or \
+                if route is None or route.make.variant(spec, target) in pending or self._refused(spec) or \
                         self.cache.has(self._artifact_key(route, spec, target)):
                     continue
                 pending[route.make.variant(spec, target)] = Pending(route.make.variant(spec, target), route_key,

@@ -1,15 +1,19 @@
 """ONNX sources: a model file, checked against the manifest and run as-is for the reference."""
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config.manifest import Manifest
-from ..errors import SourceError
-from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx
+from ..config.targets import CandidateSpec
+from ..errors import SourceError, UnsupportedError
+from ..onnx_check import ORT_DOMAINS, describe_ops, ort_only_ops
+from ..onnx_utils import ONNX_DTYPES, graph_io, load_onnx, opset_of
 
 
 @dataclass
@@ -70,7 +74,44 @@ class OnnxSource:
         return dict(zip(names, values, strict=True))
 
 
-STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", *ORT_DOMAINS)
+
+
+def runtime_refusal(manifest: Manifest, spec: CandidateSpec, missing: UnsupportedError | None
+                    ) -> UnsupportedError | None:
+    """Why a candidate for another runtime than onnxruntime cannot take this ONNX source: the
+    onnxruntime-only ops it uses, named with their domains (and ``missing``'s reason, when the
+    format has no route from ONNX anyway). None when the model has no such ops."""
+    path = manifest.source.path
+    if spec.backend == "onnxruntime" or path is None:
+        return None
+    ops, opset = _runtime_only(Path(path))
+    if not ops:
+        return None
+    besides = f"; besides, {missing.message}" if missing is not None else ""
+    return UnsupportedError(f"the model uses onnxruntime-only op(s) {describe_ops(ops, opset)}: a {spec.format} "
+                            f"candidate ({spec.backend}) cannot run them{besides}", where=f"candidate {spec.id}",
+                            hint="use onnx candidates (onnxruntime runs these ops), or give as the source the "
+                                 "model from before onnxruntime's optimizer fused them (the plain export)")
+
+
+def _runtime_only(path: Path) -> tuple[list[tuple[str, str]], int]:
+    """The onnxruntime-only ops of an ONNX file and its opset, read once per file version."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return [], 0  # the source's own load reports a missing file
+    return _runtime_only_at(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _runtime_only_at(path: str, mtime_ns: int, size: int) -> tuple[list[tuple[str, str]], int]:
+    import onnx
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001 - the source's own load reports an unreadable file
+        return [], 0
+    return ort_only_ops(model), opset_of(model)
 
 
 def custom_ops(model: Any) -> list[tuple[str, str]]:
