@@ -115,4 +115,23 @@ class BuildResult:
         return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
                 "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
                 "golden": self.golden, "steps": self.steps, "cache": self.cache, "parallel": self.parallel,
-                "tools": self.tools, "report": self.report, "targets": [t.to_dict() for t in self.targets]}
+                "tools": self.tools, "report": self.report, "targets": [t.to_dict() for t in self.targets],
+                "coverage": coverage(self.targets)}
+
+
+CoverageResult = Literal["ok", "dropped", "failed", "unsupported"]
+_COVERAGE: dict[CandidateStatus, CoverageResult] = {
+    "ok": "ok", "dropped": "dropped", "unsupported": "unsupported", "failed": "failed",
+    "parity-failed": "failed", "parity-failed-allowed": "failed"}
+
+
+def coverage(targets: list[TargetResult]) -> dict[str, Any]:
+    """The build's target x candidate matrix, as the zoo's scoreboard counts it: each cell ok,
+    dropped, failed or unsupported with the build's reason, totals, and which targets got a
+    bundle."""
+    cells = [{"target": t.target, "candidate": c.id, "format": c.format, "precision": c.precision,
+              "result": _COVERAGE[c.status], "reason": None if c.status == "ok" else c.message}
+             for t in targets for c in t.candidates]
+    totals = {r: sum(1 for c in cells if c["result"] == r) for r in ("ok", "dropped", "failed", "unsupported")}
+    return {"cells": cells, "totals": totals,
+            "bundles": {t.target: t.bundle_dir is not None for t in targets}}
