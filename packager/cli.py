@@ -103,7 +103,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     result = init_manifest(args.model, output=args.output, force=args.force, name=args.name,
                            example_inputs=args.example_input or [], batch_dim=args.batch_dim,
                            fixed_batch=args.fixed_batch, targets=args.target or [], kwargs=kwargs,
-                           command=command)
+                           command=command, dynamic=args.dynamic or [], static_axes=args.static_axes)
     if args.json:
         _emit_json(result.to_dict())
     elif result.path == "-":
@@ -278,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "example's batch)")
     batch.add_argument("--fixed-batch", action="store_true",
                        help="keep axis 0 fixed (a dynamic one is written as 1)")
+    axes = p.add_mutually_exclusive_group()
+    axes.add_argument("--dynamic", action="append", metavar="[INPUT:]AXIS=SYMBOL",
+                      help="torch only: make AXIS of INPUT (of every input that has it, without INPUT) the "
+                           "symbolic dim SYMBOL, e.g. input_ids:1=seq; repeatable. Without it, axis 1 of "
+                           "rank-2/3 inputs (token ids, masks, waveforms) is made 'seq' where the model runs "
+                           "at another length")
+    axes.add_argument("--static-axes", action="store_true",
+                      help="torch only: keep every axis but the batch fixed (no sequence-axis probe)")
     p.add_argument("--target", action="append",
                    help="target to enable (name or YAML path); repeatable (default: x86-cpu). The other "
                         "known targets are listed commented out")

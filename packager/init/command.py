@@ -60,7 +60,8 @@ class InitResult:
 def init_manifest(model: str, *, output: str | None = None, force: bool = False, name: str | None = None,
                   example_inputs: Sequence[str] = (), batch_dim: str | None = None, fixed_batch: bool = False,
                   targets: Sequence[str] = (), kwargs: dict[str, Any] | None = None,
-                  command: str = "edgepack init", cwd: Path | None = None) -> InitResult:
+                  command: str = "edgepack init", cwd: Path | None = None, dynamic: Sequence[str] = (),
+                  static_axes: bool = False) -> InitResult:
     """Infer ``model``'s signature and write a starter manifest (``output`` '-' = return it only)."""
     cwd = (cwd or Path.cwd()).resolve()
     if name is not None and not NAME_RE.match(name):
@@ -71,7 +72,7 @@ def init_manifest(model: str, *, output: str | None = None, force: bool = False,
         out_path = Path(output) if Path(output).is_absolute() else cwd / output
         _check_writable(out_path, force)
     inferred = infer_model(model, example_inputs=example_inputs, batch_dim=batch_dim, fixed_batch=fixed_batch,
-                           kwargs=kwargs, cwd=cwd)
+                           kwargs=kwargs, cwd=cwd, dynamic=dynamic, static_axes=static_axes)
     final_name = name or inferred.default_name
     if output is None:
         out_path = inferred.default_dir / f"{final_name}.yaml"

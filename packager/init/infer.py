@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EdgepackError, SourceError
+from .dynamic_axes import AxisSpec, parse_dynamic
 from .infer_onnx import infer_onnx
 from .infer_tf import infer_tensorflow
 from .infer_torch import infer_torch
@@ -47,16 +48,21 @@ _ACCEPTED = ("give an .onnx file, a SavedModel folder, a .keras file, or a torch
 
 def infer_model(model: str, *, example_inputs: Sequence[str] = (), batch_dim: str | None = None,
                 fixed_batch: bool = False, kwargs: dict[str, Any] | None = None,
-                cwd: Path | None = None) -> Inferred:
+                cwd: Path | None = None, dynamic: Sequence[str] = (), static_axes: bool = False) -> Inferred:
     """Load ``model`` (file, folder or entry point) and infer its signature."""
     cwd = (cwd or Path.cwd()).resolve()
+    axes = parse_dynamic(dynamic)
     kwargs = dict(kwargs or {})
     if batch_dim is not None and not SYMBOL_RE.match(batch_dim):
         raise SourceError(f"--batch-dim {batch_dim!r} is not a symbol", where="--batch-dim",
                           hint="use a name like batch or N (letters, digits, _; not starting with a digit)")
     full = Path(model) if Path(model).is_absolute() else cwd / model
     if not full.exists() and ENTRY_RE.match(model):
-        return _infer_entry(model, cwd, example_inputs, batch_dim, fixed_batch, kwargs)
+        return _infer_entry(model, cwd, example_inputs, batch_dim, fixed_batch, kwargs, axes, static_axes)
+    if axes:
+        raise SourceError("--dynamic is for torch entry points: this model states its own signature, "
+                          "dynamic axes included", where="--dynamic",
+                          hint="export the model with the axes dynamic, or give its torch entry point")
     if not full.exists():
         suffix = Path(model.split(":")[0]).suffix.lower()
         raise SourceError(f"not found (looked at {full})", where=model,
@@ -121,7 +127,8 @@ def _framework_of(obj: Any) -> str | None:
 
 
 def _infer_entry(entry: str, cwd: Path, example_inputs: Sequence[str], batch_dim: str | None,
-                 fixed_batch: bool, kwargs: dict[str, Any]) -> Inferred:
+                 fixed_batch: bool, kwargs: dict[str, Any], axes: Sequence[AxisSpec] = (),
+                 static_axes: bool = False) -> Inferred:
     from ..inputs.entrypoints import call_entry
     module_ref = entry.rpartition(":")[0]
     try:  # a Keras entry point: import TensorFlow quietly first, as the TensorFlow source does
@@ -141,10 +148,14 @@ def _infer_entry(entry: str, cwd: Path, example_inputs: Sequence[str], batch_dim
     framework = _framework_of(obj)
     if framework == "tensorflow" and hasattr(obj, "export"):
         _refuse_examples(example_inputs, "Keras")
+        if axes:
+            raise SourceError("--dynamic is for torch models: a Keras model states its own signature "
+                              "(None dims are symbolic)", where="--dynamic",
+                              hint="build the Keras model with None for the axis, e.g. keras.Input((None,))")
         inferred = infer_tensorflow(entry, None, obj, batch_dim, fixed_batch)
         inferred.kwargs, inferred.base = kwargs, cwd
     elif framework == "torch":
-        inferred = infer_torch(entry, cwd, obj, example_inputs, batch_dim, fixed_batch, kwargs)
+        inferred = infer_torch(entry, cwd, obj, example_inputs, batch_dim, fixed_batch, kwargs, axes, static_axes)
     else:
         raise SourceError(f"{entry} returned {type(obj).__name__}, not a torch.nn.Module or a Keras model",
                           where=entry, hint=RETURN_THE_MODEL)

@@ -2,7 +2,9 @@
 
 An ``nn.Module`` states no signature, so it is run once on the example inputs (``examples``): the
 inputs' and outputs' dtypes and shapes are what it took and returned. Whether axis 0 is a batch is
-probed by running it again at twice the batch and checking each sample's result is unchanged.
+probed by running it again at twice the batch and checking each sample's result is unchanged; a
+sequence axis (axis 1 of token ids, masks, waveforms) by running it at another length
+(``dynamic_axes``).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError
+from .dynamic_axes import AxisSpec, Runner, apply_specs, probe_sequence_axes
 from .examples import as_array, example_feeds
 from .signature import DEFAULT_BATCH, RETURN_THE_MODEL, Inferred, Tensor, guess_layout
 
@@ -85,6 +88,18 @@ def _probe_batch(module: Any, torch: Any, feeds: dict[str, np.ndarray],
     return None
 
 
+def _runner(module: Any, torch: Any) -> Runner:
+    """The model as ``probe_sequence_axes`` calls it: outputs, or why it failed."""
+    def run(feeds: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]] | str:
+        try:
+            with torch.no_grad():
+                result = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in feeds.values()])
+            return [(n, as_array(v, f"output {n!r}")) for n, v in _outputs_of(result)]
+        except Exception as exc:  # noqa: BLE001 - the model just does not take that length
+            return _one_line(exc, 160)
+    return run
+
+
 def _batch_from_probe(why_not: str | None, batch_dim: str | None, fixed_batch: bool) -> tuple[str | None, list[str]]:
     """The batch symbol from the probe's answer (``why_not``) and the options, with notes."""
     if fixed_batch:
@@ -101,7 +116,8 @@ def _batch_from_probe(why_not: str | None, batch_dim: str | None, fixed_batch: b
 
 
 def infer_torch(entry: str, cwd: Path, module: Any, example_inputs: Sequence[str], batch_dim: str | None,
-                fixed_batch: bool, kwargs: dict[str, Any]) -> Inferred:
+                fixed_batch: bool, kwargs: dict[str, Any], dynamic: Sequence[AxisSpec] = (),
+                static_axes: bool = False) -> Inferred:
     """``module``'s signature from a run on ``example_inputs``.
 
     ``default_name``/``default_dir`` are left at "model" and ``cwd``: they follow from the entry
@@ -140,17 +156,28 @@ def infer_torch(entry: str, cwd: Path, module: Any, example_inputs: Sequence[str
     why_not = None if fixed_batch else _probe_batch(module, torch, feeds, outs)
     batch, notes = _batch_from_probe(why_not, batch_dim, fixed_batch)
     b = next(iter(feeds.values())).shape[0] if batch else None
-    inputs = []
+    seq_in: dict[str, dict[int, str]] = {}
+    seq_out: dict[str, dict[int, str]] = {}
+    if not static_axes and not dynamic:
+        seq_in, seq_out, seq_notes = probe_sequence_axes(feeds, outs, _runner(module, torch), batch)
+        notes += seq_notes
+    shapes: dict[str, list[int | str]] = {}
     for n, a in feeds.items():
         shape: list[int | str] = list(a.shape)
         if batch and shape:
             shape[0] = batch
-        inputs.append(Tensor(n, str(a.dtype), shape, guess_layout("torch", shape)))
+        for axis, sym in seq_in.get(n, {}).items():
+            shape[axis] = sym
+        shapes[n] = shape
+    notes += apply_specs(list(dynamic), shapes)
+    inputs = [Tensor(n, str(a.dtype), shapes[n], guess_layout("torch", shapes[n])) for n, a in feeds.items()]
     outputs = []
     for n, a in outs:
         shape = list(a.shape)
         if batch and shape and shape[0] == b:
             shape[0] = batch
+        for axis, sym in seq_out.get(n, {}).items():
+            shape[axis] = sym
         outputs.append(Tensor(n, str(a.dtype), shape))
     if len(set(feeds)) > len(params) and params:
         notes.append(f"forward() takes {len(params)} positional argument(s) but {len(feeds)} example inputs "
