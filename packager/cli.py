@@ -170,7 +170,7 @@ def cmd_runtime_wheel(args: argparse.Namespace) -> int:
 
 
 def cmd_converters(args: argparse.Namespace) -> int:
-    from .convert.converter_env import CONVERTERS, describe, ensure, format_converter
+    from .convert.converter_env import CONVERTERS, announced, describe, ensure, format_converter
     from .errors import ConfigError
     names = args.names or sorted(CONVERTERS)
     unknown = [n for n in names if n not in CONVERTERS]
@@ -181,7 +181,7 @@ def cmd_converters(args: argparse.Namespace) -> int:
         from .progress import Progress
         progress = Progress(quiet=args.json)
         for name in names:
-            ensure(CONVERTERS[name], on_create=progress.step, on_wait=progress.note)
+            ensure(CONVERTERS[name], on_create=announced(progress), on_wait=progress.note)
     docs = [describe(CONVERTERS[name]) for name in names]
     if args.json:
         _emit_json({"converters": docs})

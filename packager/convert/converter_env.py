@@ -20,9 +20,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from ..progress import Progress
 
 PYTHON_ENV = "EDGEPACK_PYTHON312"  # an interpreter >= 3.12 to create converter environments with
 DIR_ENV = "EDGEPACK_CONVERTERS_DIR"  # where converter environments live
@@ -215,13 +218,26 @@ def ensure(spec: ConverterSpec, *, on_create: Callable[[str], contextlib.Abstrac
             return create(spec, python, root)
 
 
+def announced(progress: Progress) -> Callable[[str], contextlib.AbstractContextManager[Any]]:
+    """``ensure``'s ``on_create`` for a progress display: a step line, and where no spinner shows
+    (a log, CI) a line when it starts too, since creating takes minutes."""
+    def on_create(message: str) -> contextlib.AbstractContextManager[Any]:
+        if not progress.tty:
+            progress.note(f"  {message} ...")
+        return progress.step(message)
+    return on_create
+
+
 def create(spec: ConverterSpec, python: Interpreter, root: Path) -> ConverterEnv:
-    """Make the environment in ``<root>.part-<pid>``, stamp it, and rename it into place."""
+    """Make the environment in ``<root>.part-<pid>``, stamp it, and rename it into place (called
+    under the lock: a ``.part`` folder left there is a killed creation's, removed first)."""
+    for stale in root.parent.glob(f"{root.name}.part-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     part = root.parent / f"{root.name}.part-{os.getpid()}"
-    shutil.rmtree(part, ignore_errors=True)
     try:
-        _run([python.path, "-m", "venv", str(part)], f"creating a venv with {python.path}", spec)
-        _run([str(python_in(part)), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
+        # -I: the caller's PYTHONPATH (edgepack's Python's packages) must not leak into the new Python
+        _run([python.path, "-I", "-m", "venv", str(part)], f"creating a venv with {python.path}", spec)
+        _run([str(python_in(part)), "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q",
               spec.requirement], f"installing {spec.requirement}", spec)
         packages = json.loads(_run([str(python_in(part)), "-I", "-c", _VERSIONS.format(spec.module, spec.packages)],
                                    f"importing {spec.module}", spec))

@@ -1,17 +1,21 @@
 """ONNX -> TFLite with onnx2tf, run as a subprocess in its own environment (converter_env).
 
-The input is the build's base ONNX model (loaded, upgraded, simplified). onnx2tf's
+The input is the build's base ONNX model (loaded, prepared, simplified). onnx2tf's
 flatbuffer_direct backend keeps the model's input layout (``keep_ncw_or_nchw_or_ncdhw_input_names``
 for every input: no NCHW -> NHWC transpose) and names, so the runtime feeds the same arrays as
 to the ONNX candidates; names it changes (``seg:0`` -> ``seg__0``, int8 outputs'
 ``_dequantized_output``) are mapped in the io_map. A symbolic batch is fixed to 1 (onnx2tf's
-integer quantization needs static shapes, and XNNPACK runs them faster): the runtime feeds
-larger batches one sample at a time (``static_batch``).
+integer quantization needs static shapes, and a static graph needs none of the shape arithmetic
+a symbolic batch adds): the runtime feeds larger batches one sample at a time (``static_batch``).
 
 Precisions: fp32; fp16 (float16 weights, float32 compute and I/O: see onnx2tf_driver); int8
 dynamic (int8 weights, per-tensor); int8 static with float or int8 I/O, calibrated by onnx2tf on
 the manifest's calibration samples (passed as .npy files), min/max ranges only. Whether a
 converted model is right is the parity check's call: onnx2tf gets some models wrong.
+
+What cannot be had is an UnsupportedError with the reason (no Python >= 3.12, onnx2tf's own
+error's first useful line): the route does not exist for that model or machine, so the target
+ships its other candidates instead of turning PARTIAL for every ONNX model onnx2tf cannot take.
 """
 from __future__ import annotations
 

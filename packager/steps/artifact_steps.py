@@ -179,13 +179,14 @@ class OnnxToTflite(ArtifactStep):
 
     def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
             target: Target) -> Made:
+        from ..convert.converter_env import announced
         from ..convert.onnx_to_tflite import onnx_to_tflite
         static = spec.precision == "int8" and spec.quantization is not None and spec.quantization.mode == "static"
         cal = ctx.calibration() if static else None
         result = onnx_to_tflite(_onnx(value), ctx.manifest, precision=spec.precision, quantization=spec.quantization,
                                 io=spec.io, calibration=cal.arrays if cal else None,
                                 calibration_batched=cal.batched if cal else True, random_data=bool(cal and cal.random),
-                                on_create=ctx.progress.step)
+                                on_create=announced(ctx.progress))
         extras: dict[str, Any] = {"io_map": result.io_map}
         if "static_batch" in result.details:
             extras["static_batch"] = result.details["static_batch"]

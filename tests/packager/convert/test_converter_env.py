@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from packager.convert import converter_env as ce
 from packager.errors import UnsupportedError
+from packager.progress import Progress
 
 from ...conftest import REPO
 from .onnx_models import no_python_env
@@ -121,10 +123,12 @@ def test_an_environment_without_its_stamp_is_never_used_and_is_replaced(isolated
     root = ce.env_root(spec, spec.pythons[0])
     (root / "bin").mkdir(parents=True)  # what a killed creation (an older one, without .part) left
     (root / "half-made").write_text("x")
+    killed = root.parent / f"{root.name}.part-99999"  # a creation killed before its rename
+    (killed / "lib").mkdir(parents=True)
     assert ce.installed(spec) is None
     made: list[str] = []
     env = ce.ensure(spec, on_create=lambda msg: made.append(msg) or _null())
-    assert env.root == root and not (root / "half-made").exists()
+    assert env.root == root and not (root / "half-made").exists() and not killed.exists()
     assert env.stamp["requirement"] == spec.requirement and env.packages == {"edgepack-fake-converter": "1.0"}
     assert env.python_version == ".".join(map(str, sys.version_info[:3]))
     assert len(made) == 1 and "creating the fakeconv 1.0 converter environment (once" in made[0]
@@ -168,7 +172,12 @@ def test_list_shows_an_installed_environment(isolated: Path, tmp_path: Path) -> 
     assert doc["installed"] is False and doc["python"]["path"] == sys.executable
     assert doc["python"]["found_by"] == ce.PYTHON_ENV
     assert "not installed; would be created with Python" in ce.format_converter(doc)
-    ce.ensure(spec)
+    log = io.StringIO()  # a log, not a terminal: a line when creating starts, one when it ends
+    ce.ensure(spec, on_create=ce.announced(Progress(log)))
+    start, end = log.getvalue().splitlines()
+    assert start.startswith("  creating the fakeconv 1.0 converter environment (once: a few minutes, 1 MB) with "
+                            "Python ") and start.endswith(" ...")
+    assert end.startswith(start[:-4] + " ... done (")
     doc = ce.describe(spec)
     assert doc["installed"] is True and doc["size_bytes"] > 0 and doc["packages"] == {"edgepack-fake-converter": "1.0"}
     text = ce.format_converter(doc)
