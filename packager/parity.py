@@ -47,6 +47,7 @@ class RuntimeRunner:
                               provider_options=({},), threads=1, tolerance={},
                               **io_map_fields(io_map or None, where=f"candidate {spec.id}: io_map"),
                               static_batch=made.extras.get("static_batch"),
+                              static_axes=dict(made.extras.get("static_axes") or {}),
                               quantized_engine=made.extras.get("quantized_engine"))
         # the runtime's own typed bundle (as bundle.json would hold it), one candidate
         bundle = Bundle(root=Path(self._tmp.name), name="host-check", target={}, signature=signature,

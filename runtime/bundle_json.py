@@ -76,6 +76,9 @@ class Candidate:
     conversion: dict[str, Any] | None = None
     io: str | None = None  # tflite: "int8" or "float" tensors at the model's edge
     static_batch: int | None = None  # a batch fixed at conversion: larger batches run in slices
+    # signature axes (other than the batch) the converter fixed: {input: {axis: length}}; other
+    # lengths are refused with a FeedError before they reach the backend
+    static_axes: dict[str, dict[str, int]] = field(default_factory=dict)
     quantized_engine: str | None = None  # torchscript int8: fbgemm / qnnpack
     extra: dict[str, Any] = field(default_factory=dict)  # keys this runtime does not know, kept as they are
 
@@ -98,6 +101,8 @@ class Candidate:
             for key, dtypes in (("input_dtypes", self.io_input_dtypes), ("output_dtypes", self.io_output_dtypes)):
                 if dtypes:
                     out["io_map"][key] = dict(dtypes)
+        if self.static_axes:
+            out["static_axes"] = {k: dict(v) for k, v in self.static_axes.items()}
         for key, value in (("io", self.io), ("static_batch", self.static_batch),
                            ("quantized_engine", self.quantized_engine)):
             if value is not None:
@@ -152,13 +157,29 @@ class Candidate:
                    accuracy=opt("accuracy", (int, float)), size=opt("size", int), status=opt("status", str),
                    notes=list(notes), converter=opt("converter", str), conversion=opt("conversion", dict),
                    io=opt("io", str), static_batch=opt("static_batch", int),
+                   static_axes=_static_axes(data.get("static_axes"), where),
                    quantized_engine=opt("quantized_engine", str),
                    extra={k: v for k, v in data.items() if k not in _CANDIDATE_KEYS})
 
 
 _CANDIDATE_KEYS = frozenset({"id", "file", "format", "precision", "backend", "providers", "provider_options",
                              "threads", "tolerance", "io_map", "quantization", "parity", "accuracy", "size",
-                             "status", "notes", "converter", "conversion", "io", "static_batch", "quantized_engine"})
+                             "status", "notes", "converter", "conversion", "io", "static_batch", "quantized_engine",
+                             "static_axes"})
+
+
+def _static_axes(data: Any, where: str) -> dict[str, dict[str, int]]:
+    """``{"input_ids": {"1": 32}}``: input name -> axis (a string, as JSON keys are) -> length."""
+    if data is None:
+        return {}
+    ok = isinstance(data, dict) and all(
+        isinstance(k, str) and isinstance(v, dict) and all(
+            isinstance(a, str) and a.isdigit() and a != "0" and isinstance(n, int) and not isinstance(n, bool)
+            and n > 0 for a, n in v.items()) for k, v in data.items())
+    if not ok:
+        raise BundleFormatError("'static_axes' must map input names to {axis: length} (axes >= 1, lengths > 0)",
+                                where=where)
+    return {k: dict(v) for k, v in data.items()}
 
 
 class IoFields(TypedDict, total=False):

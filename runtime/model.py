@@ -52,6 +52,9 @@ class Model:
         sig = bundle.signature
         self._casts = IoCasts.of(({s.name: s.dtype for s in sig.inputs}, {s.name: s.dtype for s in sig.outputs}),
                                  (candidate.io_input_dtypes, candidate.io_output_dtypes))
+        # Axes the converter fixed (litert-torch compiles a symbolic sequence length as the example's)
+        self._static_axes = tuple((name, int(axis), length) for name, axes in candidate.static_axes.items()
+                                  for axis, length in axes.items())
         # An artifact compiled for a fixed batch (litert-torch's TFLite, say) runs in slices.
         static = candidate.raw.get("static_batch")
         self._static_batch = static if isinstance(static, int) and not isinstance(static, bool) \
@@ -160,6 +163,8 @@ class Model:
         if check_finite:
             from .finite import check_finite as _check_finite
             _check_finite(feeds)
+        if self._static_axes:
+            self._check_static_axes(feeds)
         casts = None if raw else self._casts
         if casts is not None:
             return casts.results(self._run(backend, casts.feeds(feeds), raw))
@@ -198,6 +203,8 @@ class Model:
         if validate:
             self._validate(feeds)
             self._check_out(out)
+        if self._static_axes:
+            self._check_static_axes(feeds)
         if self._casts is not None:  # the artifact's dtypes differ: run, convert, copy
             for name, arr in self.run(feeds, validate=False).items():
                 copy_into(out[name], arr, name)
@@ -212,6 +219,17 @@ class Model:
         else:
             backend.run_into(feeds, art_out)
         return {name: out[name] for name, _ in self._out_pairs}
+
+    def _check_static_axes(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Feeds must have the lengths the artifact was compiled for, on the axes it fixed."""
+        for name, axis, length in self._static_axes:
+            arr = feeds.get(name)
+            shape = getattr(arr, "shape", ())
+            if len(shape) > axis and shape[axis] != length:
+                raise FeedError(f"axis {axis} is {shape[axis]}; candidate {self._candidate.id} was compiled for "
+                                f"{length} there (its converter fixes that axis)", where=f"input {name!r}",
+                                hint=f"pad or cut axis {axis} to {length}, or load a candidate with that axis "
+                                     "dynamic (an onnx one: runtime.load(bundle, prefer=...))")
 
     def _check_out(self, out: Mapping[str, np.ndarray]) -> None:
         names = [n for n, _ in self._out_pairs]

@@ -124,7 +124,8 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
                                                           + "; ".join(failed), *first.notes] if failed else first.notes)
     keep, why = judge([(r.exporter, r.model) for r in results])
     chosen = results[keep]
-    return ExportResult(chosen.model, chosen.exporter, chosen.notes, why)
+    others = [f"{r.exporter} (not kept): {n}" for r in results if r is not chosen for n in r.notes]
+    return ExportResult(chosen.model, chosen.exporter, chosen.notes, [*why, *others])
 
 
 _EXPORT_HINT = ("run torch.onnx.export on the model by hand to see the full error; "

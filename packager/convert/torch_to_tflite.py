@@ -77,6 +77,15 @@ def torch_to_tflite(module: Any, manifest: Manifest, calibration: list[dict[str,
     names_out = [o.name for o in manifest.outputs]
     io_map = {"inputs": {n: f"args_{i}" for i, n in enumerate(names_in)},
               "outputs": {n: f"output_{i}" for i, n in enumerate(names_out)}}
+    fixed = {s.name: {str(axis): int(first[s.name].shape[axis]) for axis, d in enumerate(s.shape or ())
+                      if axis > 0 and isinstance(d, str)} for s in manifest.inputs}
+    fixed = {k: v for k, v in fixed.items() if v}
+    if fixed:  # litert-torch compiles static shapes: a symbolic sequence length becomes the example's
+        details["static_axes"] = fixed
+        notes.append("compiled for fixed " + ", ".join(f"{n} axis {a} = {length}" for n, axes in fixed.items()
+                                                        for a, length in axes.items())
+                     + " (litert-torch compiles static shapes): the runtime refuses other lengths for this "
+                       "candidate; the ONNX candidates keep those axes dynamic")
     io_map, dtype_notes = with_io_dtypes(data, io_map, manifest)
     return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
 

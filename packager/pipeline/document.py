@@ -52,7 +52,7 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
                                                          if k == "calibration_samples"})
                     if spec.quantization else None)
     io_map = art.extras.get("io_map") or {}
-    known = {"io_map", "static_batch", "quantized_engine"}
+    known = {"io_map", "static_batch", "quantized_engine", "static_axes"}
     return Candidate(
         id=spec.id, file=cr.file, format=spec.format, backend=spec.backend, precision=spec.precision,
         providers=tuple(spec.providers),
@@ -65,6 +65,7 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
         io=("int8" if str(conversion.get("io", "")).startswith("int8") else "float") if spec.format == "tflite"
         else None,
         static_batch=art.extras.get("static_batch"), quantized_engine=art.extras.get("quantized_engine"),
+        static_axes=dict(art.extras.get("static_axes") or {}),
         extra={k: v for k, v in art.extras.items() if k not in known})
 
 

@@ -158,7 +158,8 @@ class TorchToTflite(ArtifactStep):
         result = torch_to_tflite(_source(value, TorchSource).module, ctx.manifest, batches,
                                  precision=spec.precision, quantization=spec.quantization, io=spec.io)
         return Made(result.data, ".tflite", "tflite", result.details, result.notes,
-                    {"io_map": result.io_map, "static_batch": result.details["static_batch"]},
+                    {"io_map": result.io_map, "static_batch": result.details["static_batch"],
+                     **({"static_axes": result.details["static_axes"]} if "static_axes" in result.details else {})},
                     result.details["converter"])
 
 

@@ -1,7 +1,9 @@
 """Dtypes across formats: litert-torch makes a PyTorch model's int64 token ids (and an int64
 argmax output) int32 in the TFLite model. The build records it in the candidate's io_map, the
 runtime converts int64 feeds (refusing ids int32 cannot hold) and gives int64 results back, and
-the candidate ships with exact parity against the ONNX one."""
+the candidate ships with exact parity against the ONNX one. litert-torch compiles the symbolic
+sequence length as the example's: the candidate records it (static_axes) and the runtime refuses
+other lengths for it with a FeedError, while the ONNX candidate takes any."""
 from __future__ import annotations
 
 import json
@@ -62,7 +64,7 @@ requirements: [numpy==2.2.6, onnxruntime==1.22.1, ai-edge-litert==2.3.0]
 MANIFEST = """\
 name: tok
 source: {framework: torch, entry: tok.py:build}
-inputs: [{name: ids, dtype: int64, shape: [batch, 6]}]
+inputs: [{name: ids, dtype: int64, shape: [batch, seq]}]
 outputs: [{name: scores, dtype: float32}, {name: label, dtype: int64}]
 calibration: {entry: tok.py:samples, samples: 32}
 golden: {samples: 8}
@@ -119,3 +121,21 @@ def test_runtime_converts_int64_feeds_and_refuses_what_int32_cannot_hold(bundle:
         with pytest.raises(FeedError) as info:
             model.run({"ids": wrapped})
         assert "input 'ids'" in str(info.value) and "1 value(s) lie outside" in str(info.value)
+
+
+def test_a_sequence_length_the_tflite_model_fixed_is_refused_clearly(bundle: Path) -> None:
+    doc = json.loads((bundle / "bundle.json").read_text())
+    tfl = next(c for c in doc["candidates"] if c["id"] == "tflite-fp32")
+    assert tfl["static_axes"] == {"ids": {"1": 6}}
+    assert any("compiled for fixed ids axis 1 = 6" in n for n in tfl["notes"]), tfl["notes"]
+    longer = np.random.default_rng(4).integers(0, 100, (2, 9)).astype(np.int64)
+    with runtime.load(bundle, prefer="onnx-fp32") as onnx_model:
+        assert onnx_model.run({"ids": longer})["scores"].shape == (2, 3)  # dynamic there
+    with runtime.load(bundle, prefer="tflite-fp32", strict=True) as model:
+        with pytest.raises(FeedError) as info:
+            model.run({"ids": longer})
+        assert "axis 1 is 9; candidate tflite-fp32 was compiled for 6" in str(info.value)
+        assert "pad or cut axis 1 to 6" in (info.value.hint or "")
+        out = {"scores": np.empty((2, 3), np.float32), "label": np.empty(2, np.int64)}
+        with pytest.raises(FeedError, match="compiled for 6"):
+            model.run_into({"ids": longer}, out)
