@@ -15,11 +15,16 @@ from ..config.targets import Quantization
 from ..errors import ConversionError
 from ..onnx_utils import node_count, set_min_ir_version
 from . import PassResult
+from .float16 import float16_share, is_float16, widen
 
 
 def to_fp16(model: onnx.ModelProto) -> PassResult:
     """Weights and compute in float16; inputs and outputs stay float32 for the caller."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    if is_float16(model):  # a float16 model already: converting again duplicates its casts
+        return PassResult(model, "fp16", modified=False, notes=[
+            f"the model's weights are float16 already ({float16_share(model):.0%}): kept as it is"],
+            details={"nodes": node_count(model), "io": "float32", "already_float16": True})
     try:
         with _quiet():
             converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
@@ -34,6 +39,7 @@ def to_fp16(model: onnx.ModelProto) -> PassResult:
 def int8_dynamic(model: onnx.ModelProto) -> PassResult:
     """Weights int8, activations quantized on the fly (no calibration data needed)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    model, notes = _float32(model, "pass int8-dynamic")
     with tempfile.TemporaryDirectory(prefix="edgepack-q-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(src))
@@ -45,8 +51,17 @@ def int8_dynamic(model: onnx.ModelProto) -> PassResult:
                                   hint="use an fp32 or fp16 candidate for this model") from None
         out = onnx.load(str(dst))
     set_min_ir_version(out)
-    return PassResult(out, "int8-dynamic", modified=True,
+    return PassResult(out, "int8-dynamic", modified=True, notes=notes,
                       details={"nodes": node_count(out), "weight_type": "int8"})
+
+
+def _float32(model: onnx.ModelProto, where: str) -> tuple[onnx.ModelProto, list[str]]:
+    """The model with float32 weights for onnxruntime's quantizers (a float16 one widened)."""
+    if not is_float16(model):
+        return model, []
+    widened, changed = widen(model, where)
+    return widened, [f"the model is float16 inside: {changed} float16 tensor(s) and cast(s) widened to float32 "
+                     "before quantization (the float16 values, not the original float32 ones)"]
 
 
 class _Reader:
@@ -70,6 +85,7 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     samples = sum(len(next(iter(b.values()))) for b in batches)
+    model, widened = _float32(model, "pass int8-static")
     with tempfile.TemporaryDirectory(prefix="edgepack-q-") as tmp:
         src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
         onnx.save(model, str(src))
@@ -83,8 +99,8 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
                                   hint="try quantization: {mode: dynamic}, or an fp16/fp32 candidate") from None
         out = onnx.load(str(dst))
     set_min_ir_version(out)
-    notes = ["calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real "
-             "inputs is unknown"] if random_data else []
+    notes = widened + (["calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real "
+                        "inputs is unknown"] if random_data else [])
     return PassResult(out, "int8-static", modified=True, notes=notes,
                       details={"nodes": node_count(out), "format": "QDQ", "activations": "uint8",
                                "weights": "int8", "per_channel": q.per_channel,

@@ -115,14 +115,15 @@ def test_a_failed_upgrade_fails_only_the_candidates_that_need_it(tmp_path: Path)
 
 def test_unsorted_graph_builds_with_the_note(tmp_path: Path) -> None:
     unsorted_fp16(tmp_path / "half.onnx")
-    # the model is float16 inside already: its fp32 candidate is the one to ship (edgepack's fp16 and
-    # int8 passes on a float16 model are another matter)
-    target = write_yaml(tmp_path / "dev.yaml", ALL_ONNX_TARGET.split("candidates:")[0] + (
-        "candidates:\n  - {format: onnx, precision: fp32}\nrequirements: [numpy==2.2.6, onnxruntime==1.22.1]\n"))
+    # the model is float16 inside already: the fp16 pass keeps it, the int8 passes widen it first
+    target = write_yaml(tmp_path / "dev.yaml", ALL_ONNX_TARGET)
     manifest = write_onnx_manifest(tmp_path, "half.onnx", features(48), ["batch", 8], [str(target)])
     result = build(manifest, tmp_path / "out")
     got = candidates(result, "onnx-dev")
+    assert {c: r.status for c, r in got.items()} == {c: "ok" for c in got}, {c: r.message for c, r in got.items()}
     assert got["onnx-fp32"].status == "ok" and max_abs(got["onnx-fp32"]) == 0.0
+    assert max_abs(got["onnx-fp16"]) == 0.0  # the same float16 model
+    assert any("float16 already" in n for n in got["onnx-fp16"].notes), got["onnx-fp16"].notes
     prepare = next(s for s in result.steps if s["step"] == "prepare")
     nodes = len(onnx.load(str(tmp_path / "half.onnx")).graph.node)
     assert prepare["details"]["sorted_nodes"] == nodes
