@@ -105,11 +105,13 @@ run, and every figure this section quotes. The results file keeps the raw per-ru
 each figure was measured; this section is rendered from it by `python benchmarks/readme_table.py
 --write README.md`, and `tests/test_benchmarks_readme.py` checks that the two agree.
 `python benchmarks/run_all.py --quick` is a smoke run with fewer repetitions, `--only
-SCRIPT[:PART]` runs a part (`tests/test_benchmarks_smoke.py` runs one in `make test`), and each
-script also runs alone with `--json` (`benchmarks/overhead.py`, `cold_start.py`,
-`import_time.py`, `builds.py`). Bundles are built with the packager from `benchmarks/manifests/`
-(a tiny Keras MLP, `keras.applications.MobileNetV2` and a lone Relu with a big output, random
-weights, nothing downloaded) and `manifests/digits-cnn.yaml`."""
+SCRIPT[:PART]` runs a part (`tests/test_benchmarks_smoke.py` runs one in `make test`), `--only
+SCRIPT --merge --out benchmarks/results.json` re-runs one script and replaces only its results in
+the file (the line under "Last run" says which were re-run, and when), and each script also runs
+alone with `--json` (`benchmarks/overhead.py`, `cold_start.py`, `import_time.py`, `builds.py`,
+`optimum_compare.py`). Bundles are built with the packager from `benchmarks/manifests/` (a tiny
+Keras MLP, `keras.applications.MobileNetV2`, a lone Relu with a big output and a small Hugging
+Face BERT classifier, random weights, nothing downloaded) and `manifests/digits-cnn.yaml`."""
 
 
 def methods(r: Results) -> list[Callable[[], str]]:
@@ -165,7 +167,38 @@ def methods(r: Results) -> list[Callable[[], str]]:
                    "as big as the largest measured process).")
                 )
 
-    return [overhead, subprocesses, builds, memory]
+    def optimum() -> str:
+        o = r.bench("optimum")
+        opt, m = o["optimum"], o["model"]
+        cfg = m["config"]
+        model = (f"a small BERT classifier (`BertForSequenceClassification` from a config: vocab "
+                 f"{cfg['vocab_size']}, hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} "
+                 f"layers, {cfg['num_attention_heads']} heads, intermediate {cfg['intermediate_size']}; "
+                 "seeded random weights) saved with `save_pretrained`")
+        if not opt["available"]:
+            return (f"**Against Optimum** (`benchmarks/optimum_compare.py`): {model}; not measured "
+                    f"in this run: Optimum {opt['stage']} failed ({opt['reason']}).")
+        v, env = opt["versions"], opt["env"]
+        g = o["extras"]["optimum_graphs"]["graphs"]
+        return (f"**Against Optimum** (`benchmarks/optimum_compare.py`): {model}. Optimum (optimum-onnx "
+                f"{v['optimum-onnx']}, optimum {v['optimum']}, transformers {v['transformers']}) exports "
+                f"that folder (`main_export`, task text-classification, opset {g['optimum:fp32']['opset']}) "
+                f"and quantizes it to dynamic int8 with `ORTQuantizer` and `{opt['quantization']}`. "
+                "Optimum pins transformers below edgepack's, so it runs from a virtual environment of "
+                "its own whose `.pth` file reuses edgepack's torch, onnxruntime, onnx and numpy "
+                f"(pinned by a constraints file: pip installs only Optimum, its transformers and "
+                f"their small dependencies, {env['size_mb']:.0f} MB, once). edgepack builds "
+                "`benchmarks/manifests/bert-cls.yaml` (the same model, transformers "
+                f"{m['transformers']}) for ONNX fp32 and ONNX int8 dynamic. The four artifacts run in "
+                "one process on the same onnxruntime (CPU provider, 1 thread, batch 1, sequence "
+                f"{m['seq']}, the same arrays) in {o['rounds']} interleaved rounds of {o['calls']} "
+                "calls each, edgepack and Optimum side by side, the order flipping every round; the "
+                f"figures are the median and 90th percentile of the {o['rounds'] * o['calls']} calls, "
+                "and each artifact's max abs error against the PyTorch model on "
+                f"{m['parity_samples']} padded sequences is beside them. Diagnostic variants the "
+                "benchmark makes from the same model (below) are timed in the same rounds.")
+
+    return [overhead, subprocesses, builds, memory, optimum]
 
 
 def last_run(r: Results) -> str:
@@ -182,9 +215,17 @@ def last_run(r: Results) -> str:
     note = doc.get("note", "").strip().rstrip(".")
     took = doc["seconds"]
     took_txt = f"{took / 60:.0f} min" if took >= 120 else f"{took:.0f} s"
-    return (f"Last run ({how}; {when}, {took_txt} in all): {m['cpu']}, "
+    text = (f"Last run ({how}; {when}, {took_txt} in all): {m['cpu']}, "
             f"{m['cores']} cores, {m['arch']}, {m['os']}, Python {m['python']}; {pk}."
             + (f" {note[:1].upper()}{note[1:]}." if note else ""))
+    for u in doc.get("updated", []):
+        secs = u["seconds"]
+        took_u = f"{secs / 60:.0f} min" if secs >= 120 else f"{secs:.0f} s"
+        unote = u.get("note", "").strip().rstrip(".")
+        text += (f" Re-run since: {', '.join(f'`{x}`' for x in u['scripts'])} on "
+                 f"{u['started'][:10]} (`{u['command']}`, {took_u}"
+                 + (f"; {unote}" if unote else "") + ").")
+    return text
 
 
 def reading(r: Results, cores: int) -> list[Callable[[], str]]:
@@ -327,9 +368,62 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                 + ("faster here; " if faster else "not faster on this CPU; ")
                 + "what it saves is an output allocated per call.")
 
-    return [onnx, tflite, digits_int8, threads, mobilenet, cold, imp, rebuild, multi, parallel,
-            memory, run_into]
+    def optimum() -> str:
+        o = r.bench("optimum")
+        if not o["optimum"]["available"]:
+            return (f"**Against Optimum**: not measured in this run: Optimum {o['optimum']['stage']} "
+                    f"failed ({o['optimum']['reason']}).")
+        parts = []
+        for prec, label in (("fp32", "fp32"), ("int8", "dynamic int8")):
+            x = r.row(f"optimum:{prec}")
+            ours, base = x["edgepack"], x["optimum"]
+            parts.append(f"{label} {ours['median_ms']:.3f} ms against {base['median_ms']:.3f} ms "
+                         f"({x['ratio']:.2f}×; round by round from {x['round_ratio_p10']:.2f}× to "
+                         f"{x['round_ratio_p90']:.2f}×, 10th to 90th percentile; max abs error "
+                         f"{x['parity_edgepack']['max_abs']:.1e} against Optimum's "
+                         f"{x['parity_optimum']['max_abs']:.1e})")
+        ep = o["edgepack"]
+        choice = ep.get("exporter_choice") or ""
+        table = choice.split("median): ", 1)[1].split("; kept", 1)[0] if "median): " in choice else ""
+        g = o["extras"]["optimum_graphs"]
+        gr, diff = g["graphs"], g["fp32_ops_differ"]
+        groups = []
+        for label, members in OP_GROUPS:
+            ops = [f"{op} {a} against {b}" for op, (a, b) in diff.items()
+                   if (op in members if members else all(op not in m for _, m in OP_GROUPS if m))]
+            if ops:
+                groups.append(f"{label}: {', '.join(ops)}")
+        v = o["extras"]["optimum_variants"]["variants"]
+        fixes = ("Variants made by the benchmark from the same model and timed in the same rounds, "
+                 "as a ratio to Optimum's median of the same precision: "
+                 + "; ".join(f"{x['what']} {x['vs_optimum']:.2f}×"
+                             + (f" (int8 {v[k.replace(':fp32', ':int8')]['vs_optimum']:.2f}×)"
+                                if k.replace(":fp32", ":int8") in v else "")
+                             for k, x in v.items() if x["precision"] == "fp32")
+                 + " (each within parity: max abs error "
+                 + f"{max(x['parity']['max_abs'] for x in v.values() if x['precision'] == 'fp32'):.1e} "
+                 "in fp32).")
+        return ("**Against Optimum** (same BERT, same onnxruntime): " + "; ".join(parts) + ". edgepack "
+                f"kept `{ep['exporter']}`" + (f" (its build timed {table})" if table else "") + ". After "
+                "onnxruntime's graph optimizations edgepack's fp32 graph has "
+                f"{gr['edgepack:fp32']['nodes_optimized']} nodes against Optimum's "
+                f"{gr['optimum:fp32']['nodes_optimized']} (opset {gr['edgepack:fp32']['opset']} against "
+                f"{gr['optimum:fp32']['opset']}); op counts that differ, edgepack against Optimum, "
+                + "; ".join(groups) + ". " + fixes)
 
+    return [onnx, tflite, digits_int8, threads, mobilenet, cold, imp, rebuild, multi, parallel,
+            memory, run_into, optimum]
+
+
+# op types of the edgepack/Optimum graph comparison, by what they say about the graph (the last
+# group: everything else)
+OP_GROUPS: tuple[tuple[str, set[str]], ...] = (
+    ("fused by onnxruntime", {"BiasGelu", "FusedMatMul", "FusedGemm", "SkipLayerNormalization", "Attention",
+                              "EmbedLayerNormalization", "FastGelu", "Gelu"}),
+    ("matrix products", {"Gemm", "MatMul"}),
+    ("shapes and masks", {"Range", "GreaterOrEqual", "And", "IsNaN", "Where", "Reshape", "Shape", "Gather",
+                          "Concat", "Unsqueeze", "Slice", "Flatten", "Expand", "Equal", "Cast"}),
+    ("other", set()))
 
 SUB = {"digits_int8", "threads", "mobilenet"}  # sub-bullets of the TFLite bullet
 

@@ -48,10 +48,16 @@ def test_section_is_rendered_from_the_committed_results(results: dict) -> None:
 
 
 def test_committed_results_are_a_whole_run(results: dict) -> None:
-    """Every script ran (no --only subset), every goal row has its baseline beside ours."""
+    """Every script ran (a whole run, not an --only subset, where single scripts may have been
+    re-run since with --merge), every goal row has its baseline beside ours."""
     assert not results.get("only"), "the committed results come from an --only subset"
+    assert not results.get("quick"), "the committed results come from a --quick run"
     names = {d["benchmark"] for d in results["results"]}
-    assert names == {"overhead", "cold_start", "import", "builds"}
+    assert names == {"overhead", "cold_start", "import", "builds", "optimum"}
+    for update in results.get("updated", []):
+        assert update["scripts"] and not update["quick"], update
+        assert all(s in ("overhead", "cold_start", "import_time", "builds", "optimum") for s in update["scripts"])
+        assert update["machine"]["cpu"] == results["machine"]["cpu"]
     rows = [r for d in results["results"] for r in d["rows"]]
     assert len(rows) >= 10
     for r in rows:
