@@ -54,7 +54,8 @@ class TorchExport(ModelStep):
         feeds = next(ctx.golden().batches(8))
         tolerance = {o.name: m.tolerance_for("fp32", o.name) for o in m.outputs}
         exported = export_torch(source.module, m, first_feed_batch(ctx),
-                                judge=lambda models: choose(models, feeds, source.reference, tolerance))
+                                judge=lambda models: choose(models, feeds, source.reference, tolerance,
+                                                            log=ctx.progress.detail))
         return StepResult(exported.model, details={"exporter": exported.exporter,
                                                    "nodes": node_count(exported.model)},
                           notes=[*exported.notes, *exported.choice], warnings=list(exported.notes))
