@@ -5,6 +5,7 @@ import logging
 import re
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import onnx
 from ..config.manifest import Manifest
 from ..errors import ConversionError
 from ..quiet import quiet
+from .attention import EAGER_SUFFIX, eager_attention
 
 DYNAMO = "torch.onnx.export(dynamo=True)"
 TORCHSCRIPT = "torch.onnx.export(dynamo=False)"
@@ -90,6 +92,7 @@ def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray],
     ``exporter: auto``, every exporter runs and the judge keeps one; else the first that works."""
     from ..sources.torch_source import ordered_outputs
     args = _example_args(manifest, feeds)
+    eager = eager_attention(module)
     module = ordered_outputs(module, [o.name for o in manifest.outputs], args)
     order = {"auto": [DYNAMO, TORCHSCRIPT], "dynamo": [DYNAMO], "torchscript": [TORCHSCRIPT]}[manifest.exporter]
     runners = {DYNAMO: _export_dynamo, TORCHSCRIPT: _export_torchscript, SCRIPTED: _export_scripted}
@@ -98,14 +101,16 @@ def export_torch(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray],
     torch_log.setLevel(logging.ERROR)  # the exporter logs skipped torchvision ops etc. at WARNING
     try:
         return _first_working(module, args, manifest, order, runners,
-                              judge if manifest.exporter == "auto" else None)
+                              judge if manifest.exporter == "auto" else None, eager)
     finally:
         torch_log.setLevel(level)
 
 
 def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order: list[str],
-                   runners: dict[str, Any], judge: Judge | None = None) -> ExportResult:
-    """The first exporter's result that works; with ``judge``, every working one, judged."""
+                   runners: dict[str, Any], judge: Judge | None = None,
+                   eager: Callable[[], AbstractContextManager[None]] | None = None) -> ExportResult:
+    """The first exporter's result that works; with ``judge``, every working one (and, for a
+    transformers model with SDPA attention, the TorchScript exporter with eager attention), judged."""
     if judge is None or len(order) < 2:
         return _one_working(module, args, manifest, order, runners)
     results: list[ExportResult] = []
@@ -115,6 +120,13 @@ def _first_working(module: Any, args: tuple[Any, ...], manifest: Manifest, order
             results.append(_one_working(module, args, manifest, [exporter], runners))
         except ConversionError as exc:
             failed.append(exc.message.split(": ", 1)[-1])
+    if eager is not None and results:
+        try:
+            with eager():
+                plain = _one_working(module, args, manifest, [TORCHSCRIPT], runners)
+            results.append(ExportResult(plain.model, plain.exporter + EAGER_SUFFIX, plain.notes))
+        except ConversionError:
+            pass  # the SDPA exports stand; the eager one was only a candidate for speed
     if len(results) < 2:
         if not results:
             raise ConversionError("torch -> ONNX export failed with every exporter: " + " | ".join(failed),
