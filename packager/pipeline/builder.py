@@ -19,7 +19,7 @@ from runtime.compare import compare
 from ..cache import BuildCache, Entry
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
-from ..errors import EdgepackError, UnsupportedError
+from ..errors import ConversionError, EdgepackError, UnsupportedError
 from ..progress import Progress
 from ..results import Artifact, BuildResult, Made, TargetResult
 from ..sources import Source
@@ -85,7 +85,10 @@ class Builder:
         return key
 
     def _artifact_key(self, route: Route, spec: CandidateSpec, target: Target) -> str:
-        return self._key(route.make, self._chain_key(route.model_steps), route.make.config(self.manifest, spec, target))
+        config = route.make.config(self.manifest, spec, target)
+        if route.fallback is not None:  # what a failure of the first step would make instead
+            config = dict(config, fallback=route.fallback.make.config(self.manifest, spec, target))
+        return self._key(route.make, self._chain_key(route.model_steps), config)
 
     def _route(self, spec: CandidateSpec) -> Route:
         """The candidate's route, or UnsupportedError: no route, or (ONNX sources) a model whose
@@ -203,9 +206,14 @@ class Builder:
             if route.model_steps:
                 self._model(route.model_steps)  # its record (exporter, steps) belongs in the provenance
         else:
-            made = self._prebuilt.take(variant) or route.make.run(
-                self._model(route.model_steps) if route.model_steps else self.inputs.source(), self.inputs, spec,
-                target)
+            try:
+                made = self._prebuilt.take(variant) or route.make.run(
+                    self._model(route.model_steps) if route.model_steps else self.inputs.source(), self.inputs, spec,
+                    target)
+            except (ConversionError, UnsupportedError) as exc:
+                if route.fallback is None:
+                    raise
+                made = self._fallback(route.fallback, spec, target, exc)
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
@@ -218,6 +226,19 @@ class Builder:
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
                         extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
                         cached=hit is not None)
+
+    def _fallback(self, route: Route, spec: CandidateSpec, target: Target, first: EdgepackError) -> Made:
+        """The candidate made by the route's fallback, with why (a note and a build warning); both
+        reasons when it fails too."""
+        try:
+            made = route.make.run(self._model(route.model_steps), self.inputs, spec, target)
+        except EdgepackError as exc:
+            raise type(exc)(f"{first.message}; the fallback through the exported ONNX model failed too: "
+                            f"{exc.message}", where=exc.where, hint=first.hint or exc.hint) from None
+        why = f"{spec.id}: {first.message}: made by {made.converter or route.make.name} from the exported ONNX model"
+        self.warnings.append(why)
+        return Made(made.data, made.suffix, made.step, dict(made.details, fallback_from=first.message),
+                    [why, *made.notes], made.extras, made.converter)
 
     # -- worker processes ----------------------------------------------------------------------------
     def _pending(self) -> list[Pending]:

@@ -36,6 +36,9 @@ class Route:
 
     model_steps: tuple[ModelStep, ...]
     make: ArtifactStep
+    # tried when ``make`` fails or cannot take the model (recorded in the candidate's notes and the
+    # build's warnings): PyTorch -> TFLite through the exported ONNX model and onnx2tf
+    fallback: Route | None = None
 
 
 _BASE: dict[Framework, tuple[ModelStep, ...]] = {
@@ -54,7 +57,7 @@ _OPSET: dict[tuple[str, Variant], tuple[ModelStep, ...]] = {
 ROUTES: dict[RouteKey, Route] = {
     **{(fw, "onnx", v): Route(_BASE[fw] + _OPSET.get((fw, v), ()), step) for fw in get_args(Framework)
        for v, step in _ONNX_PASSES.items()},
-    **{("torch", "tflite", v): Route((), TorchToTflite()) for v in _VARIANTS},
+    **{("torch", "tflite", v): Route((), TorchToTflite(), Route(_BASE["torch"], OnnxToTflite())) for v in _VARIANTS},
     **{("torch", "torchscript", v): Route((), TorchScriptConvert()) for v in _VARIANTS},
     **{("tensorflow", "tflite", v): Route((), TfToTflite()) for v in _VARIANTS},
     # from the base model: onnx2tf in its own environment (torch and TensorFlow keep their own routes)

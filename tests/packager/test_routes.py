@@ -96,9 +96,11 @@ requirements: [numpy==2.2.6, onnxruntime==1.22.1]
 
 # torch -> TFLite goes through the optional litert-torch: without it the cell is "unsupported"
 HAVE_LITERT_TORCH = importlib.util.find_spec("litert_torch") is not None
+# litert-torch's int8 dynamic is refused (wrong results): the route's fallback, onnx2tf on the
+# exported ONNX model, makes that candidate instead
 TORCH_OK = ["onnx-fp32", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "torchscript-fp32",
-            "torchscript-int8-dynamic", "torchscript-fp16"] + (
-                ["tflite-fp32", "tflite-int8-static-int8io"] if HAVE_LITERT_TORCH else [])
+            "torchscript-int8-dynamic", "torchscript-fp16", "tflite-fp32", "tflite-int8-static-int8io",
+            "tfl-int8-dynamic"]
 TF_OK = ["onnx-fp32", "onnx-int8-static", "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic",
          "tflite-int8-static", "tflite-int8-static-int8io"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "tflite": ".tflite"}
@@ -243,23 +245,20 @@ def test_torch_unsupported_cells_are_reported_not_fatal(torch_build: tuple[Build
     result, out = torch_build
     x86 = target_named(result, "routes-x86")
     cands = by_id(x86)
-    tfl = cands["tflite-fp32"]
-    if HAVE_LITERT_TORCH:
-        assert_parity(tfl)
-    else:
-        assert tfl.status == "unsupported" and "TFLite" in tfl.message and "litert-torch" in tfl.message
-        assert tfl.file is None and tfl.parity is None
+    assert HAVE_LITERT_TORCH, "litert-torch (edgepack[tflite-torch]) makes PyTorch TFLite"
+    assert_parity(cands["tflite-fp32"])
+    assert "fallback_from" not in (cands["tflite-fp32"].notes[0] if cands["tflite-fp32"].notes else "")
     static = cands["ts-int8-static"]
     assert static.status == "unsupported" and "dynamic quantization" in static.message
-    dyn = cands["tfl-int8-dynamic"]  # litert-torch's PT2E dynamic int8 computes garbage: refused
-    assert dyn.status == "unsupported" and "wrong results" in dyn.message
+    dyn = cands["tfl-int8-dynamic"]  # litert-torch's PT2E dynamic int8 computes garbage: refused, then onnx2tf
+    assert dyn.status == "ok" and "wrong results" in dyn.notes[0] and "onnx2tf" in dyn.notes[0], dyn.notes
+    assert any("tfl-int8-dynamic" in w and "from the exported ONNX model" in w for w in result.warnings)
     # unsupported routes are skipped, not failures: the target is ok and says what it skipped
     assert x86.status == "ok" and "skipped" in x86.message and "ts-int8-static" in x86.message
-    assert ("tflite-fp32" in x86.message) is not HAVE_LITERT_TORCH
     doc = bundle_doc(out / "tiny-routes-x86")
-    skipped = [("ts-int8-static", "unsupported"), ("tfl-int8-dynamic", "unsupported")] + (
-        [] if HAVE_LITERT_TORCH else [("tflite-fp32", "unsupported"), ("tflite-int8-static-int8io", "unsupported")])
-    assert sorted((s["candidate"], s["status"]) for s in doc["skipped"]) == sorted(skipped)
+    assert sorted((s["candidate"], s["status"]) for s in doc["skipped"]) == [("ts-int8-static", "unsupported")]
+    entry = next(c for c in doc["candidates"] if c["id"] == "tfl-int8-dynamic")
+    assert "onnx2tf" in entry["converter"] and "wrong results" in entry["conversion"]["fallback_from"]
     assert "ts-int8-static" not in [c["id"] for c in doc["candidates"]]
 
 
@@ -269,7 +268,7 @@ def test_torch_bundle_json_entries(torch_build: tuple[BuildResult, Path]) -> Non
     entries = {c["id"]: c for c in doc["candidates"]}
     assert list(entries) == TORCH_OK
     for cid, c in entries.items():
-        assert c["format"] == cid.split("-")[0]
+        assert c["format"] == {"tfl": "tflite"}.get(cid.split("-")[0], cid.split("-")[0])
         assert c["file"].endswith(SUFFIX[c["format"]]), c["file"]
         assert (out / "tiny-routes-x86" / c["file"]).is_file()
         assert c["file"] in doc["files"]
@@ -355,7 +354,7 @@ def test_tensorflow_bundle_json_entries(tf_build: tuple[BuildResult, Path]) -> N
     entries = {c["id"]: c for c in doc["candidates"]}
     assert list(entries) == TF_OK
     for cid, c in entries.items():
-        assert c["format"] == cid.split("-")[0]
+        assert c["format"] == {"tfl": "tflite"}.get(cid.split("-")[0], cid.split("-")[0])
         assert c["file"].endswith(SUFFIX[c["format"]]) and (root / c["file"]).is_file()
         assert c["parity"]["passed"] is True
         if c["format"] == "tflite":

@@ -22,7 +22,7 @@ threads: 1
 precision_fallback: false
 candidates:
   - {format: onnx, precision: fp32}
-  - {format: tflite, precision: fp16}
+  - {format: torchscript, precision: fp16}
   - {id: ts-int8-static, format: torchscript, precision: int8, quantization: {mode: static}}
 requirements: [numpy==2.2.6, onnxruntime==1.22.1]
 """
@@ -33,10 +33,11 @@ def test_coverage_matrix_in_the_build_json(tiny_project: Callable[..., Path], tm
     result = build(tiny_project(targets=[str(target)]), tmp_path / "out").to_dict()
     cov = result["coverage"]
     cells = {c["candidate"]: c for c in cov["cells"]}
-    assert set(cells) == {"onnx-fp32", "tflite-fp16", "ts-int8-static"}
+    assert set(cells) == {"onnx-fp32", "torchscript-fp16", "ts-int8-static"}
     assert cells["onnx-fp32"]["result"] == "ok" and cells["onnx-fp32"]["reason"] is None
-    for cid, says in (("tflite-fp16", "fp16 TFLite from PyTorch"), ("ts-int8-static", "dynamic quantization only")):
-        assert cells[cid]["result"] == "unsupported" and says in cells[cid]["reason"], cells[cid]
-        assert cells[cid]["target"] == "cov-x86" and cells[cid]["format"] in ("tflite", "torchscript")
-    assert cov["totals"] == {"ok": 1, "dropped": 0, "failed": 0, "unsupported": 2}
+    assert cells["torchscript-fp16"]["result"] == "ok"
+    assert cells["ts-int8-static"]["result"] == "unsupported"
+    assert "dynamic quantization only" in cells["ts-int8-static"]["reason"], cells["ts-int8-static"]
+    assert cells["ts-int8-static"]["target"] == "cov-x86" and cells["ts-int8-static"]["format"] == "torchscript"
+    assert cov["totals"] == {"ok": 2, "dropped": 0, "failed": 0, "unsupported": 1}
     assert cov["bundles"] == {"cov-x86": True}
