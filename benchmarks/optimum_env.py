@@ -16,7 +16,6 @@ when the pinned versions or edgepack's site-packages change.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -25,10 +24,11 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from packager.convert.converter_env import folder_bytes, locked
 
 OPTIMUM_VERSION = "0.1.0"  # optimum-onnx: Optimum's ONNX exporter and onnxruntime tools (optimum >= 2)
 OPTIMUM_REQUIREMENT = f"optimum-onnx[onnxruntime]=={OPTIMUM_VERSION}"
@@ -92,17 +92,6 @@ def _wanted() -> dict[str, Any]:
     return {"requirement": OPTIMUM_REQUIREMENT, "site_packages": _site_packages(), "pinned": _pinned()}
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _error_line(text: str) -> str:
     """The most telling line of a failed subprocess's output: pip's ERROR lines, else the last
     exception line, else the last line."""
@@ -116,12 +105,7 @@ def _error_line(text: str) -> str:
 
 
 def _du_mb(path: Path) -> float:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total / 1e6
+    return folder_bytes(path) / 1e6
 
 
 def ensure_env(log: Any = None) -> dict[str, Any]:
@@ -132,7 +116,8 @@ def ensure_env(log: Any = None) -> dict[str, Any]:
     stamp = _stamp(env)
     if stamp and all(stamp.get(k) == v for k, v in wanted.items()) and _python(env).exists():
         return {**stamp, "created_now": False, "path": str(env)}
-    with _lock(env.parent / f"{env.name}.lock"):
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with locked(env.parent / f"{env.name}.lock"):
         stamp = _stamp(env)  # another process may have made it while we waited
         if stamp and all(stamp.get(k) == v for k, v in wanted.items()) and _python(env).exists():
             return {**stamp, "created_now": False, "path": str(env)}

@@ -207,7 +207,7 @@ def ensure(spec: ConverterSpec, *, on_create: Callable[[str], contextlib.Abstrac
         root.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _folder_error(exc, root) from None
-    with _locked(root.parent / f".{root.name}.lock", on_wait=lambda: on_wait and on_wait(
+    with locked(root.parent / f".{root.name}.lock", on_wait=lambda: on_wait and on_wait(
             f"waiting for another edgepack process creating {root}")):
         stamp = read_stamp(root)
         if stamp is not None and stamp.get("requirement") == spec.requirement:
@@ -291,7 +291,7 @@ def _folder_error(exc: OSError, root: Path) -> UnsupportedError:
 
 
 @contextlib.contextmanager
-def _locked(path: Path, *, on_wait: Callable[[], Any]) -> Iterator[None]:
+def locked(path: Path, *, on_wait: Callable[[], Any] | None = None) -> Iterator[None]:
     """An exclusive lock on ``path`` (fcntl; where there is none, the atomic rename alone
     keeps concurrent creations safe: the loser's environment replaces an identical one)."""
     try:
@@ -303,7 +303,8 @@ def _locked(path: Path, *, on_wait: Callable[[], Any]) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            on_wait()
+            if on_wait is not None:
+                on_wait()
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
