@@ -235,7 +235,9 @@ class Builder:
         except EdgepackError as exc:
             raise type(exc)(f"{first.message}; the fallback through the exported ONNX model failed too: "
                             f"{exc.message}", where=exc.where, hint=first.hint or exc.hint) from None
-        why = f"{spec.id}: {first.message}: made by {made.converter or route.make.name} from the exported ONNX model"
+        install = f" ({first.hint})" if first.hint and "pip install" in first.hint else ""  # what would avoid it
+        why = (f"{spec.id}: {first.message}{install}: made by {made.converter or route.make.name} from the "
+               "exported ONNX model")
         self.warnings.append(why)
         return Made(made.data, made.suffix, made.step, dict(made.details, fallback_from=first.message),
                     [why, *made.notes], made.extras, made.converter)

@@ -179,15 +179,15 @@ def test_failing_candidate_makes_the_target_partial(tiny_project: Callable[..., 
 def test_unsupported_candidate_does_not_stop_the_others(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
     target = write_yaml(tmp_path / "mixed.yaml", STRICT_TARGET.replace(
         "  - {format: onnx, precision: int8, quantization: {mode: static}}",
-        "  - {format: tflite, precision: fp16}"))
+        "  - {format: torchscript, precision: int8, quantization: {mode: static}}"))
     result = build(tiny_project(targets=[str(target), "x86-cpu"]), tmp_path / "out")
     mixed, x86 = result.targets
     assert mixed.status == "ok" and mixed.candidates[0].status == "unsupported"
-    assert "TFLite" in mixed.candidates[0].message and "skipped" in mixed.message
+    assert "dynamic quantization only" in mixed.candidates[0].message and "skipped" in mixed.message
     assert x86.status == "ok" and (tmp_path / "out" / "tiny-strict-dev" / "bundle.json").is_file()
     doc = json.loads((tmp_path / "out" / "tiny-strict-dev" / "bundle.json").read_text())
-    assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("tflite-fp16", "unsupported")]
-    assert any("tflite-fp16" in w for w in doc["warnings"])
+    assert [(s["candidate"], s["status"]) for s in doc["skipped"]] == [("torchscript-int8-static", "unsupported")]
+    assert any("torchscript-int8-static" in w for w in doc["warnings"])
 
 
 def test_fixed_batch_of_one_is_verified_per_sample(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
