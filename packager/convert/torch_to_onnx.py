@@ -76,9 +76,6 @@ def _export_scripted(module: Any, args: tuple[Any, ...], manifest: Manifest, pat
     """The TorchScript exporter on ``torch.jit.script(module)``: Python branches on tensor values
     become ONNX If nodes instead of the one branch a trace saw."""
     import torch
-
-    from .torch_to_torchscript import fresh_jit
-    fresh_jit(torch)
     _export_torchscript(torch.jit.script(module), args, manifest, path)
 
 

@@ -95,7 +95,7 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
         notes.append(f"torch.jit.trace warned that the trace may be incorrect: {warned}")
         if method == "auto":
             try:
-                compiled, _ = _compile(torch, model, args, "script")
+                compiled, _ = _compile(torch, model, args, "script", fresh=False)
                 first = "script"
                 notes.append("made with torch.jit.script instead (export.torchscript: auto), which keeps the "
                              "branch as control flow")
@@ -112,12 +112,14 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
                              notes=notes)
 
 
-def _compile(torch: Any, model: Any, args: tuple[Any, ...], method: str) -> tuple[Any, str | None]:
+def _compile(torch: Any, model: Any, args: tuple[Any, ...], method: str, *,
+             fresh: bool = True) -> tuple[Any, str | None]:
     """``model`` scripted or traced, and where the trace warned it may be incorrect (a Python
     branch or conversion on a tensor's value: ``file:line: code``), or None."""
     with warnings.catch_warnings(record=True) as caught, torch.no_grad():
         warnings.simplefilter("always")
-        fresh_jit(torch)
+        if fresh:
+            fresh_jit(torch)
         compiled = torch.jit.script(model) if method == "script" else torch.jit.trace(model, args)
     tracer = [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
     return compiled, (trace_warning(tracer[0]) if tracer else None)
@@ -130,7 +132,9 @@ def fresh_jit(torch: Any) -> None:
     process-wide counter): the second build of a model in one process would give other bytes
     than the first, or than a worker process. An empty class registry makes every conversion a
     first one; the concrete-type cache goes with it, or scripting a module class scripted before
-    the clear reads freed types (a segfault). Compiled modules keep their own types.
+    the clear reads freed types (a segfault). Only before a conversion's first compile: scripting
+    a transformers model right after a clear-and-trace segfaulted too, so the script retry after a
+    warned trace keeps the registry as the trace left it. Compiled modules keep their own types.
     """
     torch._C._jit_clear_class_registry()
     torch.jit._recursive.concrete_type_store.type_store.clear()
