@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench zoo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,20 @@ test: $(STAMP)
 # developer checks: ruff (E, F, I, B, UP) over all Python code, mypy over packager and runtime;
 # both at zero findings (.ci/run runs this before the tests)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check packager runtime tests benchmarks examples scripts
+	$(VENV)/bin/ruff check packager runtime tests benchmarks examples scripts zoo
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) examples/digits/train.py
 	$(PY) benchmarks/run_all.py --out benchmarks/results.json
+
+# the coverage zoo: every model of zoo/models/ (made in code, nothing downloaded) built for x86-cpu,
+# rpi4 and rpi5, every bundle verified (the Pi bundles on the emulated aarch64 too, as root); writes
+# zoo/results.json and zoo/scoreboard.md (about an hour on 2 cores). Then `$(PY) zoo/readme_table.py
+# --write README.md` renders the README's Model coverage section from it
+zoo: $(STAMP)
+	-$(VENV)/bin/edgepack converters install onnx2tf
+	$(PY) zoo/run.py --jobs 1
 
 clean:
 	rm -rf $(VENV) dist .pytest_cache
