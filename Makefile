@@ -25,10 +25,14 @@ demo: $(STAMP)
 # ensure-chromium.sh: a headless Chromium for the HTML report tests (installed with apt-get when
 # missing and root); `edgepack converters install`: the onnx2tf environment the ONNX -> TFLite
 # tests convert with (once: a few minutes, 2.7 GB, in ~/.cache/edgepack/converters; needs a
-# Python >= 3.12). Neither fails the run: the tests decide (they fail under CI=true without them)
+# Python >= 3.12); `benchmarks/optimum_compare.py --setup`: the Hugging Face Optimum environment the
+# Optimum benchmark's smoke test exports with (once: about a minute, 150 MB, in
+# ~/.cache/edgepack/bench; it reuses .venv's torch and onnxruntime). None of them fails the run:
+# the tests decide (they fail under CI=true without them)
 test: $(STAMP)
 	-bash scripts/ensure-chromium.sh
 	-$(VENV)/bin/edgepack converters install onnx2tf
+	-$(PY) benchmarks/optimum_compare.py --setup
 	$(PY) -m pytest
 
 # developer checks: ruff (E, F, I, B, UP) over all Python code, mypy over packager and runtime;
