@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 from .compare import Tolerance
 from .errors import BundleFormatError, IntegrityError
 from .integrity import BUNDLE_FILE, check_relpath, verify_files
-from .iocast import parse_dtypes
+from .iocast import IoCasts, parse_dtypes
 from .signature import Signature
 from .signing import SignatureInfo
 
@@ -115,6 +115,11 @@ class Candidate:
 
     def artifact_output(self, name: str) -> str:
         return self.io_outputs.get(name, name)
+
+    def io_casts(self, signature: Signature) -> IoCasts | None:
+        """The dtype conversions between ``signature`` and this artifact (None: none needed)."""
+        return IoCasts.of(({s.name: s.dtype for s in signature.inputs}, {s.name: s.dtype for s in signature.outputs}),
+                          (self.io_input_dtypes, self.io_output_dtypes))
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str, default_threads: int | None) -> Candidate:

@@ -20,7 +20,6 @@ from .backends import Backend
 from .backends.base import copy_into
 from .bundle import BUNDLE_FILE, Bundle, Candidate, open_bundle
 from .errors import BackendError, BundleFormatError, FeedError, SignatureError
-from .iocast import IoCasts
 from .select import AVAILABLE, NOT_TRIED, Decision, no_candidate_error, order_candidates, try_candidate, walk
 from .signature import FeedValidator, TensorSpec
 from .signing import PublicKey, verify_signature
@@ -49,9 +48,7 @@ class Model:
         self._in_map = in_map if any(k != v for k, v in in_map.items()) else None
         self._out_pairs = tuple((n, candidate.artifact_output(n)) for n in self._output_names)
         # dtypes the artifact's converter changed (int64 ids -> int32): converted, range-checked
-        sig = bundle.signature
-        self._casts = IoCasts.of(({s.name: s.dtype for s in sig.inputs}, {s.name: s.dtype for s in sig.outputs}),
-                                 (candidate.io_input_dtypes, candidate.io_output_dtypes))
+        self._casts = candidate.io_casts(bundle.signature)
         # Axes the converter fixed (litert-torch compiles a symbolic sequence length as the example's)
         self._static_axes = tuple((name, int(axis), length) for name, axes in candidate.static_axes.items()
                                   for axis, length in axes.items())

@@ -13,7 +13,6 @@ from typing import Any, Literal
 from .backends import Backend, get_backend
 from .bundle import Bundle, Candidate
 from .errors import NoCandidateError, RuntimeBundleError, UnknownCandidateError
-from .iocast import IoCasts
 from .signature import TensorSpec
 
 # A candidate's decision state in the selection table.
@@ -178,9 +177,7 @@ def _io_map_problem(bundle: Bundle, cand: Candidate) -> str | None:
 
 def _dtype_notes(bundle: Bundle, cand: Candidate) -> list[str]:
     """What Model.run converts for this artifact (shown with the decision: nothing silent)."""
-    sig = bundle.signature
-    casts = IoCasts.of(({s.name: s.dtype for s in sig.inputs}, {s.name: s.dtype for s in sig.outputs}),
-                       (cand.io_input_dtypes, cand.io_output_dtypes))
+    casts = cand.io_casts(bundle.signature)
     return casts.describe() if casts is not None else []
 
 
