@@ -1,4 +1,5 @@
-"""The code's shape: no import cycle among edgepack's modules, and no module over 400 lines.
+"""The code's shape: no import cycle among edgepack's modules, no module over 400 lines, and a
+build scheduler (``Builder``) small enough to stay a scheduler (what a step does lives in steps).
 
 Imports are read from the source (not executed): module-level and function-level ones alike (a
 function-level import hides a cycle, it does not remove it), but not those under
@@ -14,6 +15,7 @@ PACKAGES = ("packager", "runtime")
 MAX_LINES = 400
 # files allowed over MAX_LINES, each with its reason (none today)
 OVERSIZED: set[str] = set()
+MAX_BUILDER_LINES = 250
 
 
 def module_name(path: Path) -> str:
@@ -103,3 +105,13 @@ def test_no_module_is_over_400_lines() -> None:
     sizes = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines()) for p in modules().values()}
     over = {path: n for path, n in sizes.items() if n > MAX_LINES and path not in OVERSIZED}
     assert not over, f"split these modules (one job each, <= {MAX_LINES} lines): {over}"
+
+
+def test_the_builder_stays_a_scheduler() -> None:
+    path = ROOT / "packager" / "pipeline" / "builder.py"
+    [builder] = [n for n in ast.parse(path.read_text(encoding="utf-8")).body
+                 if isinstance(n, ast.ClassDef) and n.name == "Builder"]
+    assert builder.end_lineno is not None
+    size = builder.end_lineno - builder.lineno + 1
+    assert size < MAX_BUILDER_LINES, (f"Builder is {size} lines: move what is not scheduling into its own module "
+                                      "(packager/pipeline/*.py or a step)")

@@ -3,14 +3,13 @@
 It looks each candidate's route up, runs the route's steps once per key (every ONNX precision
 starts from one base model; a variant shared by several targets is made and checked once), takes
 what the cache or the worker processes already made, and hands each target's artifacts to the
-policy and the bundle writer. What a step does lives in ``packager.steps``; loading the inputs,
+policy and the bundle writer. What a step does lives in ``packager.steps``, running a chain of them in
+``chain`` and choosing a route (and its fallback) in ``routing``; loading the inputs,
 host checks, the candidate policy and bundle.json assembly live beside this module.
 """
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,31 +21,21 @@ from ..config.targets import CandidateSpec, Target
 from ..errors import ConversionError, EdgepackError, UnsupportedError
 from ..progress import Progress
 from ..results import Artifact, BuildResult, Made, TargetResult
-from ..sources import Source
 from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
-from ..steps.routes import route_for
+from .chain import Chain, run_steps
 from .checks import check
 from .document import document, tool_versions
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
 from .pool import Pending, Prebuilt, StepJob, prebuild, weight_bytes
+from .routing import made_by_fallback, refused, route_of, variant
 
 if TYPE_CHECKING:
     import onnx
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 BASE_LABEL = "onnx base model"  # the model steps' result in the cache summary
-
-
-@dataclass
-class Chain:
-    """What a chain of model steps made: the model (the source while none ran), and their records."""
-
-    model: Source | onnx.ModelProto
-    steps: list[dict[str, Any]]
-    warnings: list[str]
-    exporter: str
 
 
 class Builder:
@@ -89,32 +78,6 @@ class Builder:
         if route.fallback is not None:  # what a failure of the first step would make instead
             config = dict(config, fallback=route.fallback.make.config(self.manifest, spec, target))
         return self._key(route.make, self._chain_key(route.model_steps), config)
-
-    def _route(self, spec: CandidateSpec) -> Route:
-        """The candidate's route, or UnsupportedError: no route, or (ONNX sources) a model whose
-        onnxruntime-only ops the candidate's runtime cannot run (the error names them)."""
-        try:
-            route, missing = route_for(self.manifest.source.framework, spec)[1], None
-        except UnsupportedError as exc:
-            route, missing = None, exc
-        if self.manifest.source.framework == "onnx":
-            from ..sources.onnx_source import runtime_refusal
-            missing = runtime_refusal(self.manifest, spec, missing) or missing
-        if missing is not None:
-            raise missing
-        assert route is not None
-        return route
-
-    def _refused(self, spec: CandidateSpec) -> bool:
-        try:
-            self._route(spec)
-        except UnsupportedError:
-            return True
-        return False
-
-    def _variant(self, spec: CandidateSpec, target: Target) -> str:
-        route = ROUTES.get((self.manifest.source.framework, spec.format, variant_of(spec)))
-        return route.make.variant(spec, target) if route else spec.variant
 
     # -- model steps: source -> ONNX model, once per chain key --------------------------------------
     def _model(self, steps: tuple[ModelStep, ...]) -> onnx.ModelProto:
@@ -162,21 +125,10 @@ class Builder:
             self._model(steps[:start])
             base = self._models[self._chain_key(steps[:start])]
             assert isinstance(base, Chain)
-            chain = Chain(base.model, list(base.steps), list(base.warnings), base.exporter)
+            chain = base.copy()
         else:
             chain = Chain(self.inputs.source(), [], [], "none")
-        for step in steps[start:]:
-            with self.progress.step(step.label) if step.label else nullcontext():
-                result = step.run(chain.model, self.inputs)
-            for note in result.notes:  # what it decided, in the build log (warnings come at the end)
-                if note not in result.warnings:
-                    self.progress.note(f"    {note}")
-            if step.requires == "source":
-                chain.exporter = str(result.details.get("exporter", chain.exporter))
-            if step.recorded:
-                chain.steps.append(result.record(step.name))
-            chain.warnings.extend(result.warnings)
-            chain.model = result.model
+        chain = run_steps(chain, steps[start:], self.inputs, self.progress)
         assert isinstance(chain.model, onnx.ModelProto)
         self.cache.put(key, Entry({"exporter": chain.exporter, "steps": chain.steps, "warnings": chain.warnings},
                                   {"model.onnx": serialize(chain.model)}))
@@ -185,19 +137,19 @@ class Builder:
     # -- artifacts: one per variant, checked on this host ---------------------------------------------
     def artifact(self, spec: CandidateSpec, target: Target) -> Artifact | EdgepackError:
         """The artifact for a candidate, made once per variant; a failure is remembered too."""
-        variant = self._variant(spec, target)
-        if variant not in self._artifacts:
+        name = variant(self.manifest, spec, target)
+        if name not in self._artifacts:
             self._made += 1
-            label = f"make {variant} + parity ({self._made}/{self._variant_total})"
+            label = f"make {name} + parity ({self._made}/{self._variant_total})"
 
             def make() -> Artifact:
                 with self.progress.step(label):
-                    return self._make(spec, target, variant)
-            self._artifacts[variant] = outcome(make)
-        return self._artifacts[variant]
+                    return self._make(spec, target, name)
+            self._artifacts[name] = outcome(make)
+        return self._artifacts[name]
 
     def _make(self, spec: CandidateSpec, target: Target, variant: str) -> Artifact:
-        route = self._route(spec)  # an unsupported route is not a cache miss
+        route = route_of(self.manifest, spec)  # an unsupported route is not a cache miss
         key = self._artifact_key(route, spec, target)
         hit = self.cache.get(key, f"artifact {variant}")
         if hit is not None:
@@ -211,9 +163,10 @@ class Builder:
                     self._model(route.model_steps) if route.model_steps else self.inputs.source(), self.inputs, spec,
                     target)
             except (ConversionError, UnsupportedError) as exc:
-                if route.fallback is None:
+                if (fallback := route.fallback) is None:
                     raise
-                made = self._fallback(route.fallback, spec, target, exc)
+                made = made_by_fallback(fallback, lambda: self._model(fallback.model_steps), self.inputs, spec,
+                                        target, exc, self.warnings)
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
@@ -227,21 +180,6 @@ class Builder:
                         extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
                         cached=hit is not None)
 
-    def _fallback(self, route: Route, spec: CandidateSpec, target: Target, first: EdgepackError) -> Made:
-        """The candidate made by the route's fallback, with why (a note and a build warning); both
-        reasons when it fails too."""
-        try:
-            made = route.make.run(self._model(route.model_steps), self.inputs, spec, target)
-        except EdgepackError as exc:
-            raise type(exc)(f"{first.message}; the fallback through the exported ONNX model failed too: "
-                            f"{exc.message}", where=exc.where, hint=first.hint or exc.hint) from None
-        install = f" ({first.hint})" if first.hint and "pip install" in first.hint else ""  # what would avoid it
-        why = (f"{spec.id}: {first.message}{install}: made by {made.converter or route.make.name} from the "
-               "exported ONNX model")
-        self.warnings.append(why)
-        return Made(made.data, made.suffix, made.step, dict(made.details, fallback_from=first.message),
-                    [why, *made.notes], made.extras, made.converter)
-
     # -- worker processes ----------------------------------------------------------------------------
     def _pending(self) -> list[Pending]:
         """Artifacts the cache does not have, one per variant (a route that does not exist is skipped)."""
@@ -250,7 +188,7 @@ class Builder:
             for spec in target.candidates:
                 route_key = (self.manifest.source.framework, spec.format, variant_of(spec))
                 route = ROUTES.get(route_key)
-                if route is None or route.make.variant(spec, target) in pending or self._refused(spec) or \
+                if route is None or route.make.variant(spec, target) in pending or refused(self.manifest, spec) or \
                         self.cache.has(self._artifact_key(route, spec, target)):
                     continue
                 pending[route.make.variant(spec, target)] = Pending(route.make.variant(spec, target), route_key,
@@ -285,7 +223,7 @@ class Builder:
 
     def run(self) -> BuildResult:
         m = self.manifest
-        self._variant_total = len({self._variant(s, t) for t in self.targets for s in t.candidates})
+        self._variant_total = len({variant(m, s, t) for t in self.targets for s in t.candidates})
         needs_calibration = m.golden_from_calibration or any(
             c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
         self.inputs = Inputs(m, needs_calibration, self.cache, self.progress, reload=self.reload_inputs)
