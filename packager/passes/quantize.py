@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -16,6 +19,7 @@ from ..errors import ConversionError
 from ..onnx_utils import node_count, set_min_ir_version
 from . import PassResult
 from .float16 import float16_share, is_float16, widen
+from .wide_ranges import calibrated_ranges, describe, name_nodes, nodes_touching, wide_tensors
 
 
 def to_fp16(model: onnx.ModelProto) -> PassResult:
@@ -80,42 +84,63 @@ class _Reader:
 
 def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str, np.ndarray]],
                 *, random_data: bool) -> PassResult:
-    """QDQ int8 (uint8 activations, int8 weights) calibrated on ``batches`` of real samples."""
+    """QDQ int8 (uint8 activations, int8 weights) calibrated on ``batches`` of real samples; the nodes
+    around a tensor whose range 8 bits cannot hold (an attention mask's fill value) stay float."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     samples = sum(len(next(iter(b.values()))) for b in batches)
     model, widened = _float32(model, "pass int8-static")
+    model = name_nodes(model)
     with tempfile.TemporaryDirectory(prefix="edgepack-q-") as tmp:
-        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        src, dst, ranges = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx", Path(tmp) / "ranges.json"
         onnx.save(model, str(src))
         try:
             with _quiet():
+                calibrator = create_calibrator(src, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                               calibrate_method=methods[q.calibration_method])
+                calibrator.collect_data(_Reader(batches))
+                tensors_data = calibrator.compute_data()
+                del calibrator
+                wide = wide_tensors(calibrated_ranges(tensors_data))
+                kept = nodes_touching(model, wide)
+                # onnxruntime >= 1.26 takes the ranges just computed; older ones calibrate again (same data)
+                reuse: dict[str, Any] = {}
+                if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
+                    from onnxruntime.quantization.calibrate import save_tensors_data
+                    save_tensors_data(tensors_data, ranges)
+                    reuse = {"calibration_cache_path": str(ranges)}
                 quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
                                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=q.per_channel, calibrate_method=methods[q.calibration_method])
+                                per_channel=q.per_channel, calibrate_method=methods[q.calibration_method],
+                                nodes_to_exclude=[n.name for n in kept], **reuse)
         except Exception as exc:
             raise ConversionError(f"int8 static quantization failed: {exc}", where="pass int8-static",
                                   hint="try quantization: {mode: dynamic}, or an fp16/fp32 candidate") from None
         out = onnx.load(str(dst))
     set_min_ir_version(out)
-    notes = widened + (["calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real "
-                        "inputs is unknown"] if random_data else [])
-    return PassResult(out, "int8-static", modified=True, notes=notes,
-                      details={"nodes": node_count(out), "format": "QDQ", "activations": "uint8",
-                               "weights": "int8", "per_channel": q.per_channel,
-                               "calibration_method": q.calibration_method,
-                               "calibration_samples": samples})
+    notes = widened + ([describe(kept, wide)] if kept else []) + (
+        ["calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real inputs is unknown"]
+        if random_data else [])
+    details: dict[str, Any] = {"nodes": node_count(out), "format": "QDQ", "activations": "uint8", "weights": "int8",
+                               "per_channel": q.per_channel, "calibration_method": q.calibration_method,
+                               "calibration_samples": samples}
+    if kept:
+        details["kept_float"] = [n.name for n in kept]
+    return PassResult(out, "int8-static", modified=True, notes=notes, details=details)
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """onnxruntime's quantizer logs and prints freely; keep the build output readable."""
+    """onnxruntime's quantizer logs, prints and warns freely (a zero point from an infinite range);
+    keep the build output readable."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:
         root.setLevel(level)
