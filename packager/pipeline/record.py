@@ -17,7 +17,7 @@ import numpy as np
 from runtime.compare import looks_like_scores
 from runtime.signature import Signature, TensorSpec
 
-from ..cache import Entry, code_hash, hash_arrays, npz_bytes
+from ..cache import Entry, hash_arrays, npz_bytes
 from ..config.manifest import Manifest
 from ..inputs.data import EvaluationSet, SampleSet
 from ..inputs.trace import Fingerprint
@@ -37,7 +37,7 @@ def inputs_key(manifest: Manifest, needs_calibration: bool) -> str:
     doc = yaml.safe_load(manifest_file.read_text(encoding="utf-8"))
     doc.pop("targets", None)  # the targets only matter through needs_calibration
     return step_key("inputs", None, {"manifest": str(manifest_file), "doc": doc, "calibration": needs_calibration,
-                                     "cwd": str(Path.cwd())}, {"edgepack-code": code_hash()})
+                                     "cwd": str(Path.cwd())})  # edgepack's code is in every key
 
 
 def data_key(manifest: Manifest, calibration: SampleSet | None, golden: SampleSet,

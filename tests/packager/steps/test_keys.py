@@ -1,5 +1,5 @@
 """The one key rule: a step's output key changes with its input's key, its config and its tools,
-and with nothing else."""
+and with edgepack's own code (a fix in a checkout is another key), and with nothing else."""
 from __future__ import annotations
 
 import pytest
@@ -26,3 +26,9 @@ def test_tool_names_are_looked_up(monkeypatch: pytest.MonkeyPatch) -> None:
     assert looked_up == step_key("simplify", "in", {}, {"onnx": "1.0", "onnxsim": "0.4"})
     versions["onnxsim"] = "0.5"  # a tool upgrade is another key: never a stale hit
     assert step_key("simplify", "in", {}, ("onnxsim", "onnx")) != looked_up
+
+
+def test_edgepack_code_is_part_of_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = step_key("int8-static", "in", {}, {"onnxruntime": "1.0"})
+    monkeypatch.setattr("packager.steps.keys.code_hash", lambda: "a-fixed-pass")
+    assert step_key("int8-static", "in", {}, {"onnxruntime": "1.0"}) != before
