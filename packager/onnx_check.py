@@ -18,13 +18,17 @@ ORT_DOMAINS = ("com.microsoft", "com.microsoft.nchwc", "com.microsoft.experiment
 """Op domains only onnxruntime implements (its contrib and internal ops)."""
 
 
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds as attributes (If branches, Loop and Scan bodies)."""
+    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
+
+
 def all_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
     """Every node of ``graph`` and of the subgraphs (If/Loop/Scan bodies) inside it."""
     for node in graph.node:
         yield node
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
-                yield from all_nodes(sub)
+        for sub in subgraphs(node):
+            yield from all_nodes(sub)
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -8,7 +8,8 @@ import onnx
 from onnx import helper
 
 from .errors import ConversionError, SourceError
-from .onnx_check import accept
+from .onnx_check import accept, subgraphs
+from .onnx_order import structural_order
 
 ONNX_DTYPES: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -110,6 +111,7 @@ def canonical_names(model: onnx.ModelProto) -> None:
     """
     graph = model.graph
     graph.doc_string = ""  # e.g. "converted from __inference_serving_906": a per-process counter
+    structural_order(graph)  # ties between independent nodes, broken by what they compute
     keep = {i.name for i in graph.input} | {o.name for o in graph.output}
     mapping: dict[str, str] = {}
     # initializers: named and ordered by first use, since converters list them in counter order
@@ -128,12 +130,21 @@ def canonical_names(model: onnx.ModelProto) -> None:
             if out and out not in keep:
                 mapping[out] = f"{node.op_type}_{i}_out{j}"
     _rename_values(model, mapping)
-    # symbolic dims the converter numbered (unk__79): renumbered by first appearance
+    for node in graph.node:  # Loop / If / Scan bodies: their own values, by position too
+        for k, sub in enumerate(subgraphs(node)):
+            _canonical_local(sub, f"{node.name}_g{k}")
+    # symbolic dims the converter numbered (unk__79): renumbered by first appearance, bodies included
     dims: dict[str, str] = {}
-    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_param") and d.dim_param.startswith("unk__"):
-                d.dim_param = dims.setdefault(d.dim_param, f"dim_{len(dims)}")
+    for g in _graphs(graph):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param.startswith("unk__"):
+                    d.dim_param = dims.setdefault(d.dim_param, f"dim_{len(dims)}")
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``graph`` and every subgraph inside it, outer first."""
+    return [graph, *(g for n in graph.node for sub in subgraphs(n) for g in _graphs(sub))]
 
 
 def set_input_dims(model: onnx.ModelProto, shapes: dict[str, tuple[int | str, ...] | None]) -> None:
@@ -154,7 +165,52 @@ def _rename_values(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
             for i, name in enumerate(names):
                 if name in mapping:
                     names[i] = mapping[name]
+        for sub in subgraphs(node):
+            _rename_outer(sub, mapping)
     for seq in (graph.output, graph.value_info, graph.initializer):
         for item in seq:
             if item.name in mapping:
                 item.name = mapping[item.name]
+
+
+def _canonical_local(graph: onnx.GraphProto, prefix: str) -> None:
+    """A subgraph's own inputs, initializers, nodes and values named by position under ``prefix``
+    (what it reads from outside was renamed with the outer graph)."""
+    graph.name, graph.doc_string = prefix, ""
+    structural_order(graph)
+    mapping = {vi.name: f"{prefix}_in{i}" for i, vi in enumerate(graph.input)}
+    mapping.update({init.name: f"{prefix}_init{i}" for i, init in enumerate(graph.initializer)})
+    for i, node in enumerate(graph.node):
+        node.name = f"{prefix}_{node.op_type}_{i}"
+        mapping.update({out: f"{node.name}_out{j}" for j, out in enumerate(node.output) if out})
+    for node in graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name in mapping:
+                    names[i] = mapping[name]
+        for k, sub in enumerate(subgraphs(node)):
+            _rename_outer(sub, mapping)
+            _canonical_local(sub, f"{node.name}_g{k}")
+    for seq in (graph.input, graph.output, graph.value_info, graph.initializer):
+        for item in seq:
+            if item.name in mapping:
+                item.name = mapping[item.name]
+
+
+def _rename_outer(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
+    """Rename what a subgraph (a Loop or If body) reads from the scopes around it: a renamed outer
+    value left under its old name in the body is a dangling reference (an invalid model)."""
+    local = ({i.name for i in graph.input} | {i.name for i in graph.initializer} |
+             {o for n in graph.node for o in n.output})
+    outer = {k: v for k, v in mapping.items() if k not in local}
+    if not outer:
+        return
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in outer:
+                node.input[i] = outer[name]
+        for sub in subgraphs(node):
+            _rename_outer(sub, outer)
+    for item in graph.output:
+        if item.name in outer:
+            item.name = outer[item.name]

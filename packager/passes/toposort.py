@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import onnx
 
 from ..errors import ConversionError
+from ..onnx_check import subgraphs
 
 
 @dataclass
@@ -30,10 +31,6 @@ class Sorted:
                 "down the file; the onnx checker, shape inference and the opset converter need producers first)")
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute for g in ([a.g] if a.HasField("g") else []) + list(a.graphs)]
-
-
 def _defined(graph: onnx.GraphProto) -> set[str]:
     return ({i.name for i in graph.input} | {i.name for i in graph.initializer} |
             {s.values.name for s in graph.sparse_initializer} | {o for n in graph.node for o in n.output})
@@ -43,17 +40,17 @@ def _free(graph: onnx.GraphProto) -> set[str]:
     """Names a subgraph reads from the scopes around it."""
     used = {name for n in graph.node for name in n.input}
     for n in graph.node:
-        for sub in _subgraphs(n):
+        for sub in subgraphs(n):
             used |= _free(sub)
     return used - _defined(graph) - {""}
 
 
 def _sort(graph: onnx.GraphProto, where: str, done: Sorted) -> None:
     for node in graph.node:
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             _sort(sub, where, done)
     producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
-    needs = [{producer[x] for x in set(n.input) | {y for s in _subgraphs(n) for y in _free(s)}
+    needs = [{producer[x] for x in set(n.input) | {y for s in subgraphs(n) for y in _free(s)}
               if x in producer and producer[x] != i} for i, n in enumerate(graph.node)]
     late = sum(1 for i, deps in enumerate(needs) if any(d > i for d in deps))
     if not late:

@@ -241,3 +241,51 @@ def test_captured_constants_are_frozen_not_made_inputs(keras_project: Callable[.
     sess = ort.InferenceSession(serialize(model), providers=["CPUExecutionProvider"])
     assert [o.name for o in sess.get_outputs()] == ["scores"]
     np.testing.assert_allclose(sess.run(None, _feeds())[0], src.reference(_feeds())["scores"], atol=1e-5)
+
+
+RNN_MODEL = '''
+import numpy as np
+import keras
+
+
+def build(seed=0):
+    keras.utils.set_random_seed(seed)
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(30, 8, mask_zero=True)(ids)
+    x = keras.layers.LSTM(6)(x)
+    return keras.Model(ids, keras.layers.Dense(3, name="scores")(x))
+
+
+def samples(n=16):
+    rng = np.random.default_rng(3)
+    ids = rng.integers(1, 30, size=(n, 7)).astype(np.int32)
+    ids[:, 5:] = 0  # padding, masked out by the Embedding
+    yield {"ids": ids}
+'''
+
+
+def test_keras_rnn_loop_body_keeps_its_outer_references(keras_project: Callable[..., Path], tmp_path: Path) -> None:
+    """tf2onnx makes a masked LSTM a Loop whose body reads values of the outer graph; renaming the
+    graph's values for reproducibility must rename those references too (before: INVALID_GRAPH)."""
+    import onnx
+    import onnxruntime as ort
+
+    from packager.onnx_check import subgraphs
+    (tmp_path / "rnn.py").write_text(RNN_MODEL)
+    src = load_source(load_manifest(keras_project(
+        source={"framework": "tensorflow", "entry": "rnn.py:build"},
+        inputs=[{"name": "ids", "dtype": "int32", "shape": ["batch", "seq"]}],
+        calibration={"entry": "rnn.py:samples", "samples": 16})))
+    model, _ = tf_to_onnx(src, 17)
+    loops = [n for n in model.graph.node if subgraphs(n)]
+    assert loops, "the LSTM should be a Loop (or Scan) with a body"
+    outer = {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.initializer}
+    body_reads = {name for n in loops for g in subgraphs(n) for b in g.node for name in b.input}
+    assert body_reads & outer, "the body reads values of the outer graph"
+    onnx.checker.check_model(model)
+    ids = np.random.default_rng(3).integers(1, 30, size=(4, 9)).astype(np.int32)
+    ids[:, 6:] = 0
+    feeds = {"ids": ids}
+    sess = ort.InferenceSession(serialize(model), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["scores"], feeds)[0], src.reference(feeds)["scores"], atol=1e-5)
+    assert serialize(model) == serialize(tf_to_onnx(src, 17)[0])  # still reproducible
