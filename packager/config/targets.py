@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import TargetError
 from .fields import (
@@ -24,6 +24,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "tflite", "torchscript": "torchscript"}
 QUANT_MODES = ("static", "dynamic")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QUANT_FALLBACKS = ("none", "mixed")
+QuantFallback = Literal["none", "mixed"]
 ARCHES = ("x86_64", "aarch64", "armv7l")
 IO_TYPES = ("float", "int8")
 # what runs a candidate when the target names nothing: onnxruntime EPs, TFLite delegates, torch devices
@@ -48,6 +50,9 @@ QUANTIZATION = Section("Quantization", "how an int8 candidate is quantized", (
     Field("per_channel", bool, "one weight scale per output channel instead of per tensor", default=False),
     Field("calibration_method", str, "how static activation ranges are chosen", default="minmax",
           choices=CALIBRATION_METHODS),
+    Field("fallback", str, "when int8 static misses parity: none (the candidate is dropped) or mixed (the "
+                           "nodes that add the most error stay float, one per round, until parity holds; at "
+                           "most 10 % of the nodes; ONNX candidates)", default="none", choices=QUANT_FALLBACKS),
 ))
 CANDIDATE = Section("Candidate", "one artifact the target asks for: format, precision and how to run it", (
     Field("id", str, "a name for the candidate (default: its variant, e.g. onnx-int8-static-pc)",
@@ -97,10 +102,12 @@ class Quantization:
     mode: str = "static"
     per_channel: bool = False
     calibration_method: str = "minmax"
+    fallback: QuantFallback = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "per_channel": self.per_channel,
-                "calibration_method": self.calibration_method}
+                "calibration_method": self.calibration_method,
+                **({"fallback": self.fallback} if self.fallback != "none" else {})}
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ class CandidateSpec:
             if q.mode == "static":
                 tag += ("-pc" if q.per_channel else "") + ("" if q.calibration_method == "minmax"
                                                            else f"-{q.calibration_method}")
+                tag += "-mixed" if q.fallback == "mixed" else ""
             return f"{self.format}-{tag}" + ("-int8io" if self.io == "int8" else "")
         return f"{self.format}-{self.precision}"
 
@@ -287,7 +295,10 @@ def _parse_candidate(node: Node) -> CandidateSpec:
                             hint="add quantization: {mode: static} (calibrated) or {mode: dynamic}")
         qnode.mapping(QUANTIZATION)
         quant = Quantization(mode=qnode.get("mode"), per_channel=qnode.get("per_channel"),
-                             calibration_method=qnode.get("calibration_method"))
+                             calibration_method=qnode.get("calibration_method"), fallback=qnode.get("fallback"))
+        if quant.fallback == "mixed" and (fmt != "onnx" or quant.mode != "static"):
+            raise qnode.fail(f"fallback: mixed applies to onnx int8 static candidates, not {fmt} int8 {quant.mode}",
+                             "fallback", hint="remove it, or use it on a format: onnx, mode: static candidate")
     elif qnode is not None:
         raise node.fail(f"'quantization' only applies to int8, not {precision}", "quantization",
                         hint="remove it, or set precision: int8")

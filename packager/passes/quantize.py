@@ -7,12 +7,15 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+
+from runtime.compare import Tolerance
 
 from ..config.targets import Quantization
 from ..errors import ConversionError
@@ -82,10 +85,21 @@ class _Reader:
         self._it = iter(self._batches)
 
 
+@dataclass(frozen=True)
+class Repair:
+    """What the mixed-precision search checks each try against (``quantization.fallback: mixed``):
+    the golden feeds, each output's int8 tolerance and whether it is class scores."""
+
+    feeds: list[dict[str, np.ndarray]]
+    tolerances: dict[str, Tolerance]
+    scores: dict[str, bool]
+
+
 def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str, np.ndarray]],
-                *, random_data: bool) -> PassResult:
+                *, random_data: bool, repair: Repair | None = None) -> PassResult:
     """QDQ int8 (uint8 activations, int8 weights) calibrated on ``batches`` of real samples; the nodes
-    around a tensor whose range 8 bits cannot hold (an attention mask's fill value) stay float."""
+    around a tensor whose range 8 bits cannot hold (an attention mask's fill value) stay float.
+    With ``repair``, the nodes that add the most error stay float too, until parity holds."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import create_calibrator
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -93,6 +107,10 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
     samples = sum(len(next(iter(b.values()))) for b in batches)
     model, widened = _float32(model, "pass int8-static")
     model = name_nodes(model)
+    notes = list(widened)
+    details: dict[str, Any] = {"format": "QDQ", "activations": "uint8", "weights": "int8",
+                               "per_channel": q.per_channel, "calibration_method": q.calibration_method,
+                               "calibration_samples": samples}
     with tempfile.TemporaryDirectory(prefix="edgepack-q-") as tmp:
         src, dst, ranges = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx", Path(tmp) / "ranges.json"
         onnx.save(model, str(src))
@@ -104,31 +122,77 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
                 tensors_data = calibrator.compute_data()
                 del calibrator
                 wide = wide_tensors(calibrated_ranges(tensors_data))
-                kept = nodes_touching(model, wide)
+                kept = [n.name for n in nodes_touching(model, wide)]
+                if kept:
+                    notes.append(describe(nodes_touching(model, wide), wide))
                 # onnxruntime >= 1.26 takes the ranges just computed; older ones calibrate again (same data)
                 reuse: dict[str, Any] = {}
                 if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
                     from onnxruntime.quantization.calibrate import save_tensors_data
                     save_tensors_data(tensors_data, ranges)
                     reuse = {"calibration_cache_path": str(ranges)}
-                quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                per_channel=q.per_channel, calibrate_method=methods[q.calibration_method],
-                                nodes_to_exclude=[n.name for n in kept], **reuse)
+
+                def quantize(exclude: list[str]) -> onnx.ModelProto:
+                    with _quiet():
+                        quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
+                                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                        per_channel=q.per_channel, calibrate_method=methods[q.calibration_method],
+                                        nodes_to_exclude=list(exclude), **reuse)
+                    return onnx.load(str(dst))
+
+                if repair is None:
+                    out = quantize(kept)
+                else:
+                    out, kept = _repaired(model, quantize, repair, kept, notes, details)
         except Exception as exc:
             raise ConversionError(f"int8 static quantization failed: {exc}", where="pass int8-static",
                                   hint="try quantization: {mode: dynamic}, or an fp16/fp32 candidate") from None
-        out = onnx.load(str(dst))
     set_min_ir_version(out)
-    notes = widened + ([describe(kept, wide)] if kept else []) + (
-        ["calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real inputs is unknown"]
-        if random_data else [])
-    details: dict[str, Any] = {"nodes": node_count(out), "format": "QDQ", "activations": "uint8", "weights": "int8",
-                               "per_channel": q.per_channel, "calibration_method": q.calibration_method,
-                               "calibration_samples": samples}
+    if random_data:
+        notes.append("calibrated on RANDOM data (manifest asked for random: true): int8 accuracy on real inputs "
+                     "is unknown")
+    details["nodes"] = node_count(out)
     if kept:
-        details["kept_float"] = [n.name for n in kept]
+        details["kept_float"] = kept
     return PassResult(out, "int8-static", modified=True, notes=notes, details=details)
+
+
+def _repaired(model: onnx.ModelProto, quantize: Callable[[list[str]], onnx.ModelProto], repair: Repair,
+              kept: list[str], notes: list[str], details: dict[str, Any]) -> tuple[onnx.ModelProto, list[str]]:
+    """The mixed-precision search on the golden feeds against the float model's own outputs (it
+    matches the source to float32 precision; the build's parity check then uses the source's)."""
+    from runtime.compare import compare
+
+    from ..diagnose import search
+    names = [o.name for o in model.graph.output]
+    reference = _outputs(model, names, repair.feeds)
+
+    def check(candidate: onnx.ModelProto) -> Any:
+        return compare(reference, _outputs(candidate, names, repair.feeds), repair.tolerances, scores=repair.scores)
+
+    mixed = search(model, quantize, check, repair.feeds, start=kept)
+    added = mixed.kept[len(kept):]
+    details["mixed"] = {"passed": mixed.passed, "kept_float_added": added, "rounds": mixed.trace,
+                        **({"why": mixed.why, "worst": [r.to_dict() for r in mixed.worst]} if not mixed.passed
+                           else {})}
+    if mixed.passed and added:
+        notes.append(f"mixed precision: {len(added)} node(s) kept in float until parity held "
+                     f"({', '.join(added)}); {len(mixed.trace)} quantization round(s)")
+    elif mixed.passed:
+        notes.append("mixed precision: parity held with every node int8 (nothing kept in float)")
+    else:
+        notes.append(f"mixed precision did not reach parity: {mixed.why}; kept in float: "
+                     f"{', '.join(added) or 'none'}")
+    return mixed.model, mixed.kept
+
+
+def _outputs(model: onnx.ModelProto, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    runs = [sess.run(names, feed) for feed in feeds]
+    return {n: np.concatenate([np.asarray(r[i]) for r in runs]) for i, n in enumerate(names)}
 
 
 @contextlib.contextmanager

@@ -80,13 +80,19 @@ class OnnxInt8Static(_OnnxPass):
     """int8 weights and activations, calibrated on the manifest's calibration data."""
 
     name: ClassVar[StepName] = "int8-static"
-    reads = frozenset({"calibration"})
+    reads = frozenset({"calibration", "golden"})  # golden: the mixed-precision search checks on it
 
     def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
         from ..passes import quantize
         cal, batches = ctx.calibration(), _calibration_batches(ctx)
         assert spec.quantization is not None and cal is not None and batches is not None
-        return quantize.int8_static(model, spec.quantization, batches, random_data=cal.random)
+        repair = None
+        if spec.quantization.fallback == "mixed":  # checked on the golden samples, as the build checks it
+            m = ctx.manifest
+            repair = quantize.Repair(list(ctx.golden().batches(m.calibration.batch_size)),
+                                     {o.name: m.tolerance_for("int8", o.name) for o in m.outputs},
+                                     {o.name: o.scores for o in m.outputs if o.scores is not None})
+        return quantize.int8_static(model, spec.quantization, batches, random_data=cal.random, repair=repair)
 
 
 class TorchScriptConvert(ArtifactStep):

@@ -119,6 +119,10 @@ CASES: dict[str, Case] = {
     "target_malformed": Case(":6:1", ("malformed YAML",), file=T + "malformed.yaml"),
     "target_bad_provider": Case("candidates[0].providers[0]", ("did you mean 'CUDAExecutionProvider'",),
                                 file=T + "bad_provider.yaml"),
+    "target_mixed_tflite": Case("candidates[0].quantization.fallback", ("applies to onnx int8 static",),
+                                file=T + "mixed_tflite.yaml"),
+    "target_mixed_typo": Case("candidates[0].quantization.fallback", ("did you mean 'mixed'",),
+                              file=T + "mixed_typo.yaml"),
 }
 # one case per kind of failure, rerun with --debug (the traceback must then be shown)
 DEBUG_CASES = ["yaml_malformed", "model_onnx_garbage", "weights_missing",

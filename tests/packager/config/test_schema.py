@@ -93,7 +93,7 @@ candidates:
     format: onnx
     precision: int8
     backend: onnxruntime
-    quantization: {mode: static, per_channel: true, calibration_method: entropy}
+    quantization: {mode: static, per_channel: true, calibration_method: entropy, fallback: mixed}
     io: float
     providers: [TensorrtExecutionProvider, CPUExecutionProvider]
     provider_options: [{trt_int8_enable: true}, {}]
@@ -272,6 +272,7 @@ requirements: [numpy]
         ("target", "Quantization", "per_channel"): c.quantization.per_channel if c.quantization else None,
         ("target", "Quantization", "calibration_method"):
             c.quantization.calibration_method if c.quantization else None,
+        ("target", "Quantization", "fallback"): c.quantization.fallback if c.quantization else None,
     }
     for (kind, title, key), value in got.items():
         assert _default(kind, title, key) == value, (kind, title, key)

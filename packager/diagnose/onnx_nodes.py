@@ -1,0 +1,145 @@
+"""Per-node error localisation for a QDQ int8 ONNX model against the float model it came from.
+
+Both models run on the same inputs with every float tensor of the float model made an output;
+each tensor is compared with what the QDQ model's consumers read in its place (the
+DequantizeLinear after it, or the tensor itself where it stays float). A node's *added* error is
+how much it lowers the signal-to-noise ratio below that of its inputs, so the table shows where
+the error first jumps rather than everything downstream of it (cf. onnxruntime's
+``quantization/qdq_loss_debug.py``, which compares tensors but does not rank nodes).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+SNR_CAP_DB = 120.0  # an exact match; keeps the numbers finite in JSON
+INT8_SNR_DB = 6.02 * 8 + 1.76  # an ideal 8-bit quantizer on a full-range signal: what int8 can do at best
+
+
+@dataclass(frozen=True)
+class NodeError:
+    """One node's output in the quantized model against the float model."""
+
+    node: str
+    op_type: str
+    tensor: str
+    depth: int  # position in the float model's (topological) node order
+    snr_db: float  # 20 log10(|float| / |float - quantized|)
+    cosine: float
+    max_abs_error: float
+    range: float  # of the float tensor, for reading max_abs_error
+    added_db: float  # SNR lost here: its inputs' lowest SNR (at most int8's ideal) minus its own, >= 0
+    quantized: bool  # whether the quantized model quantizes this output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _float_tensors(model: onnx.ModelProto) -> dict[str, int]:
+    """Name -> element type of every float value the model's top-level nodes make."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]}
+    return {out: types[out] for node in model.graph.node for out in node.output
+            if out and types.get(out) in FLOAT_TYPES}
+
+
+def _with_outputs(model: onnx.ModelProto, names: dict[str, int]) -> bytes:
+    """A copy of ``model`` that also outputs ``names`` (name -> element type)."""
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    have = {o.name for o in augmented.graph.output}
+    for name, elem in names.items():
+        if name not in have:
+            augmented.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+    return augmented.SerializeToString()
+
+
+def _run(model: bytes, names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fused away otherwise
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    wanted = [n for n in names if n in {o.name for o in sess.get_outputs()}]
+    runs = [sess.run(wanted, feed) for feed in feeds]
+    return {n: np.concatenate([np.asarray(r[i], dtype=np.float64).ravel() for r in runs]) for i, n in enumerate(wanted)}
+
+
+def _dequantized(qdq: onnx.ModelProto) -> dict[str, str]:
+    """Float tensor -> the DequantizeLinear output that stands for it in the QDQ model."""
+    made_by = {out: n for n in qdq.graph.node for out in n.output}
+    found: dict[str, str] = {}
+    for node in qdq.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input and node.input[0] in made_by:
+            q = made_by[node.input[0]]
+            if q.op_type == "QuantizeLinear" and q.input:
+                found.setdefault(q.input[0], node.output[0])
+    return found
+
+
+def _snr(ref: np.ndarray, got: np.ndarray) -> float:
+    noise = float(np.linalg.norm(ref - got))
+    if noise == 0.0:
+        return SNR_CAP_DB
+    return min(SNR_CAP_DB, 20 * math.log10(max(float(np.linalg.norm(ref)), 1e-30) / noise))
+
+
+def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
+    den = float(np.linalg.norm(ref) * np.linalg.norm(got))
+    return 1.0 if den == 0.0 else float(np.dot(ref, got) / den)
+
+
+def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
+             feeds: Sequence[dict[str, np.ndarray]]) -> list[NodeError]:
+    """Every float output of the float model's nodes, compared on ``feeds``, in graph order."""
+    tensors = _float_tensors(float_model)
+    stands_for = _dequantized(qdq_model)
+    in_qdq = {out for n in qdq_model.graph.node for out in n.output}
+    # a graph output keeps its name in the QDQ model, on the DequantizeLinear that now makes it
+    dequantized = {out for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    pairs = {t: stands_for.get(t, t) for t in tensors if stands_for.get(t, t) in in_qdq}
+    ref = _run(_with_outputs(float_model, tensors), list(tensors), feeds)
+    got = _run(_with_outputs(qdq_model, {q: onnx.TensorProto.FLOAT for q in pairs.values()}),
+               list(dict.fromkeys(pairs.values())), feeds)
+    snr: dict[str, float] = {}
+    made_by = {out: node for node in float_model.graph.node for out in node.output}
+    seen: dict[str, list[float]] = {}
+
+    def upstream(name: str) -> list[float]:
+        """The SNR of ``name``, or, where the quantized model has no such tensor (fused away, e.g.
+        a Conv into its Clip), of the nearest measured tensors it is computed from."""
+        if name in snr:
+            return [snr[name]]
+        if name not in seen:
+            seen[name] = []
+            if name in made_by:
+                seen[name] = [v for i in made_by[name].input for v in upstream(i)]
+        return seen[name]
+
+    rows = []
+    for depth, node in enumerate(float_model.graph.node):
+        for out in node.output:
+            if out not in pairs or out not in ref or pairs[out] not in got or ref[out].shape != got[pairs[out]].shape:
+                continue
+            r, g = ref[out], got[pairs[out]]
+            snr[out] = _snr(r, g)
+            added = max(0.0, min([v for i in node.input for v in upstream(i)] + [INT8_SNR_DB]) - snr[out])
+            rows.append(NodeError(node=node.name or f"{node.op_type}_{depth}", op_type=node.op_type, tensor=out,
+                                  depth=depth, snr_db=snr[out], cosine=_cosine(r, g),
+                                  max_abs_error=float(np.max(np.abs(r - g))) if r.size else 0.0,
+                                  range=float(np.ptp(r)) if r.size else 0.0, added_db=added,
+                                  quantized=pairs[out] in dequantized))
+    return rows
+
+
+def ranked(rows: Sequence[NodeError], top: int | None = None) -> list[NodeError]:
+    """The nodes that add the most error first (ties: earlier in the graph first)."""
+    order = sorted(rows, key=lambda r: (-r.added_db, r.depth))
+    return order[:top] if top is not None else order
