@@ -40,6 +40,7 @@ class Artifact:
     extras: dict[str, Any] = field(default_factory=dict)  # more candidate fields for bundle.json
     converter: str = ""  # what made the file: exporter + pass, TFLiteConverter, litert-torch, ...
     cached: bool = False  # came from the build cache
+    explained: dict[str, Any] | None = None  # int8 that missed parity: where the error starts (per node)
 
     @property
     def filename(self) -> str:
@@ -63,6 +64,7 @@ class CandidateResult:
     notes: list[str] = field(default_factory=list)
     cached: bool = False
     speedup: float | None = None  # host latency of fp32 (same format) / this candidate's
+    explained: dict[str, Any] | None = None  # int8 that missed parity: the per-node table
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "format": self.format, "precision": self.precision,
@@ -70,7 +72,8 @@ class CandidateResult:
                 "parity": self.parity.to_dict() if self.parity else None,
                 "accuracy": self.accuracy, "host_latency_ms": self.host_latency_ms,
                 "message": self.message, "notes": self.notes, "cached": self.cached,
-                "speedup_vs_fp32": self.speedup}
+                "speedup_vs_fp32": self.speedup,
+                **({"explained": self.explained} if self.explained is not None else {})}
 
 
 @dataclass

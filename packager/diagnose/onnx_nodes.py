@@ -92,8 +92,10 @@ def _snr(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
-    den = float(np.linalg.norm(ref) * np.linalg.norm(got))
-    return 1.0 if den == 0.0 else float(np.dot(ref, got) / den)
+    a, b = float(np.linalg.norm(ref)), float(np.linalg.norm(got))
+    if a == 0.0 or b == 0.0:
+        return 1.0 if a == b else 0.0  # both zero: the same; one zero: nothing in common
+    return float(np.dot(ref, got) / (a * b))
 
 
 def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,

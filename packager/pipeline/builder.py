@@ -25,6 +25,7 @@ from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from .chain import Chain, run_steps
 from .checks import check
 from .document import document, tool_versions
+from .explain import explain_onnx_int8
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
@@ -174,11 +175,14 @@ class Builder:
         record = self.inputs.record
         tolerances = {o.name: self.manifest.tolerance_for(spec.precision, o.name) for o in self.manifest.outputs}
         parity = compare(record.reference, outputs, tolerances, scores=record.scores)
+        explained = (explain_onnx_int8(self._model(route.model_steps), made.data, self.inputs)
+                     if not parity.passed and spec.format == "onnx" and spec.precision == "int8" and route.model_steps
+                     else None)
         return Artifact(variant=variant, precision=spec.precision, data=made.data,
                         passes=[{"step": made.step, "details": made.details}], notes=made.notes,
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
                         extras=made.extras, converter=made.converter or f"{self.exporter} + {made.step}",
-                        cached=hit is not None)
+                        cached=hit is not None, explained=explained)
 
     # -- worker processes ----------------------------------------------------------------------------
     def _pending(self) -> list[Pending]:

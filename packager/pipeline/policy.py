@@ -38,6 +38,7 @@ def choose(target: Target, artifact: Callable[[CandidateSpec, Target], Artifact 
         cr.file = f"models/{model_name}.{art.filename}"
         cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
         cr.host_latency_ms, cr.notes, cr.cached = art.host_latency_ms, list(art.notes), art.cached
+        cr.explained = art.explained
         if not art.parity.passed:
             reasons = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in art.parity.outputs if not o.passed)
             nxt = next((c.id for c in target.candidates[i + 1:]), None)

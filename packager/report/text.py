@@ -74,6 +74,12 @@ def format_build(result: BuildResult, *, color: bool = False) -> str:
                 lines.append(f"  - {c.id}: {c.message}")
             if c.status in ("parity-failed", "parity-failed-allowed", "dropped") and c.parity:
                 lines.append(format_parity_rows(c.parity.outputs, indent="      "))
+            if c.explained and c.explained.get("rows"):
+                lines.append("      where the error starts (the nodes that add the most; build JSON: explained):")
+                lines.extend(f"        {r['node']} ({r['op_type']}): SNR {r['snr_db']:.1f} dB, -{r['added_db']:.1f} dB "
+                             f"here, cosine {r['cosine']:.4f}" for r in c.explained["rows"][:3])
+                if c.explained.get("hint"):
+                    lines.append(f"      {c.explained['hint']}")
         if t.message and t.status == "failed":
             lines.append(f"  {t.message}")
     if result.cache.get("enabled"):

@@ -97,6 +97,7 @@ def test_plain_int8_is_all_zeros_and_the_table_blames_the_softmax(
     worst = ranked(rows)[0]
     assert worst.op_type == "Softmax" and worst.quantized
     assert worst.snr_db < 1.0 and worst.added_db > 40  # all of int8's SNR lost at that one node
+    assert worst.cosine == 0.0  # all zeros against the float probabilities
     first = rows[0]  # the first convolution's ReLU (onnxruntime fuses the Conv into it)
     assert first.op_type == "Relu" and first.snr_db > 25 and first.cosine > 0.99  # it quantizes well
     assert json.loads(json.dumps(worst.to_dict()))["node"] == worst.node
@@ -185,6 +186,10 @@ def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> Non
     [t] = result.targets
     cands = {c.id: c for c in t.candidates}
     assert cands["int8-plain"].status == "dropped"  # plain int8: all zeros, parity fails
+    explained = cands["int8-plain"].explained  # made automatically for the failure
+    assert explained is not None and explained["rows"][0]["op_type"] == "Softmax"
+    assert "fallback: mixed" in explained["hint"]
+    assert cands["int8-mixed"].explained is None
     assert cands["int8-mixed"].status == "ok" and t.status == "ok"
     doc = json.loads((Path(t.bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
     assert doc["candidates"][0]["id"] == "int8-mixed"  # the first choice on the device

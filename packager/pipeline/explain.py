@@ -1,0 +1,35 @@
+"""Why an int8 ONNX candidate missed parity: the per-node table, made automatically when it did.
+
+The build has everything the table needs at that moment (the float model the candidate was
+quantized from, the int8 file, the golden inputs), so the user gets where the error starts with
+the failure, in the build JSON and the summary, instead of only the output's error.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EdgepackError
+from .inputs import Inputs
+
+if TYPE_CHECKING:
+    import onnx
+
+TOP = 10  # rows kept: the nodes that add the most error
+
+
+def explain_onnx_int8(float_model: onnx.ModelProto, data: bytes, inputs: Inputs) -> dict[str, Any]:
+    """The ranked table (top rows) for an ONNX int8 artifact against its float model, or why not."""
+    import onnx
+
+    from ..diagnose import localise, ranked
+    try:
+        golden = list(inputs.golden().batches(inputs.manifest.calibration.batch_size))
+        rows = localise(float_model, onnx.load_from_string(data), golden)
+    except EdgepackError:
+        raise
+    except Exception as exc:  # the table is a diagnosis: its failure must not hide the parity failure
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    worst = ranked(rows, TOP)
+    return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
+            "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
+                     "quantization: {fallback: mixed} keeps such nodes in float") if worst else None}
