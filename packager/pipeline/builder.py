@@ -225,17 +225,36 @@ class Builder:
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
 
-    def run(self) -> BuildResult:
+    def _start(self) -> None:
+        """Load (or restore) the inputs and key the source: what every step starts from."""
         m = self.manifest
         self._variant_total = len({variant(m, s, t) for t in self.targets for s in t.candidates})
         needs_calibration = m.golden_from_calibration or any(
             c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
         self.inputs = Inputs(m, needs_calibration, self.cache, self.progress, reload=self.reload_inputs)
-        record = self.inputs.record
-        self.warnings.extend(record.warnings)
-        self._source_key = step_key("source", record.source_key, {
+        self.warnings.extend(self.inputs.record.warnings)
+        self._source_key = step_key("source", self.inputs.record.source_key, {
             "framework": m.source.framework, "inputs": [s.to_dict() for s in m.inputs],
             "outputs": [o.name for o in m.outputs]}, ("edgepack",))
+
+    def explain(self, spec: CandidateSpec, target: Target) -> tuple[Artifact, dict[str, Any]]:
+        """One ONNX int8 candidate, made (or taken from the cache) and checked, with its per-node
+        table whether or not it passed (``edgepack debug``)."""
+        if spec.format != "onnx" or spec.precision != "int8":
+            raise UnsupportedError(f"{spec.id} is {spec.format} {spec.precision}: the per-node table is made for "
+                                   "ONNX int8 candidates", where=f"target {target.name}",
+                                   hint="name an onnx int8 candidate of the target (edgepack targets lists them)")
+        self._start()
+        art = self.artifact(spec, target)
+        if isinstance(art, EdgepackError):
+            raise art
+        route = route_of(self.manifest, spec)
+        return art, explain_onnx_int8(self._model(route.model_steps), art.data, self.inputs)
+
+    def run(self) -> BuildResult:
+        m = self.manifest
+        self._start()
+        record = self.inputs.record
         self._prebuilt = prebuild(self._pending(), self.jobs, job_for=self._job, base_bytes=self._base_bytes,
                                   weight_bytes=lambda: weight_bytes(self.inputs.source()), progress=self.progress,
                                   warnings=self.warnings)

@@ -20,7 +20,8 @@ def edgepack(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 def test_help_lists_commands() -> None:
     out = edgepack("--help")
     assert out.returncode == 0
-    for cmd in ("targets", "validate", "build", "init", "schema", "keygen", "inspect", "runtime-wheel", "converters"):
+    for cmd in ("targets", "validate", "build", "debug", "init", "schema", "keygen", "inspect", "runtime-wheel",
+                "converters"):
         assert cmd in out.stdout
 
 

@@ -197,3 +197,37 @@ def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> Non
     assert entry["quantization"]["fallback"] == "mixed"
     [kept] = entry["conversion"]["kept_float"]  # the one softmax node (its name is the exporter's)
     assert "softmax" in kept.lower() and entry["conversion"]["mixed"]["passed"]
+
+
+def test_edgepack_debug_prints_the_table_and_json(tmp_path: Path) -> None:
+    """The command as a user runs it: the table for a candidate, from the build's cache."""
+    import subprocess
+    import sys
+
+    from ...conftest import REPO
+    (tmp_path / "net.py").write_text(SOFTMAX_MODEL)
+    target = write_yaml(tmp_path / "mixed-x86.yaml", TARGET)
+    write_yaml(tmp_path / "net.yaml", f"""\
+        name: net
+        source: {{framework: torch, entry: net.py:build}}
+        inputs: [{{name: image, dtype: float32, shape: [batch, 3, 32, 32]}}]
+        outputs: [probs]
+        calibration: {{entry: net.py:samples, samples: 64}}
+        golden: {{samples: 16}}
+        targets: [{target}]
+        """)
+
+    def debug(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "packager", "debug", "net.yaml", *args, "-q",
+                               "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+    text = debug("--candidate", "int8-plain")
+    assert text.returncode == 0, text.stderr
+    assert "parity FAILED" in text.stdout and "Softmax" in text.stdout.split("add the most error:")[1].splitlines()[2]
+    doc = json.loads(debug("--candidate", "int8-mixed", "--json").stdout)
+    assert doc["parity"]["passed"] and doc["explained"]["rows"]  # on demand for a candidate that passed
+    wrong = debug("--candidate", "no-such")
+    assert wrong.returncode == 2 and "no candidate 'no-such'" in wrong.stderr and "int8-mixed" in wrong.stderr
+    fp32 = debug("--candidate", "onnx-fp32")
+    assert fp32.returncode == 2 and "ONNX int8 candidates" in fp32.stderr
