@@ -227,6 +227,9 @@ def _random_samples(manifest: Manifest, spec: DataSpec, batched: bool) -> Sample
     return SampleSet(arrays, batched, source="random (manifest asked for random: true)", random=True)
 
 
+MIN_HELD_OUT_CALIBRATION = 16  # calibration samples left after the golden ones are taken out
+
+
 def golden_samples(manifest: Manifest, calibration: SampleSet | None) -> SampleSet:
     """Golden inputs: the manifest's own golden data, or a seeded draw from the calibration data."""
     spec = manifest.golden
@@ -236,8 +239,30 @@ def golden_samples(manifest: Manifest, calibration: SampleSet | None) -> SampleS
     n = min(spec.samples, len(calibration))
     idx = np.sort(np.random.default_rng(spec.seed).choice(len(calibration), size=n, replace=False))
     picked = calibration.take(idx)
+    apart = ", kept out of int8 calibration" if len(calibration) - n >= MIN_HELD_OUT_CALIBRATION else ""
     return SampleSet(picked.arrays, picked.batched, f"{n} samples drawn from calibration data "
-                     f"({calibration.source}, seed {spec.seed})", calibration.random)
+                     f"({calibration.source}, seed {spec.seed}{apart})", calibration.random)
+
+
+def calibration_without_golden(manifest: Manifest,
+                               calibration: SampleSet | None) -> tuple[SampleSet | None, str | None]:
+    """The calibration data int8 is calibrated on: without the samples drawn as golden inputs, so
+    parity is checked on samples the quantizer never saw. When too few would be left, all of them,
+    and a warning saying so."""
+    if calibration is None or not manifest.golden_from_calibration:
+        return calibration, None
+    n = min(manifest.golden.samples, len(calibration))
+    idx = np.random.default_rng(manifest.golden.seed).choice(len(calibration), size=n, replace=False)
+    rest = np.setdiff1d(np.arange(len(calibration)), idx)
+    if len(rest) < MIN_HELD_OUT_CALIBRATION:
+        return calibration, (
+            f"golden inputs are {n} of the {len(calibration)} calibration samples, and int8 is calibrated on all "
+            f"of them: parity is checked on samples the quantizer saw (fewer than {MIN_HELD_OUT_CALIBRATION} would "
+            f"be left without them); give calibration.samples >= {n + MIN_HELD_OUT_CALIBRATION}, or golden data "
+            "of its own")
+    kept = calibration.take(rest)
+    return SampleSet(kept.arrays, kept.batched, f"{calibration.source}, without the {n} golden samples",
+                     calibration.random, calibration.notes), None
 
 
 @dataclass(frozen=True)

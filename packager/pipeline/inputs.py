@@ -12,7 +12,14 @@ from typing import TypeVar
 from ..cache import BuildCache
 from ..config.manifest import Manifest
 from ..errors import BuildError, EdgepackError
-from ..inputs.data import EvaluationSet, SampleSet, golden_samples, load_evaluation, load_samples
+from ..inputs.data import (
+    EvaluationSet,
+    SampleSet,
+    calibration_without_golden,
+    golden_samples,
+    load_evaluation,
+    load_samples,
+)
 from ..inputs.trace import Fingerprint, tracing
 from ..progress import Progress
 from ..sources import Source, load_source
@@ -42,6 +49,7 @@ class Inputs:
         self._golden: SampleSet | None = None
         self._calibration: SampleSet | None = None
         self._evaluation: EvaluationSet | None = None
+        self._overlap: str | None = None  # why golden and int8 calibration share samples, if they do
         self.record = self._prepare()
 
     def _prepare(self) -> InputsRecord:
@@ -53,7 +61,7 @@ class Inputs:
             self._load()
         assert self._source is not None and self._golden is not None
         record = derive_record(self.manifest, self._source, self._golden, self._calibration, self._evaluation,
-                               self.progress)
+                               self.progress, warnings=[self._overlap] if self._overlap else [])
         self._store(key, record, Fingerprint.of(trace, declared_inputs(self.manifest)))
         return record
 
@@ -69,6 +77,7 @@ class Inputs:
                 self._calibration = load_samples(m.calibration, m, "calibration")
         with self.progress.step("load golden data"):
             self._golden = golden_samples(m, self._calibration)
+        self._calibration, self._overlap = calibration_without_golden(m, self._calibration)
         for note in dict.fromkeys((*(self._calibration.notes if self._calibration else ()), *self._golden.notes)):
             self.progress.note(f"  {note}")
         self._evaluation = load_evaluation(m)

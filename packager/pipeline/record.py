@@ -98,10 +98,11 @@ class InputsRecord:
 
 
 def derive_record(manifest: Manifest, source: Source, golden: SampleSet, calibration: SampleSet | None,
-                  evaluation: EvaluationSet | None, progress: Progress) -> InputsRecord:
+                  evaluation: EvaluationSet | None, progress: Progress, *,
+                  warnings: list[str] | None = None) -> InputsRecord:
     """Reference outputs, the bundle signature and the data key, from the loaded inputs."""
     m = manifest
-    warnings = []
+    warnings = list(warnings or [])
     if calibration is not None and calibration.random:
         warnings.append("calibration data is RANDOM (manifest asked for random: true); "
                         "int8 artifacts and golden checks do not reflect real inputs")

@@ -75,7 +75,29 @@ def _candidate_card(t_name: str, c: Mapping[str, Any], ref_acc: Any) -> str:
     return (f'<section class="card candidate {card_class(status)}" id="{esc(t_name)}--{esc(cid)}" '
             f'data-candidate="{esc(cid)}" data-status="{esc(status)}">'
             f'<h3><code>{esc(cid)}</code> {_status_cell(c)}</h3><div class="cand-body"><div>{info}</div>'
-            f"<div><h4>parity {parity_verdict}</h4>{parity_html}</div></div></section>")
+            f"<div><h4>parity {parity_verdict}</h4>{parity_html}{_explained(c)}</div></div></section>")
+
+
+def _explained(c: Mapping[str, Any]) -> str:
+    """The per-node table of an int8 candidate that missed parity, with a bar per node for the SNR
+    it loses (50 dB, what an ideal 8-bit quantizer gives, is the full width)."""
+    found = as_mapping(c.get("explained"))
+    rows = [as_mapping(r) for r in as_seq(found.get("rows"))]
+    if not rows:
+        return ""
+
+    def bar(added: Any) -> str:
+        width = max(0.0, min(100.0, float(added) * 2)) if isinstance(added, (int, float)) else 0.0
+        return (f'<svg width="100" height="10" role="img" aria-label="{esc(fmt_num(added, ".1f"))} dB">'
+                f'<rect width="{width:.0f}" height="10" fill="#c0392b"/></svg>')
+
+    body = [(f"<code>{esc(r.get('node'))}</code>", esc(r.get("op_type")), fmt_num(r.get("depth"), "d"),
+             fmt_num(r.get("snr_db"), ".1f"), fmt_num(r.get("added_db"), ".1f") + " " + bar(r.get("added_db")),
+             fmt_num(r.get("cosine"), ".5f"), "yes" if r.get("quantized") else "no") for r in rows]
+    hint = f'<p class="muted">{esc(found.get("hint"))}</p>' if found.get("hint") else ""
+    return ('<div class="explained"><h4>where the error starts</h4>'
+            + table(("node", "op", "depth", "SNR dB", "SNR lost here (dB)", "cosine", "int8"), body, num=(2, 3, 5))
+            + hint + "</div>")
 
 
 def _target_section(t: Mapping[str, Any], ref_acc: Any) -> str:

@@ -190,6 +190,9 @@ def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> Non
     assert explained is not None and explained["rows"][0]["op_type"] == "Softmax"
     assert "fallback: mixed" in explained["hint"]
     assert cands["int8-mixed"].explained is None
+    html = (tmp_path / "out" / "net.report.html").read_text(encoding="utf-8")
+    section = html.split('data-candidate="int8-plain"')[1].split("</section>")[0]
+    assert "where the error starts" in section and explained["rows"][0]["node"] in section
     assert cands["int8-mixed"].status == "ok" and t.status == "ok"
     doc = json.loads((Path(t.bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
     assert doc["candidates"][0]["id"] == "int8-mixed"  # the first choice on the device

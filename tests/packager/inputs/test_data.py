@@ -9,7 +9,7 @@ import pytest
 
 from packager.config.manifest import load_manifest
 from packager.errors import DataError
-from packager.inputs.data import golden_samples, load_samples
+from packager.inputs.data import MIN_HELD_OUT_CALIBRATION, calibration_without_golden, golden_samples, load_samples
 
 
 def _npz(path: Path, **arrays: np.ndarray) -> Path:
@@ -32,6 +32,29 @@ def test_golden_is_a_seeded_draw_from_real_calibration_data(tiny_project: Callab
     rows = {r.tobytes() for r in cal.arrays["x"]}
     assert all(r.tobytes() in rows for r in g1.arrays["x"]), "golden rows come from calibration data"
     assert "drawn from calibration" in g1.source and not g1.random
+
+
+def test_int8_calibration_leaves_the_golden_samples_out(tiny_project: Callable[..., Path]) -> None:
+    m = load_manifest(tiny_project())
+    cal = load_samples(m.calibration, m, "calibration")
+    golden = golden_samples(m, cal)
+    held, warning = calibration_without_golden(m, cal)
+    assert held is not None and warning is None
+    assert len(held) == len(cal) - len(golden) == 48
+    rows = {r.tobytes() for r in cal.arrays["x"]}
+    golden_rows = {r.tobytes() for r in golden.arrays["x"]}
+    held_rows = {r.tobytes() for r in held.arrays["x"]}
+    assert not golden_rows & held_rows and golden_rows | held_rows == rows  # disjoint, and nothing lost
+    assert "without the 16 golden samples" in held.source and "kept out of int8 calibration" in golden.source
+
+
+def test_too_few_calibration_samples_for_both_keep_them_all_and_say_so(tiny_project: Callable[..., Path]) -> None:
+    m = load_manifest(tiny_project(calibration={"entry": "tiny.py:samples", "samples": 24}))
+    cal = load_samples(m.calibration, m, "calibration")
+    held, warning = calibration_without_golden(m, cal)
+    assert held is cal and warning is not None
+    assert f"fewer than {MIN_HELD_OUT_CALIBRATION} would be left" in warning
+    assert f"calibration.samples >= {16 + MIN_HELD_OUT_CALIBRATION}" in warning
 
 
 def test_npz_file(tiny_project: Callable[..., Path], tmp_path: Path) -> None:
