@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from collections.abc import Callable
+from typing import Any
 
 import onnx
 
@@ -60,14 +62,41 @@ def structural_order(graph: onnx.GraphProto) -> None:
             keys[i] = h.hexdigest()
         return keys[i]
 
-    deps = [{producer[x] for x in set(n.input) | {y for s in subgraphs(n) for b in s.node for y in b.input}
+    order, _ = kahn(dependencies(graph), key)
+    if len(order) == len(graph.node):  # else not a DAG: left for the checker to name
+        reorder(graph, order)
+
+
+def _defined(graph: onnx.GraphProto) -> set[str]:
+    return ({i.name for i in graph.input} | {i.name for i in graph.initializer} |
+            {s.values.name for s in graph.sparse_initializer} | {o for n in graph.node for o in n.output})
+
+
+def outer_reads(graph: onnx.GraphProto) -> set[str]:
+    """Names a subgraph (and the subgraphs inside it) reads from the scopes around it."""
+    used = {name for n in graph.node for name in n.input}
+    for n in graph.node:
+        for sub in subgraphs(n):
+            used |= outer_reads(sub)
+    return used - _defined(graph) - {""}
+
+
+def dependencies(graph: onnx.GraphProto) -> list[set[int]]:
+    """Per node, the nodes of this graph whose outputs it (or a subgraph of it) reads."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    return [{producer[x] for x in set(n.input) | {y for s in subgraphs(n) for y in outer_reads(s)}
              if x in producer and producer[x] != i} for i, n in enumerate(graph.node)]
+
+
+def kahn(deps: list[set[int]], priority: Callable[[int], Any]) -> tuple[list[int], list[int]]:
+    """A topological order of the nodes (the ready node of lowest ``priority`` first), and the
+    nodes left waiting (a cycle) when there is none."""
     users: dict[int, list[int]] = {}
     for i, ds in enumerate(deps):
         for d in ds:
             users.setdefault(d, []).append(i)
     waiting = [len(ds) for ds in deps]
-    ready = [(key(i), i) for i, w in enumerate(waiting) if w == 0]
+    ready = [(priority(i), i) for i, w in enumerate(waiting) if w == 0]
     heapq.heapify(ready)
     order: list[int] = []
     while ready:
@@ -76,9 +105,12 @@ def structural_order(graph: onnx.GraphProto) -> None:
         for u in users.get(i, ()):
             waiting[u] -= 1
             if waiting[u] == 0:
-                heapq.heappush(ready, (key(u), u))
-    if len(order) != len(graph.node):
-        return  # not a DAG: leave it for the checker to name
+                heapq.heappush(ready, (priority(u), u))
+    return order, [i for i, w in enumerate(waiting) if w]
+
+
+def reorder(graph: onnx.GraphProto, order: list[int]) -> None:
+    """Put ``graph``'s nodes in ``order`` (indices into the current list), in place."""
     nodes = []
     for i in order:
         copy = onnx.NodeProto()

@@ -169,11 +169,11 @@ requirements: [numpy==2.2.6, onnxruntime==1.22.1]
 """
 
 
-def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> None:
-    from packager import build
-    (tmp_path / "net.py").write_text(SOFTMAX_MODEL)
-    target = write_yaml(tmp_path / "mixed-x86.yaml", TARGET)
-    manifest = write_yaml(tmp_path / "net.yaml", f"""\
+def _project(folder: Path) -> Path:
+    """The softmax model, its target and its manifest in ``folder``; the manifest's path."""
+    (folder / "net.py").write_text(SOFTMAX_MODEL)
+    target = write_yaml(folder / "mixed-x86.yaml", TARGET)
+    return write_yaml(folder / "net.yaml", f"""\
         name: net
         source: {{framework: torch, entry: net.py:build}}
         inputs: [{{name: image, dtype: float32, shape: [batch, 3, 32, 32]}}]
@@ -182,6 +182,11 @@ def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> Non
         golden: {{samples: 16}}
         targets: [{target}]
         """)
+
+
+def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> None:
+    from packager import build
+    manifest = _project(tmp_path)
     result = build(manifest, tmp_path / "out")
     [t] = result.targets
     cands = {c.id: c for c in t.candidates}
@@ -208,17 +213,7 @@ def test_edgepack_debug_prints_the_table_and_json(tmp_path: Path) -> None:
     import sys
 
     from ...conftest import REPO
-    (tmp_path / "net.py").write_text(SOFTMAX_MODEL)
-    target = write_yaml(tmp_path / "mixed-x86.yaml", TARGET)
-    write_yaml(tmp_path / "net.yaml", f"""\
-        name: net
-        source: {{framework: torch, entry: net.py:build}}
-        inputs: [{{name: image, dtype: float32, shape: [batch, 3, 32, 32]}}]
-        outputs: [probs]
-        calibration: {{entry: net.py:samples, samples: 64}}
-        golden: {{samples: 16}}
-        targets: [{target}]
-        """)
+    _project(tmp_path)
 
     def debug(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "packager", "debug", "net.yaml", *args, "-q",
