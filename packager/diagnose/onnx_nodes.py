@@ -69,7 +69,21 @@ def _run(model: bytes, names: Sequence[str], feeds: Sequence[dict[str, np.ndarra
     sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     wanted = [n for n in names if n in {o.name for o in sess.get_outputs()}]
     runs = [sess.run(wanted, feed) for feed in feeds]
-    return {n: np.concatenate([np.asarray(r[i], dtype=np.float64).ravel() for r in runs]) for i, n in enumerate(wanted)}
+    return {n: np.concatenate([np.asarray(r[i], dtype=np.float32).ravel() for r in runs]) for i, n in enumerate(wanted)}
+
+
+def _first(feeds: Sequence[dict[str, np.ndarray]], rows: int) -> list[dict[str, np.ndarray]]:
+    """The first ``rows`` samples of ``feeds``: every intermediate tensor of the model is kept for
+    them (twice), so a large model on many samples would not fit in memory."""
+    taken: list[dict[str, np.ndarray]] = []
+    left = rows
+    for feed in feeds:
+        if left <= 0:
+            break
+        n = len(next(iter(feed.values())))
+        taken.append({k: v[:left] for k, v in feed.items()} if n > left else dict(feed))
+        left -= min(n, left)
+    return taken
 
 
 def _dequantized(qdq: onnx.ModelProto) -> dict[str, str]:
@@ -85,6 +99,7 @@ def _dequantized(qdq: onnx.ModelProto) -> dict[str, str]:
 
 
 def _snr(ref: np.ndarray, got: np.ndarray) -> float:
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
     noise = float(np.linalg.norm(ref - got))
     if noise == 0.0:
         return SNR_CAP_DB
@@ -92,15 +107,21 @@ def _snr(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
+    ref, got = ref.astype(np.float64), got.astype(np.float64)
     a, b = float(np.linalg.norm(ref)), float(np.linalg.norm(got))
     if a == 0.0 or b == 0.0:
         return 1.0 if a == b else 0.0  # both zero: the same; one zero: nothing in common
     return float(np.dot(ref, got) / (a * b))
 
 
+MAX_SAMPLES = 8  # samples the table is computed on (the first of the feeds)
+
+
 def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
-             feeds: Sequence[dict[str, np.ndarray]]) -> list[NodeError]:
-    """Every float output of the float model's nodes, compared on ``feeds``, in graph order."""
+             feeds: Sequence[dict[str, np.ndarray]], *, max_samples: int = MAX_SAMPLES) -> list[NodeError]:
+    """Every float output of the float model's nodes, compared on the first ``max_samples`` of
+    ``feeds``, in graph order."""
+    feeds = _first(feeds, max_samples)
     tensors = _float_tensors(float_model)
     stands_for = _dequantized(qdq_model)
     in_qdq = {out for n in qdq_model.graph.node for out in n.output}
