@@ -13,19 +13,23 @@ EAGER_SUFFIX = " with eager attention"
 
 
 def eager_attention(module: Any) -> Callable[[], contextlib.AbstractContextManager[None]] | None:
-    """A context that switches a transformers model from SDPA to eager attention and back, or
-    None when the model is not one (or already eager)."""
-    config = getattr(module, "config", None)
-    impl = getattr(config, "_attn_implementation", None)
-    setter = getattr(module, "set_attn_implementation", None)
-    if impl != "sdpa" or not callable(setter):
+    """A context that switches the transformers models in ``module`` (the module itself, or one it
+    wraps, as a user's wrapper that returns ``.logits`` does) from SDPA to eager attention and back,
+    or None when there is none (or it is eager already)."""
+    found = [m for m in ([module, *module.modules()] if callable(getattr(module, "modules", None)) else [module])
+             if getattr(getattr(m, "config", None), "_attn_implementation", None) == "sdpa"
+             and callable(getattr(m, "set_attn_implementation", None))]
+    if not found:
         return None
 
     @contextlib.contextmanager
     def swap() -> Iterator[None]:
-        setter("eager")
+        for m in found:
+            m.set_attn_implementation("eager")
         try:
             yield
         finally:
-            setter(impl)  # the source model is used after the export: leave it as it was
+            for m in reversed(found):  # the source model is used after the export: leave it as it was
+                m.set_attn_implementation("sdpa")
+
     return swap

@@ -60,3 +60,29 @@ def test_eager_attention_is_one_more_judged_export_and_is_undone(tmp_path: Path)
     ops = {n.op_type for n in result.model.graph.node}
     assert "IsNaN" not in ops  # the SDPA export's guard after Softmax is not in the eager graph
     assert eager_attention(torch_to_onnx) is None  # not a transformers model
+
+
+def test_a_wrapped_transformers_model_gets_the_eager_export_too(tmp_path: Path) -> None:
+    """Users wrap a transformers model to return a tensor (``.logits``); the wrapper has no config,
+    the model inside has."""
+    import torch
+    namespace: dict = {}
+    exec(BERT, namespace)
+    inner = namespace["build"]()
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = inner
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return self.model(input_ids)[0]
+
+    wrapper = Logits().eval()
+    swap = eager_attention(wrapper)
+    assert swap is not None and inner.config._attn_implementation == "sdpa"
+    with swap():
+        assert inner.config._attn_implementation == "eager"
+        assert all(m.config._attn_implementation == "eager" for m in inner.modules() if hasattr(m, "config"))
+    assert inner.config._attn_implementation == "sdpa"
+    assert eager_attention(torch.nn.Linear(2, 2)) is None  # no transformers model inside
