@@ -1,9 +1,11 @@
 """A build, scheduled: one manifest -> one verified bundle per target.
 
-The inputs are loaded once (or restored from their record), each route's steps (``packager.steps``)
-run once per key, here or in worker processes (``pool``), every artifact is checked on this host
-(``checks``), the per-target ``policy`` picks the candidates, ``document`` assembles bundle.json as
-the runtime's typed ``Bundle`` and ``output`` writes it; ``reports`` writes the build's own report.
+The inputs are loaded once (or restored from their record), each candidate's route is chosen
+(``routing``, with its fallback) and its steps (``packager.steps``) run once per key (``chain``),
+here or in worker processes (``pool``), every artifact is checked on this host (``checks``; an
+int8 ONNX one that misses parity is ``explain``-ed node by node), the per-target ``policy`` picks
+the candidates, ``document`` assembles bundle.json as the runtime's typed ``Bundle`` and
+``output`` writes it; ``reports`` writes the build's own report.
 """
 from __future__ import annotations
 
