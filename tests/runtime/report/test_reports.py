@@ -239,7 +239,9 @@ def test_build_report_in_chromium(build_doc: dict[str, Any], tmp_path: Path) -> 
     x86 = dom.one("section", data_target="x86-cpu")
     int8 = x86.one("section", data_candidate="onnx-int8-static-pc")
     assert "DROPPED" in int8.one("h3").text()
-    assert "FAIL" in int8.one("h4").text()
+    parity_h4, explained_h4 = int8.find_all("h4")
+    assert "FAIL" in parity_h4.text()
+    assert "where the error starts" in explained_h4.text()  # the per-node table of the failed int8
     assert "fell back to onnx-fp32" in int8.text()
     fallback_rows = [tr.text() for tr in x86.find_all("tr") if "fell back" not in tr.text()
                      and "onnx-int8-static-pc" in tr.text() and "parity failed" in tr.text()]
