@@ -149,6 +149,15 @@ def tiny_project(tmp_path: Path) -> Callable[..., Path]:
     return lambda **overrides: tiny_manifest(tmp_path, **overrides)
 
 
+def readme_section(title: str) -> str:
+    """The text of README.md's ``## title`` section, up to the next ``## `` heading, stripped."""
+    import re
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert m, f"README.md has no '## {title}' section"
+    return m[1].strip()
+
+
 def write_yaml(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text))
     return path

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from types import ModuleType
 
 import pytest
 
-from .conftest import REPO
+from .conftest import REPO, readme_section
 
 RESULTS = REPO / "benchmarks" / "results.json"
 FIX = "run `make bench`, then `python benchmarks/readme_table.py --write README.md`"
@@ -33,10 +32,7 @@ def results() -> dict:
 
 
 def benchmarks_section() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    m = re.search(r"^## Benchmarks\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert m, "README.md has no '## Benchmarks' section"
-    return m[1].strip()
+    return readme_section("Benchmarks")
 
 
 def test_section_is_rendered_from_the_committed_results(results: dict) -> None:

@@ -7,14 +7,13 @@ After ``make zoo``: ``python zoo/readme_table.py --write README.md``.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
 
 from zoo import readme_table, scoreboard
 
-from .conftest import REPO
+from .conftest import REPO, readme_section
 
 RESULTS = REPO / "zoo" / "results.json"
 FIX = "run `make zoo`, then `python zoo/readme_table.py --write README.md`"
@@ -27,10 +26,7 @@ def results() -> dict[str, Any]:
 
 
 def coverage_section() -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    m = re.search(r"^## Model coverage\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert m, "README.md has no '## Model coverage' section"
-    return m[1].strip()
+    return readme_section("Model coverage")
 
 
 def test_section_is_rendered_from_the_committed_results(results: dict[str, Any]) -> None:

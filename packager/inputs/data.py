@@ -230,14 +230,21 @@ def _random_samples(manifest: Manifest, spec: DataSpec, batched: bool) -> Sample
 MIN_HELD_OUT_CALIBRATION = 16  # calibration samples left after the golden ones are taken out
 
 
+def _golden_rows(manifest: Manifest, calibration: SampleSet) -> np.ndarray:
+    """The calibration rows drawn as golden inputs (sorted): one rule for the draw and for leaving
+    them out of int8 calibration, so the two sets cannot overlap by drift."""
+    n = min(manifest.golden.samples, len(calibration))
+    return np.sort(np.random.default_rng(manifest.golden.seed).choice(len(calibration), size=n, replace=False))
+
+
 def golden_samples(manifest: Manifest, calibration: SampleSet | None) -> SampleSet:
     """Golden inputs: the manifest's own golden data, or a seeded draw from the calibration data."""
     spec = manifest.golden
     if not manifest.golden_from_calibration:
         return load_samples(spec, manifest, "golden")
     assert calibration is not None
-    n = min(spec.samples, len(calibration))
-    idx = np.sort(np.random.default_rng(spec.seed).choice(len(calibration), size=n, replace=False))
+    idx = _golden_rows(manifest, calibration)
+    n = len(idx)
     picked = calibration.take(idx)
     apart = ", kept out of int8 calibration" if len(calibration) - n >= MIN_HELD_OUT_CALIBRATION else ""
     return SampleSet(picked.arrays, picked.batched, f"{n} samples drawn from calibration data "
@@ -251,8 +258,8 @@ def calibration_without_golden(manifest: Manifest,
     and a warning saying so."""
     if calibration is None or not manifest.golden_from_calibration:
         return calibration, None
-    n = min(manifest.golden.samples, len(calibration))
-    idx = np.random.default_rng(manifest.golden.seed).choice(len(calibration), size=n, replace=False)
+    idx = _golden_rows(manifest, calibration)
+    n = len(idx)
     rest = np.setdiff1d(np.arange(len(calibration)), idx)
     if len(rest) < MIN_HELD_OUT_CALIBRATION:
         return calibration, (

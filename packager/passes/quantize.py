@@ -122,9 +122,10 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
                 tensors_data = calibrator.compute_data()
                 del calibrator
                 wide = wide_tensors(calibrated_ranges(tensors_data))
-                kept = [n.name for n in nodes_touching(model, wide)]
-                if kept:
-                    notes.append(describe(nodes_touching(model, wide), wide))
+                touching = nodes_touching(model, wide)
+                kept = [n.name for n in touching]
+                if touching:
+                    notes.append(describe(touching, wide))
                 # onnxruntime >= 1.26 takes the ranges just computed; older ones calibrate again (same data)
                 reuse: dict[str, Any] = {}
                 if "calibration_cache_path" in inspect.signature(quantize_static).parameters:
@@ -132,12 +133,11 @@ def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str,
                     save_tensors_data(tensors_data, ranges)
                     reuse = {"calibration_cache_path": str(ranges)}
 
-                def quantize(exclude: list[str]) -> onnx.ModelProto:
-                    with _quiet():
-                        quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
-                                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                        per_channel=q.per_channel, calibrate_method=methods[q.calibration_method],
-                                        nodes_to_exclude=list(exclude), **reuse)
+                def quantize(exclude: list[str]) -> onnx.ModelProto:  # called inside the _quiet() above
+                    quantize_static(str(src), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
+                                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                    per_channel=q.per_channel, calibrate_method=methods[q.calibration_method],
+                                    nodes_to_exclude=list(exclude), **reuse)
                     return onnx.load(str(dst))
 
                 if repair is None:
