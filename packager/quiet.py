@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def quiet(*loggers: str) -> Iterator[None]:
-    """Silence fd 2, stdout, warnings and the named Python loggers (below ERROR) for a block.
+    """Silence fd 2, sys.stdout/stderr (progress bars), warnings and the named Python loggers (below ERROR) for a block.
 
     Our own errors are raised as exceptions and printed after the block, so nothing is lost.
     """
@@ -21,7 +21,7 @@ def quiet(*loggers: str) -> Iterator[None]:
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull, warnings.catch_warnings(), \
-                contextlib.redirect_stdout(io.StringIO()):
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             os.dup2(devnull.fileno(), 2)
             warnings.simplefilter("ignore")
             yield

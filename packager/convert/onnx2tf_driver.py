@@ -23,8 +23,7 @@ from typing import Any
 
 # onnx2tf's output files by kind (<model stem><suffix>)
 SUFFIXES = {"float32": "_float32.tflite", "float16": "_float16.tflite",
-            "dynamic_range": "_dynamic_range_quant.tflite", "integer": "_integer_quant.tflite",
-            "full_integer": "_full_integer_quant.tflite"}
+            "dynamic_range": "_dynamic_range_quant.tflite"}
 MIN_FP16_ELEMENTS = 16  # smaller float constants (scalars, tiny vectors) stay float32
 
 
@@ -79,14 +78,11 @@ def convert(job: dict[str, Any]) -> dict[str, Any]:
     builder.clone_model_ir_with_float16 = fp16_weights
     kinds = list(job["kinds"])
     out = Path(job["out"])
-    calibration = [[name, path, 0.0, 1.0] for name, path in job.get("calibration") or []]
     onnx2tf.convert(
         input_onnx_file_path=job["model"], output_folder_path=str(out),
         keep_ncw_or_nchw_or_ncdhw_input_names=list(job["inputs"]) or None,
         output_dynamic_range_quantized_tflite="dynamic_range" in kinds,
-        output_integer_quantized_tflite=bool({"integer", "full_integer"} & set(kinds)),
-        quant_type=job.get("quant_type", "per-channel"), input_quant_dtype="int8", output_quant_dtype="int8",
-        custom_input_op_name_np_data_path=calibration or None, non_verbose=True)
+        quant_type=job.get("quant_type", "per-channel"), non_verbose=True)
     stem = Path(job["model"]).stem
     files: dict[str, Any] = {}
     for kind in kinds:

@@ -9,8 +9,9 @@ integer quantization needs static shapes, and a static graph needs none of the s
 a symbolic batch adds): the runtime feeds larger batches one sample at a time (``static_batch``).
 
 Precisions: fp32; fp16 (float16 weights, float32 compute and I/O: see onnx2tf_driver); int8
-dynamic (int8 weights, per-tensor); int8 static with float or int8 I/O, calibrated by onnx2tf on
-the manifest's calibration samples (passed as .npy files), min/max ranges only. Whether a
+dynamic (int8 weights, per-tensor); int8 static with float or int8 I/O: onnx2tf's float32 model,
+quantized by ai-edge-quantizer (tflite_quantize) calibrated on the manifest's calibration samples
+(global min/max ranges), with every symbolic input axis fixed to the samples' length. Whether a
 converted model is right is the parity check's call: onnx2tf gets some models wrong.
 
 What cannot be had is an UnsupportedError with the reason (no Python >= 3.12, onnx2tf's own
@@ -35,7 +36,7 @@ import numpy as np
 from ..errors import UnsupportedError
 from . import TFLiteArtifact
 from .converter_env import ONNX2TF, ConverterEnv, ensure
-from .tflite_io import with_io_dtypes
+from .tflite_io import edge_dtypes, with_io_dtypes
 
 if TYPE_CHECKING:
     import onnx
@@ -48,13 +49,13 @@ CONVERT_TIMEOUT_S = 1800
 WHERE = "tflite (onnx2tf)"
 HINT = "use onnx candidates for this model, or give the original PyTorch/TensorFlow model as the source"
 
-# the onnx2tf file each candidate takes, by precision (int8 static by its I/O)
-KIND = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic_range", "int8-static": "integer",
-        "int8-static-int8io": "full_integer"}
+# the onnx2tf file each candidate takes, by precision (int8 static: the float32 one, then quantized)
+KIND = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic_range", "int8-static": "float32",
+        "int8-static-int8io": "float32"}
 
-# one onnx2tf run makes every file of its options: fp32 and fp16 come from one run, both int8
-# static I/O kinds from another. Runs are kept for this process, for the last model converted:
-# model hash -> run key (options, calibration) -> the run's result
+# one onnx2tf run makes every file of its options: fp32 and fp16 come from one run (and the float
+# model int8 static quantizes, when no input axis had to be fixed). Runs are kept for this
+# process, for the last model converted: model hash -> run key (options) -> the run's result
 _RUNS: dict[str, dict[str, dict[str, Any]]] = {}
 
 
@@ -70,7 +71,7 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
     kind = KIND[column]
     notes: list[str] = []
     options: dict[str, Any] = {}
-    samples = None
+    rows = None
     if column == "int8-dynamic":
         options["quant_type"] = "per-tensor"
         if quantization and quantization.per_channel:
@@ -78,19 +79,31 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                          "convolutions do not load in LiteRT (quantized_dimension)")
     elif precision == "int8":
         assert quantization is not None
-        options["quant_type"] = "per-channel" if quantization.per_channel else "per-tensor"
-        samples = _calibration_rows(model, quantization, calibration, calibration_batched)
+        rows = _calibration_rows(quantization, calibration, calibration_batched)
+        from .tflite_quantize import quantizer_version
+        quantizer_version()
     _host_can_check()
     env = ensure(ONNX2TF, on_create=on_create)
     fixed, static_batch = fix_batch(model)
-    run = _run_once(env, fixed, kind, options, samples)
+    static_axes: dict[str, dict[str, int]] = {}
+    if rows is not None:
+        fixed, static_axes = fix_axes(fixed, rows[0])
+    run = _run_once(env, fixed, kind, options)
     got = run["files"].get(kind) or {"error": f"onnx2tf made no {kind} model"}
     if "error" in got:
         raise UnsupportedError(f"onnx2tf could not make this model's {column} TFLite: {got['error']}",
                                where=WHERE, hint=HINT)
+    data = got["data"]
+    inputs = match_names([s.name for s in manifest.inputs], got["inputs"], "inputs")
+    if rows is not None:
+        assert quantization is not None
+        from .tflite_quantize import quantize_static
+        data = quantize_static(data, _feeds(data, rows, inputs), per_channel=quantization.per_channel,
+                               int8_io=io == "int8")
+        got = {**got, "outputs": _signature_names(data)[1]}
     # the base model's names are the manifest's (the ONNX candidates are fed by them)
-    io_map, dtype_notes = with_io_dtypes(got["data"], {
-        "inputs": match_names([s.name for s in manifest.inputs], got["inputs"], "inputs"),
+    io_map, dtype_notes = with_io_dtypes(data, {
+        "inputs": inputs,
         "outputs": match_names([o.name for o in manifest.outputs], got["outputs"], "outputs")}, manifest)
     details: dict[str, Any] = {
         "converter": f"onnx2tf {run['onnx2tf']} (own Python {run['python']} environment)",
@@ -101,56 +114,81 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
         details["static_batch"] = 1
         notes.append("converted for a batch of 1 (the ONNX batch dim is symbolic; onnx2tf's quantization needs "
                      "static shapes): the runtime runs a larger batch one sample at a time")
+    if static_axes:
+        details["static_axes"] = static_axes
+        notes.append("compiled for fixed " + ", ".join(f"{n} axis {a} = {length}" for n, axes in static_axes.items()
+                                                        for a, length in axes.items())
+                     + " (the calibration samples' length; int8 ranges are calibrated for it): the runtime "
+                       "refuses other lengths for this candidate; the ONNX candidates keep those axes dynamic")
     if precision == "fp16":
         details["weights"] = "float16 (dequantized to float32 at load)"
         notes.append("float16 weights with float32 compute and I/O, as TFLiteConverter makes them: onnx2tf's own "
                      "float16 model computes in float16 end to end, with float16 inputs and outputs")
     elif column == "int8-dynamic":
         details["weights"] = "int8 (dynamic range, per tensor)"
-    elif samples is not None:
-        details.update(weights="int8", activations="int8", quantization=options["quant_type"],
-                       calibration_samples=len(next(iter(samples.values()))), calibration_method="minmax")
-        if kind == "full_integer":
+    elif rows is not None:
+        assert quantization is not None
+        from .tflite_quantize import quantizer_version
+        details.update(converter=f"{details['converter']}, float32; int8 by ai-edge-quantizer {quantizer_version()}",
+                       weights="int8 (" + ("per channel; " if quantization.per_channel else "") +
+                       "BATCH_MATMUL per tensor)", activations="int8 where LiteRT has an int8 kernel, else float",
+                       quantization="per-channel" if quantization.per_channel else "per-tensor",
+                       calibration_samples=len(rows), calibration_method="minmax")
+        if io == "int8":
             details["io"] = "int8 (quantized by the runtime)"
         if random_data:
             notes.append("calibrated on RANDOM data (manifest asked for random: true)")
-    return TFLiteArtifact(data=got["data"], io_map=io_map, details=details, notes=notes + dtype_notes)
+    return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
 
 
-def _run_once(env: ConverterEnv, model: onnx.ModelProto, kind: str, options: dict[str, Any],
-              samples: dict[str, np.ndarray] | None) -> dict[str, Any]:
-    """The onnx2tf run that makes ``kind``, made once per model, options and calibration data."""
+def _run_once(env: ConverterEnv, model: onnx.ModelProto, kind: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The onnx2tf run that makes ``kind``, made once per model and options."""
     from ..onnx_utils import serialize
     data = serialize(model)
     model_key = hashlib.sha256(data).hexdigest()
-    run_key = json.dumps(options, sort_keys=True) + (_arrays_key(samples) if samples is not None else "")
+    run_key = json.dumps(options, sort_keys=True)
     for other in [k for k in _RUNS if k != model_key]:
         del _RUNS[other]
     runs = _RUNS.setdefault(model_key, {})
     if run_key not in runs:
-        kinds = ["float32", "float16"] if kind in ("float32", "float16") else \
-            ["integer", "full_integer"] if samples is not None else [kind]
-        runs[run_key] = run_onnx2tf(env, data, [i.name for i in model.graph.input], kinds, options, samples)
+        kinds = ["float32", "float16"] if kind in ("float32", "float16") else [kind]
+        runs[run_key] = run_onnx2tf(env, data, [i.name for i in model.graph.input], kinds, options)
     return runs[run_key]
 
 
-def _calibration_rows(model: onnx.ModelProto, quantization: Quantization,
-                      calibration: dict[str, np.ndarray] | None, batched: bool) -> dict[str, np.ndarray]:
-    """The calibration samples as onnx2tf reads them, or what its integer quantization cannot do,
-    refused before the long steps."""
+def _calibration_rows(quantization: Quantization, calibration: dict[str, np.ndarray] | None,
+                      batched: bool) -> list[dict[str, np.ndarray]]:
+    """The calibration samples as feeds of one model batch each (manifest names), or what int8
+    static cannot do here, refused before the long steps."""
     if quantization.calibration_method != "minmax":
-        raise UnsupportedError(f"onnx2tf calibrates int8 with min/max ranges only, not "
+        raise UnsupportedError(f"TFLite int8 of an ONNX model is calibrated with min/max ranges only, not "
                                f"{quantization.calibration_method}", where=WHERE,
                                hint="use calibration_method: minmax for TFLite candidates of ONNX models")
     if not calibration:
         raise UnsupportedError("full int8 TFLite needs calibration data", where=WHERE,
                                hint="add calibration: to the manifest")
-    from onnx import TensorProto
-    ints = [i.name for i in model.graph.input if i.type.tensor_type.elem_type != TensorProto.FLOAT]
-    if ints:
-        raise UnsupportedError(f"onnx2tf's int8 calibration takes float32 inputs only ({', '.join(ints)} is not)",
-                               where=WHERE, hint="use int8 dynamic or an onnx int8 candidate for this model")
-    return {name: _rows(array, batched) for name, array in calibration.items()}
+    count = len(next(iter(calibration.values())))
+    # batched: axis 0 is the symbolic batch (fixed to 1 for conversion); else each row is one feed
+    return [{name: np.ascontiguousarray(array[i:i + 1] if batched else array[i]) for name, array in
+             calibration.items()} for i in range(count)]
+
+
+def _feeds(data: bytes, rows: list[dict[str, np.ndarray]], names: dict[str, str]) -> list[dict[str, np.ndarray]]:
+    """``rows`` by the float TFLite model's signature names and input dtypes (token ids may be
+    int32 there: converted with a range check, never wrapped)."""
+    from runtime.errors import RuntimeBundleError
+    from runtime.iocast import cast_checked
+    dtypes = edge_dtypes(data)[0]
+    try:
+        return [{names[name]: cast_checked(array, np.dtype(dtypes[names[name]]), f"calibration input {name!r}")
+                 for name, array in row.items()} for row in rows]
+    except RuntimeBundleError as exc:
+        raise UnsupportedError(exc.message, where=WHERE, hint=exc.hint) from None
+
+
+def _signature_names(data: bytes) -> tuple[list[str], list[str]]:
+    ins, outs = edge_dtypes(data)
+    return list(ins), list(outs)
 
 
 def _host_can_check() -> None:
@@ -163,24 +201,6 @@ def _host_can_check() -> None:
         raise UnsupportedError(f"the build checks every TFLite artifact on this machine, and no TFLite "
                                f"interpreter is installed here ({why})", where=WHERE,
                                hint="pip install ai-edge-litert (or edgepack[tensorflow])")
-
-
-def _rows(array: np.ndarray, batched: bool) -> np.ndarray:
-    """Calibration samples as [n, *input shape without batch]: onnx2tf feeds them one at a time."""
-    if batched:
-        return np.ascontiguousarray(array)
-    if array.ndim >= 2 and array.shape[1] == 1:  # stacked feeds of a fixed batch of one
-        return np.ascontiguousarray(array.reshape(-1, *array.shape[2:]))
-    raise UnsupportedError(f"onnx2tf calibrates a batch of one sample at a time; this model's batch is fixed "
-                           f"to {array.shape[1] if array.ndim >= 2 else '?'}", where=WHERE,
-                           hint="give the model a symbolic batch dim, or use onnx int8 candidates")
-
-
-def _arrays_key(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        h.update(f"{name}|{arrays[name].dtype}|{arrays[name].shape}|".encode() + arrays[name].tobytes())
-    return h.hexdigest()
 
 
 def fix_batch(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
@@ -198,19 +218,37 @@ def fix_batch(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     return fixed, changed
 
 
-def run_onnx2tf(env: ConverterEnv, model: bytes, inputs: list[str], kinds: list[str], options: dict[str, Any],
-                calibration: dict[str, np.ndarray] | None) -> dict[str, Any]:
+def fix_axes(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict[str, dict[str, int]]]:
+    """A copy with every other symbolic axis of the graph inputs set to ``feed``'s length there,
+    shapes re-inferred (the calibrated int8 ranges hold for that length), and the axes fixed."""
+    import onnx
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    axes: dict[str, dict[str, int]] = {}
+    for value in fixed.graph.input:
+        if value.name not in feed:
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if axis > 0 and not dim.HasField("dim_value") and axis < feed[value.name].ndim:
+                dim.Clear()
+                dim.dim_value = int(feed[value.name].shape[axis])
+                axes.setdefault(value.name, {})[str(axis)] = dim.dim_value
+    if not axes:
+        return fixed, {}
+    for value in fixed.graph.value_info:  # inferred again from the fixed inputs
+        value.type.tensor_type.ClearField("shape")
+    return onnx.shape_inference.infer_shapes(fixed), axes
+
+
+def run_onnx2tf(env: ConverterEnv, model: bytes, inputs: list[str], kinds: list[str],
+                options: dict[str, Any]) -> dict[str, Any]:
     """One onnx2tf run through the driver: the files' bytes and names per kind, or UnsupportedError
     with onnx2tf's reason."""
     with tempfile.TemporaryDirectory(prefix="edgepack-onnx2tf-") as tmp:
         folder = Path(tmp)
         (folder / "model.onnx").write_bytes(model)
-        cal = []
-        for i, (name, array) in enumerate((calibration or {}).items()):
-            np.save(folder / f"calibration_{i}.npy", array.astype(np.float32), allow_pickle=False)
-            cal.append([name, str(folder / f"calibration_{i}.npy")])
         job = {"model": str(folder / "model.onnx"), "out": str(folder / "out"), "result": str(folder / "result.json"),
-               "inputs": inputs, "kinds": kinds, "calibration": cal, **options}
+               "inputs": inputs, "kinds": kinds, **options}
         (folder / "job.json").write_text(json.dumps(job), encoding="utf-8")
         # -I: neither PYTHONPATH nor the driver's folder on sys.path (packager/convert is no package there);
         # CPU only: conversion needs no GPU, and TensorFlow would take one's memory

@@ -171,13 +171,15 @@ class TorchToTflite(ArtifactStep):
 
 class OnnxToTflite(ArtifactStep):
     """The base ONNX model -> TFLite with onnx2tf, run as a subprocess in its own Python >= 3.12
-    environment (created once: packager.convert.converter_env); int8 static calibrated on the
-    calibration data."""
+    environment (created once: packager.convert.converter_env); int8 static: onnx2tf's float
+    model quantized by ai-edge-quantizer, calibrated on the calibration data."""
 
     name: ClassVar[StepName] = "tflite"
     requires: ClassVar[Kind] = "onnx"
     reads = frozenset({"calibration"})
-    tools = ("onnx",)  # serializes the model handed over; onnx2tf's own pin is in config
+    # onnx serializes the model handed over (onnx2tf's own pin is in config); ai-edge-quantizer
+    # quantizes int8 static here
+    tools = ("onnx", "ai-edge-quantizer", "ai-edge-litert")
     parallel = False  # a subprocess already; its first run creates the environment (a progress line)
 
     def config(self, manifest: Manifest, spec: CandidateSpec, target: Target) -> dict[str, Any]:
@@ -195,7 +197,8 @@ class OnnxToTflite(ArtifactStep):
                                 calibration_batched=cal.batched if cal else True, random_data=bool(cal and cal.random),
                                 on_create=announced(ctx.progress))
         extras: dict[str, Any] = {"io_map": result.io_map}
-        if "static_batch" in result.details:
-            extras["static_batch"] = result.details["static_batch"]
+        for key in ("static_batch", "static_axes"):
+            if key in result.details:
+                extras[key] = result.details[key]
         return Made(result.data, ".tflite", "tflite", result.details, result.notes, extras,
                     result.details["converter"])

@@ -62,19 +62,37 @@ def conv_net(*, pool: bool = False, output: str = "scores") -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
-def token_net() -> onnx.ModelProto:
-    """ids int64 [batch, 6] -> embedding, mean, linear -> scores [batch, 3] and their argmax (int64)."""
+def wide_softmax_net(classes: int = 1000) -> onnx.ModelProto:
+    """conv_net's features -> an untrained ``classes``-way linear layer -> softmax ``probs``: near
+    uniform probabilities (about 1/classes each), which int8 rounds to zero."""
+    base = conv_net()
+    rng = np.random.default_rng(4)
+    graph = base.graph
+    graph.node[-1].output[0] = "logits"
+    graph.initializer.append(_init("wc", rng.normal(0, 0.02, (classes, 5))))
+    graph.initializer.append(_init("bc", np.zeros(classes)))
+    graph.node.extend([helper.make_node("Gemm", ["logits", "wc", "bc"], ["z"], transB=1),
+                       helper.make_node("Softmax", ["z"], ["probs"], axis=1)])
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes]))
+    return base
+
+
+def token_net(seq: int | str = 6, label: bool = True) -> onnx.ModelProto:
+    """ids int64 [batch, seq] -> embedding, mean, linear -> scores [batch, 3] and (``label``) their
+    argmax (int64)."""
     rng = np.random.default_rng(0)
     inits = [_init("emb", rng.normal(0, 1, (50, 8))), _init("wf", rng.normal(0, 0.5, (3, 8))),
              _init("bf", rng.normal(0, 0.1, 3))]
     nodes = [helper.make_node("Gather", ["emb", "ids"], ["e"], axis=0),
              helper.make_node("ReduceMean", ["e"], ["m"], axes=[1], keepdims=0),
              helper.make_node("Gemm", ["m", "wf", "bf"], ["scores"], transB=1),
-             helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)]
+             helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)][:4 if label else 3]
     graph = helper.make_graph(nodes, "token_net", [helper.make_tensor_value_info("ids", TensorProto.INT64,
-                                                                                 ["batch", 6])],
+                                                                                 ["batch", seq])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3]),
-                               helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])], inits)
+                               helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])][:2 if label else 1],
+                              inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
