@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from ..config.manifest import Manifest
     from ..config.targets import Quantization
+    from ..passes.quantize import Repair
 
 DRIVER = Path(__file__).with_name("onnx2tf_driver.py")
 CONVERT_TIMEOUT_S = 1800
@@ -62,9 +63,12 @@ _RUNS: dict[str, dict[str, dict[str, Any]]] = {}
 def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str,
                    quantization: Quantization | None, io: str, calibration: dict[str, np.ndarray] | None = None,
                    calibration_batched: bool = True, random_data: bool = False,
-                   on_create: Callable[[str], AbstractContextManager[Any]] | None = None) -> TFLiteArtifact:
+                   on_create: Callable[[str], AbstractContextManager[Any]] | None = None,
+                   repair: Repair | None = None) -> TFLiteArtifact:
     """Convert the base ONNX model at ``precision`` (int8: ``quantization.mode``; ``io`` float/int8).
-    Every refusal and every onnx2tf failure is an UnsupportedError with the reason."""
+    With ``repair`` (int8 static, ``fallback: mixed``), the ops that add the most error stay float
+    until parity holds on its golden feeds. Every refusal and every onnx2tf failure is an
+    UnsupportedError with the reason."""
     mode = quantization.mode if quantization else None
     column = precision if precision != "int8" else f"int8-{mode}" + ("-int8io" if mode == "static" and io == "int8"
                                                                       else "")
@@ -95,16 +99,27 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                                where=WHERE, hint=HINT)
     data = got["data"]
     inputs = match_names([s.name for s in manifest.inputs], got["inputs"], "inputs")
+    # the base model's names are the manifest's (the ONNX candidates are fed by them)
+    outputs = match_names([o.name for o in manifest.outputs], got["outputs"], "outputs")
+    mixed: tuple[dict[str, Any], list[str]] | None = None
     if rows is not None:
         assert quantization is not None
-        from .tflite_quantize import quantize_static
-        data = quantize_static(data, _feeds(data, rows, inputs), per_channel=quantization.per_channel,
-                               int8_io=io == "int8")
-        got = {**got, "outputs": _signature_names(data)[1]}
-    # the base model's names are the manifest's (the ONNX candidates are fed by them)
-    io_map, dtype_notes = with_io_dtypes(data, {
-        "inputs": inputs,
-        "outputs": match_names([o.name for o in manifest.outputs], got["outputs"], "outputs")}, manifest)
+        from .tflite_quantize import quantize_static, repaired
+        float_data, feeds, per_channel = data, _feeds(data, rows, inputs), quantization.per_channel
+
+        def quantize(keep: list[str]) -> bytes:
+            return quantize_static(float_data, feeds, per_channel=per_channel, int8_io=io == "int8", keep_float=keep)
+
+        if repair is None:
+            data = quantize([])
+        else:
+            # the golden feeds are model batches: one sample at a time where the batch was symbolic
+            golden = [{k: v[i:i + 1] for k, v in feed.items()} for feed in repair.feeds
+                      for i in range(len(next(iter(feed.values()))))] if static_batch else list(repair.feeds)
+            data, record, mixed_notes = repaired(float_data, quantize, repair, _feeds(float_data, golden, inputs),
+                                                 outputs)
+            mixed = (record, mixed_notes)
+    io_map, dtype_notes = with_io_dtypes(data, {"inputs": inputs, "outputs": outputs}, manifest)
     details: dict[str, Any] = {
         "converter": f"onnx2tf {run['onnx2tf']} (own Python {run['python']} environment)",
         "backend": "flatbuffer_direct",
@@ -136,6 +151,11 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                        calibration_samples=len(rows), calibration_method="minmax")
         if io == "int8":
             details["io"] = "int8 (quantized by the runtime)"
+        if mixed is not None:
+            details["mixed"] = mixed[0]
+            notes.extend(mixed[1])
+            if mixed[0]["kept_float_added"]:
+                details["kept_float"] = list(mixed[0]["kept_float_added"])
         if random_data:
             notes.append("calibrated on RANDOM data (manifest asked for random: true)")
     return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
@@ -219,8 +239,10 @@ def fix_batch(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
 
 
 def fix_axes(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict[str, dict[str, int]]]:
-    """A copy with every other symbolic axis of the graph inputs set to ``feed``'s length there,
-    shapes re-inferred (the calibrated int8 ranges hold for that length), and the axes fixed."""
+    """A copy with every other symbolic axis of the graph inputs set to ``feed``'s length there
+    (the calibrated int8 ranges hold for that length), and the axes fixed. The copy is simplified
+    again: the shape arithmetic the symbolic axis needed folds to constants, which onnx2tf
+    otherwise lowers wrongly (a BERT's mask Reshape failed with 16 != 1 elements)."""
     import onnx
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
@@ -237,7 +259,8 @@ def fix_axes(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> tuple[onnx.
         return fixed, {}
     for value in fixed.graph.value_info:  # inferred again from the fixed inputs
         value.type.tensor_type.ClearField("shape")
-    return onnx.shape_inference.infer_shapes(fixed), axes
+    from ..passes.simplify import simplify
+    return simplify(onnx.shape_inference.infer_shapes(fixed)).model, axes
 
 
 def run_onnx2tf(env: ConverterEnv, model: bytes, inputs: list[str], kinds: list[str],

@@ -14,18 +14,25 @@ Two settings differ from ai-edge-quantizer's ``static_wi8_ai8`` recipe, both mea
 - BATCH_MATMUL weights are per tensor: per channel, they were scaled along the wrong axis (cosine
   0.15 on a ViT).
 ``keep_float`` names tensors whose producing ops stay float (mixed precision).
+
+The quantizer runs in a spawned child process: calibration and quantization run LiteRT's native
+kernels on the model, and a native abort there (seen once, on a GPT-2 whose shape arithmetic was
+not folded) would otherwise kill the whole build.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UnsupportedError
 from ..quiet import quiet
+
+if TYPE_CHECKING:
+    from ..passes.quantize import Repair
 
 WHERE = "tflite (ai-edge-quantizer)"
 
@@ -47,6 +54,24 @@ def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]]
     their scale and zero point (the runtime quantizes feeds and dequantizes results); else they
     stay float32."""
     quantizer_version()
+    samples = [dict(row) for row in rows]
+    if not samples:
+        raise UnsupportedError("int8 static quantization got no calibration samples", where=WHERE,
+                               hint="add calibration: to the manifest")
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_quantize, float_model, samples, per_channel, int8_io, tuple(keep_float)).result()
+    except BrokenProcessPool:
+        raise UnsupportedError("ai-edge-quantizer's process died (a native crash in calibration or "
+                               "quantization)", where=WHERE, hint="use an onnx int8 candidate for this model") from None
+
+
+def _quantize(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,
+              keep_float: tuple[str, ...]) -> bytes:
+    """quantize_static's work, in the child process."""
     from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe_manager
     from ai_edge_quantizer.recipe import AlgorithmName
     from ai_edge_quantizer.utils import qsv_utils
@@ -60,13 +85,9 @@ def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]]
     if not int8_io:
         for edge in (ops.INPUT, ops.OUTPUT):
             manager.add_quantization_config(regex=".*", operation_name=edge, algorithm_key=AlgorithmName.NO_QUANTIZE)
-    for name in keep_float:  # later scopes win over ".*"
-        manager.add_quantization_config(regex=f"^{re.escape(name)}$", operation_name=ops.ALL_SUPPORTED,
+    for name in keep_float:  # later scopes win over ".*"; an op's scope is "out1;out2;"
+        manager.add_quantization_config(regex=f"(^|;){re.escape(name)};", operation_name=ops.ALL_SUPPORTED,
                                         algorithm_key=AlgorithmName.NO_QUANTIZE)
-    samples = [dict(row) for row in rows]
-    if not samples:
-        raise UnsupportedError("int8 static quantization got no calibration samples", where=WHERE,
-                               hint="add calibration: to the manifest")
     try:
         with quiet("absl", "ai_edge_quantizer"):
             qt = quantizer.Quantizer(float_model)
@@ -95,3 +116,32 @@ def _signature(model: bytes) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), "no message")[:300]
+
+
+def repaired(float_model: bytes, quantize: Callable[[list[str]], bytes], repair: Repair,
+             feeds: list[dict[str, np.ndarray]], outputs: dict[str, str]) -> tuple[bytes, dict[str, Any], list[str]]:
+    """The mixed-precision search (``quantization.fallback: mixed``) on the golden ``feeds``
+    (signature names, one model batch each) against the float TFLite model's own outputs: the
+    int8 model, its ``mixed`` record and notes. ``outputs``: manifest name -> signature name."""
+    from runtime.compare import compare
+
+    from ..diagnose import search
+    from ..diagnose.tflite_tensors import localise, op_count, run
+    reference = run(float_model, feeds, outputs)
+
+    def check(model: bytes) -> Any:
+        return compare(reference, run(model, feeds, outputs), repair.tolerances, scores=repair.scores)
+
+    mixed = search(op_count(float_model), quantize, check, lambda m: localise(float_model, m, feeds))
+    record: dict[str, Any] = {"passed": mixed.passed, "kept_float_added": mixed.kept, "rounds": mixed.trace,
+                              **({"why": mixed.why, "worst": [r.to_dict() for r in mixed.worst]}
+                                 if not mixed.passed else {})}
+    if mixed.passed and mixed.kept:
+        notes = [f"mixed precision: {len(mixed.kept)} op(s) kept in float until parity held "
+                 f"({', '.join(mixed.kept)}); {len(mixed.trace)} quantization round(s)"]
+    elif mixed.passed:
+        notes = ["mixed precision: parity held with every op int8 (nothing kept in float)"]
+    else:
+        notes = [f"mixed precision did not reach parity: {mixed.why}; kept in float: "
+                 f"{', '.join(mixed.kept) or 'none'}"]
+    return mixed.model, record, notes

@@ -91,8 +91,8 @@ def token_net(seq: int | str = 6, label: bool = True) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "token_net", [helper.make_tensor_value_info("ids", TensorProto.INT64,
                                                                                  ["batch", seq])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 3]),
-                               helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])][:2 if label else 1],
-                              inits)
+                               helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])]
+                              [:2 if label else 1], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
