@@ -52,7 +52,9 @@ QUANTIZATION = Section("Quantization", "how an int8 candidate is quantized", (
           choices=CALIBRATION_METHODS),
     Field("fallback", str, "when int8 static misses parity: none (the candidate is dropped) or mixed (the "
                            "nodes that add the most error stay float, one per round, until parity holds; at "
-                           "most 10 % of the nodes; ONNX candidates)", default="none", choices=QUANT_FALLBACKS),
+                           "most 10 % of the nodes; ONNX and TFLite candidates: a TFLite int8 that misses parity "
+                           "is then made from the ONNX model by onnx2tf and ai-edge-quantizer)", default="none",
+          choices=QUANT_FALLBACKS),
 ))
 CANDIDATE = Section("Candidate", "one artifact the target asks for: format, precision and how to run it", (
     Field("id", str, "a name for the candidate (default: its variant, e.g. onnx-int8-static-pc)",
@@ -296,9 +298,10 @@ def _parse_candidate(node: Node) -> CandidateSpec:
         qnode.mapping(QUANTIZATION)
         quant = Quantization(mode=qnode.get("mode"), per_channel=qnode.get("per_channel"),
                              calibration_method=qnode.get("calibration_method"), fallback=qnode.get("fallback"))
-        if quant.fallback == "mixed" and (fmt != "onnx" or quant.mode != "static"):
-            raise qnode.fail(f"fallback: mixed applies to onnx int8 static candidates, not {fmt} int8 {quant.mode}",
-                             "fallback", hint="remove it, or use it on a format: onnx, mode: static candidate")
+        if quant.fallback == "mixed" and (fmt not in ("onnx", "tflite") or quant.mode != "static"):
+            raise qnode.fail(f"fallback: mixed applies to onnx and tflite int8 static candidates, not {fmt} int8 "
+                             f"{quant.mode}", "fallback",
+                             hint="remove it, or use it on a format: onnx or tflite, mode: static candidate")
     elif qnode is not None:
         raise node.fail(f"'quantization' only applies to int8, not {precision}", "quantization",
                         hint="remove it, or set precision: int8")

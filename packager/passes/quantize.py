@@ -170,7 +170,8 @@ def _repaired(model: onnx.ModelProto, quantize: Callable[[list[str]], onnx.Model
     def check(candidate: onnx.ModelProto) -> Any:
         return compare(reference, _outputs(candidate, names, repair.feeds), repair.tolerances, scores=repair.scores)
 
-    mixed = search(model, quantize, check, repair.feeds, start=kept)
+    from ..diagnose import localise
+    mixed = search(len(model.graph.node), quantize, check, lambda m: localise(model, m, repair.feeds), start=kept)
     added = mixed.kept[len(kept):]
     details["mixed"] = {"passed": mixed.passed, "kept_float_added": added, "rounds": mixed.trace,
                         **({"why": mixed.why, "worst": [r.to_dict() for r in mixed.worst]} if not mixed.passed

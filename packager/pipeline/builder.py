@@ -30,7 +30,7 @@ from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
 from .pool import Pending, Prebuilt, StepJob, prebuild, weight_bytes
-from .routing import made_by_fallback, refused, route_of, variant
+from .routing import made_by_fallback, mixed_retry, refused, route_of, variant
 
 if TYPE_CHECKING:
     import onnx
@@ -168,13 +168,19 @@ class Builder:
                     raise
                 made = made_by_fallback(fallback, lambda: self._model(fallback.model_steps), self.inputs, spec,
                                         target, exc, self.warnings)
-            self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
-                                       "notes": made.notes, "extras": made.extras, "converter": made.converter},
-                                      {"artifact": made.data}))
         outputs, acc, latency = check(spec, made, self.inputs, self.cache)
         record = self.inputs.record
         tolerances = {o.name: self.manifest.tolerance_for(spec.precision, o.name) for o in self.manifest.outputs}
         parity = compare(record.reference, outputs, tolerances, scores=record.scores)
+        if hit is None and (retry := mixed_retry(route, spec, made, parity)) is not None:
+            made = made_by_fallback(retry[0], lambda: self._model(retry[0].model_steps), self.inputs, spec, target,
+                                    retry[1], self.warnings)
+            outputs, acc, latency = check(spec, made, self.inputs, self.cache)
+            parity = compare(record.reference, outputs, tolerances, scores=record.scores)
+        if hit is None:  # what the candidate ended with (a repaired artifact is not made twice)
+            self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
+                                       "notes": made.notes, "extras": made.extras, "converter": made.converter},
+                                      {"artifact": made.data}))
         explained = (explain_onnx_int8(self._model(route.model_steps), made.data, self.inputs)
                      if not parity.passed and spec.format == "onnx" and spec.precision == "int8" and route.model_steps
                      else None)

@@ -20,6 +20,8 @@ from .inputs import Inputs
 if TYPE_CHECKING:
     import onnx
 
+    from runtime.compare import ParityReport
+
 
 def route_of(manifest: Manifest, spec: CandidateSpec) -> Route:
     """The candidate's route, or UnsupportedError: no route, or (ONNX sources) a model whose
@@ -66,3 +68,18 @@ def made_by_fallback(route: Route, model: Callable[[], onnx.ModelProto], inputs:
     warnings.append(why)
     return Made(made.data, made.suffix, made.step, dict(made.details, fallback_from=first.message),
                 [why, *made.notes], made.extras, made.converter)
+
+
+def mixed_retry(route: Route, spec: CandidateSpec, made: Made,
+                parity: ParityReport) -> tuple[Route, UnsupportedError] | None:
+    """The route that repairs a ``fallback: mixed`` TFLite candidate whose int8 missed parity, and
+    why it is taken: the fallback through the exported ONNX model, where ai-edge-quantizer keeps
+    the ops that add the error in float (litert-torch's and TFLiteConverter's int8 cannot). None
+    when parity held, the candidate is not such a one, or that route made it (its search ran)."""
+    q = spec.quantization
+    if parity.passed or spec.format != "tflite" or q is None or q.mode != "static" or q.fallback != "mixed" or \
+            route.fallback is None or "fallback_from" in made.details:
+        return None
+    missed = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in parity.outputs if not o.passed)
+    return route.fallback, UnsupportedError(f"{made.converter}'s int8 missed parity ({missed})",
+                                            where=f"candidate {spec.id}")

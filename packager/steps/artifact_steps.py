@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..config.manifest import Manifest
     from ..config.targets import CandidateSpec, Target
     from ..passes import PassResult
+    from ..passes.quantize import Repair
     from ..sources import Source
 
 
@@ -76,6 +77,18 @@ class OnnxInt8Dynamic(_OnnxPass):
         return quantize.int8_dynamic(model)
 
 
+def _repair(ctx: StepContext, spec: CandidateSpec) -> Repair | None:
+    """What the mixed-precision search checks against, for a ``fallback: mixed`` candidate: the
+    golden samples and tolerances the build's parity check uses."""
+    if spec.quantization is None or spec.quantization.fallback != "mixed":
+        return None
+    from ..passes.quantize import Repair  # noqa: F811 (at run time; the one above is for types)
+    m = ctx.manifest
+    return Repair(list(ctx.golden().batches(m.calibration.batch_size)),
+                  {o.name: m.tolerance_for("int8", o.name) for o in m.outputs},
+                  {o.name: o.scores for o in m.outputs if o.scores is not None})
+
+
 class OnnxInt8Static(_OnnxPass):
     """int8 weights and activations, calibrated on the manifest's calibration data."""
 
@@ -86,13 +99,8 @@ class OnnxInt8Static(_OnnxPass):
         from ..passes import quantize
         cal, batches = ctx.calibration(), _calibration_batches(ctx)
         assert spec.quantization is not None and cal is not None and batches is not None
-        repair = None
-        if spec.quantization.fallback == "mixed":  # checked on the golden samples, as the build checks it
-            m = ctx.manifest
-            repair = quantize.Repair(list(ctx.golden().batches(m.calibration.batch_size)),
-                                     {o.name: m.tolerance_for("int8", o.name) for o in m.outputs},
-                                     {o.name: o.scores for o in m.outputs if o.scores is not None})
-        return quantize.int8_static(model, spec.quantization, batches, random_data=cal.random, repair=repair)
+        return quantize.int8_static(model, spec.quantization, batches, random_data=cal.random,
+                                    repair=_repair(ctx, spec))
 
 
 class TorchScriptConvert(ArtifactStep):
@@ -176,7 +184,7 @@ class OnnxToTflite(ArtifactStep):
 
     name: ClassVar[StepName] = "tflite"
     requires: ClassVar[Kind] = "onnx"
-    reads = frozenset({"calibration"})
+    reads = frozenset({"calibration", "golden"})  # golden: the mixed-precision search checks on it
     # onnx serializes the model handed over (onnx2tf's own pin is in config); ai-edge-quantizer
     # quantizes int8 static here
     tools = ("onnx", "ai-edge-quantizer", "ai-edge-litert")
@@ -195,7 +203,7 @@ class OnnxToTflite(ArtifactStep):
         result = onnx_to_tflite(_onnx(value), ctx.manifest, precision=spec.precision, quantization=spec.quantization,
                                 io=spec.io, calibration=cal.arrays if cal else None,
                                 calibration_batched=cal.batched if cal else True, random_data=bool(cal and cal.random),
-                                on_create=announced(ctx.progress))
+                                on_create=announced(ctx.progress), repair=_repair(ctx, spec) if static else None)
         extras: dict[str, Any] = {"io_map": result.io_map}
         for key in ("static_batch", "static_axes"):
             if key in result.details:

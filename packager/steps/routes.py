@@ -37,7 +37,7 @@ class Route:
     model_steps: tuple[ModelStep, ...]
     make: ArtifactStep
     # tried when ``make`` fails or cannot take the model (recorded in the candidate's notes and the
-    # build's warnings): PyTorch -> TFLite through the exported ONNX model and onnx2tf
+    # build's warnings): PyTorch and TensorFlow -> TFLite through the exported ONNX model and onnx2tf
     fallback: Route | None = None
 
 
@@ -59,7 +59,8 @@ ROUTES: dict[RouteKey, Route] = {
        for v, step in _ONNX_PASSES.items()},
     **{("torch", "tflite", v): Route((), TorchToTflite(), Route(_BASE["torch"], OnnxToTflite())) for v in _VARIANTS},
     **{("torch", "torchscript", v): Route((), TorchScriptConvert()) for v in _VARIANTS},
-    **{("tensorflow", "tflite", v): Route((), TfToTflite()) for v in _VARIANTS},
+    **{("tensorflow", "tflite", v): Route((), TfToTflite(), Route(_BASE["tensorflow"], OnnxToTflite()))
+       for v in _VARIANTS},
     # from the base model: onnx2tf in its own environment (torch and TensorFlow keep their own routes)
     **{("onnx", "tflite", v): Route(_BASE["onnx"], OnnxToTflite()) for v in _VARIANTS},
 }

@@ -119,8 +119,9 @@ CASES: dict[str, Case] = {
     "target_malformed": Case(":6:1", ("malformed YAML",), file=T + "malformed.yaml"),
     "target_bad_provider": Case("candidates[0].providers[0]", ("did you mean 'CUDAExecutionProvider'",),
                                 file=T + "bad_provider.yaml"),
-    "target_mixed_tflite": Case("candidates[0].quantization.fallback", ("applies to onnx int8 static",),
-                                file=T + "mixed_tflite.yaml"),
+    "target_mixed_dynamic": Case("candidates[0].quantization.fallback",
+                                 ("applies to onnx and tflite int8 static candidates, not tflite int8 dynamic",),
+                                 file=T + "mixed_dynamic.yaml"),
     "target_mixed_typo": Case("candidates[0].quantization.fallback", ("did you mean 'mixed'",),
                               file=T + "mixed_typo.yaml"),
 }

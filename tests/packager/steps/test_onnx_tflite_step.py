@@ -122,17 +122,75 @@ def test_rpi4_tries_its_tflite_first_choice_for_an_onnx_model(onnx_tflite_build:
     assert doc["candidates"][0]["id"] == "tflite-int8-static-int8io"
 
 
-def test_an_int8_model_that_misses_parity_falls_back_on_rpi4(tmp_path: Path) -> None:
+PLAIN = """\
+name: pi-plain
+arch: aarch64
+python: "3.11"
+threads: 1
+precision_fallback: true
+candidates:
+  - {format: tflite, precision: int8, quantization: {mode: static}, io: int8, providers: [XNNPACK]}
+  - {format: onnx, precision: int8, quantization: {mode: static, per_channel: true}}
+  - {format: onnx, precision: fp32}
+requirements: [numpy==2.2.6, onnxruntime==1.22.1, ai-edge-litert==2.3.0]
+"""
+
+
+def test_an_int8_model_that_misses_parity_falls_back_without_mixed(tmp_path: Path) -> None:
     """A 1000-way softmax of near-uniform probabilities (about 0.001 each) rounds to zero in int8:
-    parity decides, and rpi4 falls back to its next candidate with the numbers."""
+    parity decides, and a target without fallback: mixed falls back to its next candidate with
+    the numbers."""
     onnx2tf_env()
-    result = build(write_project(tmp_path / "project", wide_softmax_net(), ["rpi4"]), tmp_path / "out")
+    target_file = write_yaml(tmp_path / "pi-plain.yaml", PLAIN)
+    result = build(write_project(tmp_path / "project", wide_softmax_net(), [str(target_file)]), tmp_path / "out")
     (target,) = result.targets
-    cands = by_id(result, "rpi4")
+    cands = by_id(result, "pi-plain")
     tfl = cands["tflite-int8-static-int8io"]
     assert tfl.status == "dropped" and tfl.message and tfl.message.startswith("parity failed (")
     assert tfl.message.endswith("fell back to onnx-int8-static-pc")
     assert target.fallbacks[0]["candidate"] == "tflite-int8-static-int8io" and target.status == "ok"
+
+
+MIXED = """\
+name: tfl-mixed
+arch: aarch64
+python: "3.11"
+threads: 1
+precision_fallback: true
+candidates:
+  - {format: tflite, precision: int8, quantization: {mode: static, fallback: mixed}, io: int8, providers: [XNNPACK]}
+  - {format: onnx, precision: fp32}
+requirements: [numpy==2.2.6, onnxruntime==1.22.1, ai-edge-litert==2.3.0]
+"""
+
+
+def test_fallback_mixed_keeps_the_softmax_float_and_the_tflite_candidate_ships(tmp_path: Path) -> None:
+    """The same softmax model plain int8 drops: the search localises the error on the golden
+    samples, keeps the op that adds it in float, and the candidate passes the build's own parity.
+    rpi4 (shipped with fallback: mixed) ships it as its first choice."""
+    onnx2tf_env()
+    target = write_yaml(tmp_path / "tfl-mixed.yaml", MIXED)
+    result = build(write_project(tmp_path / "project", wide_softmax_net(), [str(target), "rpi4"]), tmp_path / "out")
+    rpi4 = by_id(result, "rpi4")["tflite-int8-static-int8io"]
+    rpi4_fallbacks = next(t for t in result.targets if t.target == "rpi4").fallbacks
+    assert rpi4.status == "ok" and not [f for f in rpi4_fallbacks if f["candidate"] == rpi4.id], rpi4_fallbacks
+    cand = by_id(result, "tfl-mixed")["tflite-int8-static-mixed-int8io"]
+    assert cand.status == "ok", (cand.status, cand.message)
+    assert cand.parity is not None and cand.parity.passed
+    doc = json.loads((tmp_path / "out" / "net-tfl-mixed" / "bundle.json").read_text())
+    entry = next(c for c in doc["candidates"] if c["id"] == "tflite-int8-static-mixed-int8io")
+    mixed = entry["conversion"]["mixed"]
+    rounds = mixed["rounds"]
+    assert mixed["passed"] and not rounds[0]["passed"] and rounds[-1]["passed"], rounds
+    kept = entry["conversion"]["kept_float"]
+    assert 1 <= len(kept) == len(rounds) - 1 and kept == mixed["kept_float_added"]
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=str(tmp_path / "out" / "net-tfl-mixed" / entry["file"]))
+    dtypes = {d["name"]: np.dtype(d["dtype"]).name for d in interp.get_tensor_details()}
+    assert all(dtypes[name] == "float32" for name in kept), {n: dtypes[n] for n in kept}  # really float
+    assert "int8" in dtypes.values()  # and the rest int8
+    assert any(n.startswith("mixed precision: ") and "kept in float until parity held" in n
+               for n in entry["notes"]), entry["notes"]
 
 
 def test_a_model_onnx2tf_cannot_convert_is_reported_not_fatal(tmp_path: Path) -> None:

@@ -1,0 +1,119 @@
+"""Per-op error localisation for an int8 TFLite model against the float TFLite model it was
+quantized from (ai-edge-quantizer keeps the float model's tensor names).
+
+Both models run on the same inputs with every intermediate tensor kept
+(``experimental_preserve_all_tensors``); each float op output is compared with the tensor of the
+same name in the int8 model, dequantized with its scale and zero point. The table is the ONNX
+one's (``onnx_nodes.NodeError``): a row per op output, ``added_db`` the SNR it loses below its
+inputs', so the search keeps the op where the error first jumps.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .onnx_nodes import INT8_SNR_DB, MAX_SAMPLES, NodeError, _cosine, _snr
+
+_QUANTIZED = (np.int8, np.uint8, np.int16)
+
+
+def _interpreter(model: bytes) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    return interp
+
+
+def _as_float(interp: Any, detail: dict[str, Any]) -> np.ndarray:
+    value = np.asarray(interp.get_tensor(detail["index"]))
+    if value.dtype in _QUANTIZED:
+        scale, zero = detail["quantization"]
+        return (value.astype(np.float32) - zero) * (scale or 1.0)
+    return value.astype(np.float32)
+
+
+def _feed(interp: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the signature on ``feed`` (int8 inputs quantized like the runtime does): its outputs."""
+    runner = interp.get_signature_runner()
+    details = runner.get_input_details()
+    args = {}
+    for name, value in feed.items():
+        d = details[name]
+        if np.dtype(d["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and value.dtype.kind == "f":
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            value = np.clip(np.round(value / scale + zero), info.min, info.max).astype(d["dtype"])
+        args[name] = value
+    return dict(runner(**args))
+
+
+def localise(float_model: bytes, quant_model: bytes, feeds: Sequence[dict[str, np.ndarray]],
+             *, max_samples: int = MAX_SAMPLES) -> list[NodeError]:
+    """Every float op output of ``float_model`` against the same-named tensor of ``quant_model``
+    on the first ``max_samples`` feeds (signature names, one model batch each), in op order."""
+    fl, qu = _interpreter(float_model), _interpreter(quant_model)
+    ops = [op for op in fl._get_ops_details()]  # noqa: SLF001 (LiteRT's op list: name, inputs, outputs)
+    f_tensors = {d["index"]: d for d in fl.get_tensor_details()}
+    q_by_name = {d["name"]: d for d in qu.get_tensor_details()}
+    wanted = {i: f_tensors[i]["name"] for op in ops for i in op["outputs"]
+              if i in f_tensors and np.dtype(f_tensors[i]["dtype"]).kind == "f" and f_tensors[i]["name"] in q_by_name}
+    ref: dict[str, list[np.ndarray]] = {name: [] for name in wanted.values()}
+    got: dict[str, list[np.ndarray]] = {name: [] for name in wanted.values()}
+    for feed in list(feeds)[:max_samples]:
+        _feed(fl, feed)
+        _feed(qu, feed)
+        for index, name in wanted.items():
+            ref[name].append(_as_float(fl, f_tensors[index]).ravel())
+            got[name].append(_as_float(qu, q_by_name[name]).ravel())
+    snr: dict[int, float] = {}
+    made_by = {out: op for op in ops for out in op["outputs"]}
+    rows = []
+
+    def upstream(index: int, seen: set[int]) -> list[float]:
+        """The SNR of tensor ``index``, or of the nearest measured tensors it is computed from."""
+        if index in snr:
+            return [snr[index]]
+        if index in seen or index not in made_by:
+            return []
+        seen.add(index)
+        return [v for i in made_by[index]["inputs"] for v in upstream(int(i), seen)]
+
+    for depth, op in enumerate(ops):
+        for index in op["outputs"]:
+            name = wanted.get(index)
+            if name is None or not ref[name]:
+                continue
+            r, g = np.concatenate(ref[name]), np.concatenate(got[name])
+            if r.shape != g.shape:
+                continue
+            snr[index] = _snr(r, g)
+            inputs = [v for i in op["inputs"] if int(i) >= 0 for v in upstream(int(i), set())]
+            added = max(0.0, min(inputs + [INT8_SNR_DB]) - snr[index])
+            rows.append(NodeError(node=name, op_type=op["op_name"], tensor=name, depth=depth, snr_db=snr[index],
+                                  cosine=_cosine(r, g), max_abs_error=float(np.max(np.abs(r - g))) if r.size else 0.0,
+                                  range=float(np.ptp(r)) if r.size else 0.0, added_db=added,
+                                  quantized=np.dtype(q_by_name[name]["dtype"]) in [np.dtype(t) for t in _QUANTIZED]))
+    return rows
+
+
+def op_count(model: bytes) -> int:
+    """The model's ops (the mixed search's budget is a share of them)."""
+    from ai_edge_litert.interpreter import Interpreter
+    return len(Interpreter(model_content=model)._get_ops_details())  # noqa: SLF001
+
+
+def run(model: bytes, feeds: Sequence[dict[str, np.ndarray]], outputs: dict[str, str]) -> dict[str, np.ndarray]:
+    """``outputs`` (our name -> signature name) over ``feeds``, concatenated, int8 ones dequantized."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_content=model)
+    details = interp.get_signature_runner().get_output_details()
+    got: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+    for feed in feeds:
+        result = _feed(interp, feed)
+        for ours, theirs in outputs.items():
+            value, (scale, zero) = np.asarray(result[theirs]), details[theirs]["quantization"]
+            got[ours].append((value.astype(np.float32) - zero) * scale if value.dtype in _QUANTIZED and scale
+                             else value)
+    return {name: np.concatenate(values) for name, values in got.items()}
