@@ -88,6 +88,11 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
         quantizer_version()
     _host_can_check()
     env = ensure(ONNX2TF, on_create=on_create)
+    from .layernorm import decompose_layernorm
+    model, lowered = decompose_layernorm(model)
+    if lowered:
+        notes.append(f"{lowered} LayerNormalization node(s) handed to onnx2tf as the primitive ops they stand for "
+                     "(it emits some as a custom op LiteRT cannot run)")
     fixed, static_batch = fix_batch(model)
     static_axes: dict[str, dict[str, int]] = {}
     if rows is not None:
