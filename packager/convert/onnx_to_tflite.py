@@ -106,24 +106,20 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
     inputs = match_names([s.name for s in manifest.inputs], got["inputs"], "inputs")
     # the base model's names are the manifest's (the ONNX candidates are fed by them)
     outputs = match_names([o.name for o in manifest.outputs], got["outputs"], "outputs")
-    mixed: tuple[dict[str, Any], list[str]] | None = None
+    mixed: tuple[dict[str, Any] | None, list[str]] = (None, [])
     if rows is not None:
         assert quantization is not None
-        from .tflite_quantize import quantize_static, repaired
-        float_data, feeds, per_channel = data, _feeds(data, rows, inputs), quantization.per_channel
-
-        def quantize(keep: list[str]) -> bytes:
-            return quantize_static(float_data, feeds, per_channel=per_channel, int8_io=io == "int8", keep_float=keep)
-
-        if repair is None:
-            data = quantize([])
-        else:
+        from .tflite_quantize import quantize_static
+        checks = None
+        if repair is not None:
             # the golden feeds are model batches: one sample at a time where the batch was symbolic
             golden = [{k: v[i:i + 1] for k, v in feed.items()} for feed in repair.feeds
                       for i in range(len(next(iter(feed.values()))))] if static_batch else list(repair.feeds)
-            data, record, mixed_notes = repaired(float_data, quantize, repair, _feeds(float_data, golden, inputs),
-                                                 outputs)
-            mixed = (record, mixed_notes)
+            checks = (repair, _feeds(data, golden, inputs), outputs)
+        data, record, mixed_notes = quantize_static(data, _feeds(data, rows, inputs),
+                                                    per_channel=quantization.per_channel, int8_io=io == "int8",
+                                                    repair=checks)
+        mixed = (record, mixed_notes)
     io_map, dtype_notes = with_io_dtypes(data, {"inputs": inputs, "outputs": outputs}, manifest)
     details: dict[str, Any] = {
         "converter": f"onnx2tf {run['onnx2tf']} (own Python {run['python']} environment)",
@@ -156,11 +152,12 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                        calibration_samples=len(rows), calibration_method="minmax")
         if io == "int8":
             details["io"] = "int8 (quantized by the runtime)"
-        if mixed is not None:
-            details["mixed"] = mixed[0]
-            notes.extend(mixed[1])
-            if mixed[0]["kept_float_added"]:
-                details["kept_float"] = list(mixed[0]["kept_float_added"])
+        record, mixed_notes = mixed
+        if record is not None:
+            details["mixed"] = record
+            notes.extend(mixed_notes)
+            if record["kept_float_added"]:
+                details["kept_float"] = list(record["kept_float_added"])
         if random_data:
             notes.append("calibrated on RANDOM data (manifest asked for random: true)")
     return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)

@@ -22,7 +22,7 @@ not folded) would otherwise kill the whole build.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -48,30 +48,94 @@ def quantizer_version() -> str:
 
 
 def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]], *, per_channel: bool,
-                    int8_io: bool, keep_float: Sequence[str] = ()) -> bytes:
+                    int8_io: bool, repair: tuple[Repair, list[dict[str, np.ndarray]], dict[str, str]] | None = None
+                    ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
     """``float_model`` with int8 weights and activations, calibrated on ``rows`` (one feed each, by
     the serving signature's input names). ``int8_io``: float inputs and outputs become int8 with
     their scale and zero point (the runtime quantizes feeds and dequantizes results); else they
-    stay float32."""
+    stay float32. With ``repair`` (what to check, the golden feeds by signature name, manifest
+    output -> signature output), the mixed-precision search runs too: its record and notes.
+
+    All of it runs in one spawned child: calibration, quantization and every run of an int8 model
+    go through LiteRT's native kernels, and a native abort there (XNNPACK aborted running an
+    exported GPT-2's int8 model) would otherwise kill the build. The int8 model is run once there
+    as the runtime runs it, so the build's own checks do not meet that abort."""
     quantizer_version()
     samples = [dict(row) for row in rows]
     if not samples:
         raise UnsupportedError("int8 static quantization got no calibration samples", where=WHERE,
                                hint="add calibration: to the manifest")
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)  # a pipe, no semaphore for a dead child to leak
+    child = context.Process(target=_child, args=(send, float_model, samples, per_channel, int8_io, repair))
+    child.start()
+    send.close()
     try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_quantize, float_model, samples, per_channel, int8_io, tuple(keep_float)).result()
-    except BrokenProcessPool:
-        raise UnsupportedError("ai-edge-quantizer's process died (a native crash in calibration or "
-                               "quantization)", where=WHERE, hint="use an onnx int8 candidate for this model") from None
+        status, value = receive.recv()
+    except EOFError:  # the child died without an answer
+        child.join()
+        what = "the mixed-precision search" if repair else "quantization or a first run of the int8 model"
+        raise UnsupportedError(f"LiteRT crashed natively in {what} (the quantizer's process died"
+                               f"{_signal(child.exitcode)})", where=WHERE,
+                               hint="use an onnx int8 candidate for this model") from None
+    finally:
+        receive.close()
+    child.join()
+    if status == "error":
+        raise value
+    return value
+
+
+def _thread_lock_for_progress_bars() -> None:
+    """tqdm (the calibrator's progress bar) otherwise takes a multiprocessing lock, a semaphore
+    that a natively crashed child leaves to the resource tracker's shutdown warning."""
+    import threading
+    try:
+        import tqdm
+    except ImportError:
+        return
+    tqdm.tqdm.set_lock(threading.RLock())
+
+
+def _signal(code: int | None) -> str:
+    return f", signal {-code}" if code is not None and code < 0 else ""
+
+
+def _child(send: Any, *args: Any) -> None:
+    """The child's entry: ``_work``'s result or its error (ours, or the quantizer's as ours) back."""
+    try:
+        _thread_lock_for_progress_bars()
+        send.send(("ok", _work(*args)))
+    except UnsupportedError as exc:
+        send.send(("error", exc))
+    except Exception as exc:  # the quantizer's and LiteRT's errors: ValueError, RuntimeError, ...
+        send.send(("error", UnsupportedError(f"int8 quantization with ai-edge-quantizer failed: {type(exc).__name__}: "
+                                             f"{_first_line(exc)}", where=WHERE,
+                                             hint="use an onnx int8 candidate for this model")))
+    finally:
+        send.close()
+
+
+def _work(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,
+          repair: tuple[Repair, list[dict[str, np.ndarray]], dict[str, str]] | None
+          ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+    """quantize_static's work, in the child process."""
+    from ..diagnose.tflite_tensors import smoke_run
+
+    def quantize(keep: list[str]) -> bytes:
+        model = _quantize(float_model, samples, per_channel, int8_io, tuple(keep))
+        smoke_run(model, samples[0])
+        return model
+
+    if repair is None:
+        return quantize([]), None, []
+    return repaired(float_model, quantize, *repair)
 
 
 def _quantize(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,
               keep_float: tuple[str, ...]) -> bytes:
-    """quantize_static's work, in the child process."""
+    """One quantization with ``keep_float`` left float."""
     from ai_edge_quantizer import calibrator, qtyping, quantizer, recipe_manager
     from ai_edge_quantizer.recipe import AlgorithmName
     from ai_edge_quantizer.utils import qsv_utils
@@ -119,7 +183,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def repaired(float_model: bytes, quantize: Callable[[list[str]], bytes], repair: Repair,
-             feeds: list[dict[str, np.ndarray]], outputs: dict[str, str]) -> tuple[bytes, dict[str, Any], list[str]]:
+             feeds: list[dict[str, np.ndarray]], outputs: dict[str, str]
+             ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
     """The mixed-precision search (``quantization.fallback: mixed``) on the golden ``feeds``
     (signature names, one model batch each) against the float TFLite model's own outputs: the
     int8 model, its ``mixed`` record and notes. ``outputs``: manifest name -> signature name."""

@@ -117,3 +117,10 @@ def run(model: bytes, feeds: Sequence[dict[str, np.ndarray]], outputs: dict[str,
             got[ours].append((value.astype(np.float32) - zero) * scale if value.dtype in _QUANTIZED and scale
                              else value)
     return {name: np.concatenate(values) for name, values in got.items()}
+
+
+def smoke_run(model: bytes, feed: dict[str, np.ndarray]) -> None:
+    """Run ``model`` once as the runtime does (default op resolver: XNNPACK): a model LiteRT
+    aborts on dies here, in the caller's (child) process."""
+    from ai_edge_litert.interpreter import Interpreter
+    _feed(Interpreter(model_content=model), feed)
