@@ -109,6 +109,7 @@ class BuildResult:
     parallel: dict[str, Any] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     report: str | None = None  # the HTML report's path, once written
+    metric: str = "accuracy"  # what reference_accuracy and each candidate's accuracy measure
 
     @property
     def ok(self) -> bool:
@@ -116,7 +117,7 @@ class BuildResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "manifest": self.manifest, "ok": self.ok,
-                "warnings": self.warnings, "reference_accuracy": self.reference_accuracy,
+                "warnings": self.warnings, "reference_accuracy": self.reference_accuracy, "metric": self.metric,
                 "golden": self.golden, "steps": self.steps, "cache": self.cache, "parallel": self.parallel,
                 "tools": self.tools, "report": self.report, "targets": [t.to_dict() for t in self.targets],
                 "coverage": coverage(self.targets)}

@@ -262,7 +262,7 @@ class Node:
             raise self.fail(f"{value!r} is not one of: {shown}{did_you_mean(str(value), map(str, choices))}",
                             key, hint=f"use one of: {shown}")
         if minimum is not None and value < minimum:
-            raise self.fail(f"must be >= {minimum}, got {value}", key)
+            raise self.fail(f"must be >= {minimum}, got {value}", key, hint=spec.hint if spec is not None else None)
         if spec is not None and spec.maximum is not None and value > spec.maximum:
             raise self._broken(spec, key, value, f"must be <= {spec.maximum}, got {value}")
         if spec is not None and spec.pattern is not None and not re.search(_anchored(spec.pattern), value):

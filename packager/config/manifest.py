@@ -102,10 +102,21 @@ CALIBRATION = _data_section("Calibration", "real samples for int8 calibration (o
                             128, random=True)
 GOLDEN = _data_section("Golden", "samples the parity check runs on (one of file or entry; left out: "
                                  "drawn from the calibration data)", 32, random=False)
-EVALUATION = Section("Evaluation", "held-out data for reporting each artifact's accuracy", (
+EVALUATION = Section("Evaluation", "held-out data for each artifact's accuracy (or your metric) and its budget", (
     _entry_field("'file.py:function' yielding (feeds, labels) pairs", required=True),
-    Field("output", str, "the output holding the class scores (default: the first output)"),
-    Field("metric", str, "what is reported", default="accuracy", choices=("accuracy",)),
+    Field("output", str, "the output holding the class scores, for accuracy (default: the first output)"),
+    Field("metric", str, "accuracy (top-1 of output against integer labels), or your metric as an entry point "
+                         "'file.py:function' called with (outputs, labels): every output over the evaluation "
+                         "data (arrays, samples along axis 0) and the labels as given, returning a number "
+                         "(mAP, IoU, 1 - WER, ...)", default="accuracy", pattern=f"^accuracy$|{ENTRY_PATTERN}",
+          message="metric {value!r} must be accuracy or an entry point like 'metrics.py:mean_iou'",
+          hint="write the metric as a function(outputs, labels) -> float and name it 'file.py:function'"),
+    Field("higher_is_better", bool, "whether a larger metric is better (false for error rates such as WER)",
+          default=True),
+    Field("max_accuracy_drop", float, "the budget: how far below the original model a candidate's metric may "
+                                      "fall, in points (hundredths: accuracy 0.93 is 93 points); a candidate "
+                                      "beyond it is dropped like one that misses parity", minimum=0.0,
+          hint="the points a candidate's metric may fall below the original model's, e.g. 1.0"),
 ))
 EXPORT = Section("Export", "how the model is exported", (
     Field("opset", int, "ONNX opset", default=17, minimum=13),
@@ -180,11 +191,17 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class EvaluationSpec:
-    """Held-out data for reporting each artifact's accuracy."""
+    """Held-out data for each artifact's metric (accuracy or an entry point) and its budget."""
 
     entry: str
     output: str
     metric: str = "accuracy"
+    higher_is_better: bool = True
+    max_drop: float | None = None  # points (hundredths of the metric)
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric if self.metric == "accuracy" else self.metric.rpartition(":")[2]
 
 
 @dataclass(frozen=True)
@@ -270,7 +287,8 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
         ev.mapping(EVALUATION)
         entry = ev.get("entry")
         out = ev.get("output", default=outputs[0].name, choices=[o.name for o in outputs])
-        evaluation = EvaluationSpec(entry=entry, output=out, metric=ev.get("metric"))
+        evaluation = EvaluationSpec(entry=entry, output=out, metric=ev.get("metric"),
+                                    higher_is_better=ev.get("higher_is_better"), max_drop=ev.get("max_accuracy_drop"))
 
     opset, exporter, torchscript = (EXPORT[k].default for k in ("opset", "exporter", "torchscript"))
     ex = root.section("export")

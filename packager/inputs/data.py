@@ -302,9 +302,13 @@ def load_evaluation(manifest: Manifest) -> EvaluationSet | None:
                             hint="return (feeds_dict, labels_array) or a list of such pairs")
         feed = _check_feed(pair[0], manifest.inputs, batched=batched, stacked=False, where=f"{where} (item {i})")
         lab = np.asarray(pair[1])
-        if lab.dtype.kind not in "iu" or lab.ndim != 1:
+        if ev.metric == "accuracy" and (lab.dtype.kind not in "iu" or lab.ndim != 1):
             raise DataError(f"labels of item {i} must be a 1-D integer array, got {lab.dtype} {list(lab.shape)}",
-                            where=where)
+                            where=where, hint="accuracy compares class ids; give evaluation.metric an entry "
+                                              "point for other labels (boxes, masks, ...)")
+        if lab.ndim == 0 or lab.dtype.kind not in "iufb":
+            raise DataError(f"labels of item {i} must be a numeric array with samples along axis 0, got "
+                            f"{lab.dtype} {list(lab.shape)}", where=where)
         feeds.append(feed)
         labels.append(lab)
     return EvaluationSet(feeds, labels)

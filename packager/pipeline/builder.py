@@ -10,6 +10,7 @@ host checks, the candidate policy and bundle.json assembly live beside this modu
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from .document import document, tool_versions
 from .explain import explain_onnx_int8
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
-from .policy import choose
+from .policy import budget_miss, choose
 from .pool import Pending, Prebuilt, StepJob, prebuild, weight_bytes
 from .routing import made_by_fallback, mixed_retry, refused, route_of, variant
 
@@ -218,7 +219,8 @@ class Builder:
     def _build_target(self, target: Target) -> TargetResult:
         m = self.manifest
         result, chosen = choose(target, self.artifact, m.name, allow_parity_failure=self.allow_parity_failure,
-                                warnings=self.warnings)
+                                warnings=self.warnings, budget=partial(budget_miss, m.evaluation,
+                                                                       self.inputs.record.reference_accuracy))
         bundle_name = f"{m.name}-{target.name}"
         if result.status == "failed":
             result.message = (result.message or "") + remove_stale(self.out_dir, bundle_name)
@@ -272,6 +274,7 @@ class Builder:
                            # a cache write failure is this host's matter, not the bundles'
                            warnings=self.warnings + ([self.cache.write_error] if self.cache.write_error else []),
                            reference_accuracy=record.reference_accuracy,
+                           metric=m.evaluation.metric_name if m.evaluation else "accuracy",
                            golden={"samples": len(record.golden), "source": record.golden.source},
                            cache=self.cache.summary(), parallel=self._prebuilt.summary,
                            tools=tool_versions(m.source.framework, {c.format for t in self.targets

@@ -14,7 +14,7 @@ from ..cache import BuildCache, Entry, npz_bytes
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec
 from ..inputs.data import EvaluationSet, SampleSet
-from ..parity import RuntimeRunner, accuracy, first_feed, host_latency_ms, run_samples
+from ..parity import RuntimeRunner, first_feed, host_latency_ms, metric, run_samples
 from ..quiet import quiet
 from ..results import Made
 from ..steps.keys import step_key
@@ -55,8 +55,7 @@ def measure(spec: CandidateSpec, made: Made, signature: Signature, manifest: Man
     with quiet():  # backends print on the C++ side (e.g. LiteRT's delegate line)
         try:
             outputs = run_samples(runner, golden)
-            acc = (accuracy(runner, evaluation, manifest.evaluation.output)
-                   if evaluation and manifest.evaluation else None)
+            acc = metric(runner, evaluation, manifest) if evaluation and manifest.evaluation else None
             latency = host_latency_ms(runner, first_feed(golden))
         finally:
             runner.close()

@@ -82,8 +82,7 @@ def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetR
                       samples=len(record.golden), source=record.golden.source),
         files={}, fallbacks=list(result.fallbacks), skipped=skipped,
         warnings=list(warnings) + [f"candidate {s['candidate']} not built: {s['reason']}" for s in skipped],
-        evaluation={"reference_accuracy": record.reference_accuracy, "samples": record.evaluation_samples}
-        if record.evaluation_samples else None,
+        evaluation=_evaluation(m, record) if record.evaluation_samples else None,
         provenance={
             "edgepack": __version__,
             "tools": tool_versions(m.source.framework, {spec.format for spec, _, _ in chosen}),
@@ -93,3 +92,16 @@ def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetR
             "steps": steps,
             "host": {"platform": platform.platform(), "machine": platform.machine()},
         })
+
+
+def _evaluation(m: Manifest, record: InputsRecord) -> dict[str, Any]:
+    """The bundle's evaluation record: the original model's metric, on how many samples, and
+    which metric and budget (``reference_accuracy`` holds the metric's value, whatever it is)."""
+    out: dict[str, Any] = {"reference_accuracy": record.reference_accuracy, "samples": record.evaluation_samples}
+    if m.evaluation is not None:
+        out["metric"] = m.evaluation.metric
+        if not m.evaluation.higher_is_better:
+            out["higher_is_better"] = False
+        if m.evaluation.max_drop is not None:
+            out["max_accuracy_drop"] = m.evaluation.max_drop
+    return out

@@ -1,14 +1,16 @@
 """Per-target candidate policy: which candidates go into a target's bundle, in which order.
 
-A candidate whose artifact failed parity is dropped for the next one (``precision_fallback``),
-kept with a warning (``--allow-parity-failure``) or fails the target; a quantized candidate not
-faster than fp32 on the host can be dropped (``drop_slower_quantized``); an unsupported route is
-shown, not a failure.
+A candidate whose artifact failed parity, or whose evaluation metric fell further below the
+original model's than ``evaluation.max_accuracy_drop`` allows, is dropped for the next one
+(``precision_fallback``), kept with a warning (``--allow-parity-failure``) or fails the target; a
+quantized candidate not faster than fp32 on the host can be dropped (``drop_slower_quantized``); an
+unsupported route is shown, not a failure.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..config.manifest import EvaluationSpec
 from ..config.targets import CandidateSpec, Target
 from ..errors import EdgepackError, UnsupportedError
 from ..results import Artifact, CandidateResult, TargetResult
@@ -20,8 +22,21 @@ def error_text(exc: EdgepackError, *, where: bool = True) -> str:
     return exc.message + (f" ({exc.where})" if where and exc.where else "") + (f"; {exc.hint}" if exc.hint else "")
 
 
+def budget_miss(spec: EvaluationSpec | None, reference: float | None, value: float | None) -> str | None:
+    """Why a candidate's metric misses the manifest's budget (max_accuracy_drop), or None."""
+    if spec is None or spec.max_drop is None or reference is None or value is None:
+        return None
+    drop = (reference - value if spec.higher_is_better else value - reference) * 100
+    if drop <= spec.max_drop + 1e-9:
+        return None
+    side = "below" if spec.higher_is_better else "above"
+    return (f"{spec.metric_name} {value:.4g} is {drop:.2f} points {side} the original model's {reference:.4g} "
+            f"(max_accuracy_drop {spec.max_drop:g})")
+
+
 def choose(target: Target, artifact: Callable[[CandidateSpec, Target], Artifact | EdgepackError], model_name: str, *,
-           allow_parity_failure: bool, warnings: list[str]) -> tuple[TargetResult, Chosen]:
+           allow_parity_failure: bool, warnings: list[str],
+           budget: Callable[[float | None], str | None] = lambda _: None) -> tuple[TargetResult, Chosen]:
     """The target's result and the candidates for its bundle (none when the target failed)."""
     result = TargetResult(target=target.name, status="ok")
     chosen: Chosen = []
@@ -39,18 +54,22 @@ def choose(target: Target, artifact: Callable[[CandidateSpec, Target], Artifact 
         cr.size, cr.parity, cr.accuracy = len(art.data), art.parity, art.accuracy
         cr.host_latency_ms, cr.notes, cr.cached = art.host_latency_ms, list(art.notes), art.cached
         cr.explained = art.explained
-        if not art.parity.passed:
+        miss = budget(art.accuracy)
+        if not art.parity.passed or miss:
             reasons = "; ".join(f"{o.name}: {', '.join(o.failures)}" for o in art.parity.outputs if not o.passed)
+            why = "; ".join(x for x in (f"parity failed ({reasons})" if reasons else "",
+                                        f"accuracy budget missed ({miss})" if miss else "") if x)
             nxt = next((c.id for c in target.candidates[i + 1:]), None)
             if allow_parity_failure:
                 cr.status = "parity-failed-allowed"
-                cr.message = f"parity failed ({reasons}); kept because --allow-parity-failure"
+                cr.message = f"{why}; kept because --allow-parity-failure"
             elif target.precision_fallback and nxt:
-                cr.status, cr.message = "dropped", f"parity failed ({reasons}); fell back to {nxt}"
-                result.fallbacks.append({"candidate": spec.id, "reason": f"parity failed: {reasons}", "next": nxt})
+                cr.status, cr.message = "dropped", f"{why}; fell back to {nxt}"
+                reason = f"parity failed: {reasons}" if not miss else why
+                result.fallbacks.append({"candidate": spec.id, "reason": reason, "next": nxt})
                 continue
             else:
-                cr.status, cr.message = "parity-failed", f"parity failed ({reasons})"
+                cr.status, cr.message = "parity-failed", why
                 continue
         chosen.append((spec, art, cr))
 

@@ -7,6 +7,7 @@ the entry points read. It is used only while that fingerprint is unchanged.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..cache import Entry, hash_arrays, npz_bytes
 from ..config.manifest import Manifest
 from ..inputs.data import EvaluationSet, SampleSet
 from ..inputs.trace import Fingerprint
-from ..parity import accuracy, run_samples
+from ..parity import metric, run_samples
 from ..progress import Progress
 from ..sources import Source
 from ..steps.keys import step_key
@@ -48,7 +49,19 @@ def data_key(manifest: Manifest, calibration: SampleSet | None, golden: SampleSe
         "calibration": hash_arrays(calibration.arrays) if calibration else None,
         "batch_size": manifest.calibration.batch_size, "golden": hash_arrays(golden.arrays),
         "evaluation": hash_arrays(ev.feeds) if ev else None,
-        "labels": hash_arrays([{"labels": batch} for batch in ev.labels]) if ev else None})
+        "labels": hash_arrays([{"labels": batch} for batch in ev.labels]) if ev else None,
+        "metric": _metric_key(manifest) if ev else None})
+
+
+def _metric_key(manifest: Manifest) -> str | None:
+    """The evaluation metric and, for an entry point in a file, that file's content."""
+    spec = manifest.evaluation
+    if spec is None or spec.metric == "accuracy":
+        return spec.metric if spec else None
+    module = spec.metric.rpartition(":")[0]
+    path = manifest.base_dir / module
+    content = hashlib.sha256(path.read_bytes()).hexdigest() if module.endswith(".py") and path.is_file() else ""
+    return f"{spec.metric}|{content}"
 
 
 def declared_inputs(manifest: Manifest) -> list[Path]:
@@ -110,7 +123,7 @@ def derive_record(manifest: Manifest, source: Source, golden: SampleSet, calibra
     total = len(golden) + (len(evaluated) if evaluated else 0)
     with progress.step("reference outputs (original model)", total=total) as bar:
         reference = run_samples(source.reference, golden, on_rows=bar.advance)
-        reference_accuracy = (accuracy(source.reference, evaluated, m.evaluation.output, on_rows=bar.advance)
+        reference_accuracy = (metric(source.reference, evaluated, m, on_rows=bar.advance)
                               if evaluated and m.evaluation else None)
     scores = {o.name: (o.scores if o.scores is not None else
                        looks_like_scores(reference[o.name] if golden.batched else reference[o.name][0]))

@@ -53,7 +53,7 @@ def format_build(result: BuildResult, *, color: bool = False) -> str:
     from ..progress import paint
     lines = [f"{result.name}: golden = {result.golden['source']}"]
     if result.reference_accuracy is not None:
-        lines.append(f"original model accuracy on the evaluation data: {result.reference_accuracy:.4f}")
+        lines.append(f"original model {result.metric} on the evaluation data: {result.reference_accuracy:.4f}")
     for t in result.targets:
         where = f" -> {t.bundle_dir} (+ .tar.gz)" if t.bundle_dir else ""
         lines.append("")

@@ -102,6 +102,10 @@ CASES: dict[str, Case] = {
     "calib_entry_number": Case("calibration.entry", ("returned int",)),
     "calib_entry_raises_midway": Case("calibration.entry", ("OSError: camera disconnected",)),
     "eval_not_pairs": Case("evaluation.entry", ("not a (feeds, labels) pair",)),
+    "eval_metric_bad": Case("evaluation.metric", ("must be accuracy or an entry point",)),
+    "eval_budget_negative": Case("evaluation.max_accuracy_drop", (">= 0",)),
+    "eval_metric_not_a_number": Case("evaluation.metric", ("model.py:metric_not_a_number returned [",
+                                                           "not a finite number")),
     # the model's real signature differs from the manifest's
     "signature_torch_channels": Case("inputs", ("running the torch model failed", "3 channels")),
     "signature_torch_outputs": Case("outputs", ("returns 1 output(s)", "lists 2")),

@@ -57,7 +57,7 @@ outputs:
       fp16: {atol: 0.01, rtol: 0.01, min_cosine: 0.99, min_top1: 0.9, max_mismatch: 0.0, max_range_error: null}
 calibration: {file: data/calib.npz, samples: 64, batch_size: 8, seed: 3}
 golden: {entry: data.py:golden, samples: 16, batch_size: 4, seed: 1}
-evaluation: {entry: data.py:test_split, output: probs, metric: accuracy}
+evaluation: {entry: data.py:test_split, output: probs, metric: accuracy, higher_is_better: true, max_accuracy_drop: 1.5}
 targets: [x86-cpu, my/device.yaml]
 tolerances:
   fp32: {atol: null, rtol: 0.001}
@@ -260,6 +260,7 @@ requirements: [numpy]
         ("manifest", "Golden", "batch_size"): m.golden.batch_size,
         ("manifest", "Golden", "seed"): m.golden.seed,
         ("manifest", "Evaluation", "metric"): m.evaluation.metric if m.evaluation else None,
+        ("manifest", "Evaluation", "higher_is_better"): m.evaluation.higher_is_better if m.evaluation else None,
         ("manifest", "Export", "opset"): m.opset,
         ("manifest", "Export", "exporter"): m.exporter,
         ("manifest", "Export", "torchscript"): m.torchscript,
