@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConversionError, DataError
+from .errors import ConversionError
 from .inputs.data import EvaluationSet, Feeds, SampleSet
 from .quiet import quiet
 
@@ -102,33 +102,11 @@ def run_samples(runner: Runner, samples: SampleSet, batch_size: int = 64,
     return {name: join(values) for name, values in parts.items()}
 
 
-def accuracy(runner: Runner, evaluation: EvaluationSet, output: str,
-             on_rows: Callable[[int], None] | None = None) -> float:
-    """Top-1 accuracy of ``output`` on held-out data (``on_rows`` as for ``run_samples``)."""
-    correct = 0
-    for feeds, labels in zip(evaluation.feeds, evaluation.labels, strict=True):
-        scores = np.asarray(runner(feeds)[output])
-        if scores.dtype.kind in "iub" and scores.size == len(labels):  # already class ids
-            pred = scores.reshape(len(labels))
-        else:
-            pred = scores.reshape(len(labels), -1).argmax(axis=-1)
-        correct += int((pred == labels).sum())
-        if on_rows is not None:
-            on_rows(len(labels))
-    return correct / max(len(evaluation), 1)
-
-
 def metric(runner: Runner, evaluation: EvaluationSet, manifest: Manifest,
            on_rows: Callable[[int], None] | None = None) -> float:
-    """The manifest's evaluation metric of ``runner`` on the held-out data: top-1 accuracy, or the
-    user's entry point called with every output (samples along axis 0) and the labels."""
-    spec = manifest.evaluation
-    assert spec is not None
-    if spec.metric == "accuracy":
-        return accuracy(runner, evaluation, spec.output, on_rows)
-    from .inputs.entrypoints import resolve_entry
-    where = f"{manifest.file}: evaluation.metric"
-    fn = resolve_entry(spec.metric, manifest.base_dir, DataError, where)
+    """The manifest's evaluation metric of ``runner`` on the held-out data (packager.metrics)."""
+    from .metrics import metric_value
+    assert manifest.evaluation is not None
     got: dict[str, list[np.ndarray]] = {}
     for feeds in evaluation.feeds:
         for name, value in runner(feeds).items():
@@ -136,17 +114,8 @@ def metric(runner: Runner, evaluation: EvaluationSet, manifest: Manifest,
         if on_rows is not None:
             on_rows(len(next(iter(feeds.values()))))
     outputs = {name: np.concatenate(values) for name, values in got.items()}
-    try:
-        value = fn(outputs, np.concatenate(evaluation.labels))
-    except Exception as exc:  # user code: reported with where it ran
-        raise DataError(f"{spec.metric} raised {type(exc).__name__}: {exc}", where=where,
-                        hint=f"it is called as {spec.metric_name}(outputs, labels) with outputs "
-                             f"{ {k: list(v.shape) for k, v in outputs.items()} }") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value):
-        raise DataError(f"{spec.metric} returned {value!r}, not a finite number", where=where,
-                        hint="return one float (e.g. the mean IoU over the evaluation data)")
-    return float(value)
+    return metric_value(outputs, np.concatenate(evaluation.labels), manifest.evaluation, manifest.base_dir,
+                        f"{manifest.file}: evaluation.metric")
 
 
 def host_latency_ms(runner: Runner, feeds: Feeds, *, warmup: int = 5, runs: int = 30,

@@ -112,10 +112,8 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
         from .tflite_quantize import quantize_static
         checks = None
         if repair is not None:
-            # the golden feeds are model batches: one sample at a time where the batch was symbolic
-            golden = [{k: v[i:i + 1] for k, v in feed.items()} for feed in repair.feeds
-                      for i in range(len(next(iter(feed.values()))))] if static_batch else list(repair.feeds)
-            checks = (repair, _feeds(data, golden, inputs), outputs)
+            budget = _feeds(data, _one_batch(repair.budget.feeds, static_batch), inputs) if repair.budget else None
+            checks = (repair, _feeds(data, _one_batch(repair.feeds, static_batch), inputs), outputs, budget)
         data, record, mixed_notes = quantize_static(data, _feeds(data, rows, inputs),
                                                     per_channel=quantization.per_channel, int8_io=io == "int8",
                                                     repair=checks)
@@ -193,6 +191,14 @@ def _calibration_rows(quantization: Quantization, calibration: dict[str, np.ndar
     # batched: axis 0 is the symbolic batch (fixed to 1 for conversion); else each row is one feed
     return [{name: np.ascontiguousarray(array[i:i + 1] if batched else array[i]) for name, array in
              calibration.items()} for i in range(count)]
+
+
+def _one_batch(feeds: list[dict[str, np.ndarray]], static_batch: bool) -> list[dict[str, np.ndarray]]:
+    """Feeds of model batches as the converted model takes them: one sample at a time where the
+    batch was symbolic (and fixed to 1)."""
+    if not static_batch:
+        return list(feeds)
+    return [{k: v[i:i + 1] for k, v in feed.items()} for feed in feeds for i in range(len(next(iter(feed.values()))))]
 
 
 def _feeds(data: bytes, rows: list[dict[str, np.ndarray]], names: dict[str, str]) -> list[dict[str, np.ndarray]]:

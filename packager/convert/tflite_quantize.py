@@ -34,6 +34,10 @@ from ..quiet import quiet
 if TYPE_CHECKING:
     from ..passes.quantize import Repair
 
+# what the search needs in the child: the checks, the golden feeds (signature names, one model
+# batch each), manifest output -> signature output, and the evaluation feeds for the budget
+RepairJob = tuple["Repair", list[dict[str, np.ndarray]], dict[str, str], list[dict[str, np.ndarray]] | None]
+
 WHERE = "tflite (ai-edge-quantizer)"
 
 
@@ -48,8 +52,7 @@ def quantizer_version() -> str:
 
 
 def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]], *, per_channel: bool,
-                    int8_io: bool, repair: tuple[Repair, list[dict[str, np.ndarray]], dict[str, str]] | None = None
-                    ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+                    int8_io: bool, repair: RepairJob | None = None) -> tuple[bytes, dict[str, Any] | None, list[str]]:
     """``float_model`` with int8 weights and activations, calibrated on ``rows`` (one feed each, by
     the serving signature's input names). ``int8_io``: float inputs and outputs become int8 with
     their scale and zero point (the runtime quantizes feeds and dequantizes results); else they
@@ -118,8 +121,7 @@ def _child(send: Any, *args: Any) -> None:
 
 
 def _work(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,
-          repair: tuple[Repair, list[dict[str, np.ndarray]], dict[str, str]] | None
-          ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+          repair: RepairJob | None) -> tuple[bytes, dict[str, Any] | None, list[str]]:
     """quantize_static's work, in the child process."""
     from ..diagnose.tflite_tensors import smoke_run
 
@@ -183,7 +185,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def repaired(float_model: bytes, quantize: Callable[[list[str]], bytes], repair: Repair,
-             feeds: list[dict[str, np.ndarray]], outputs: dict[str, str]
+             feeds: list[dict[str, np.ndarray]], outputs: dict[str, str],
+             budget_feeds: list[dict[str, np.ndarray]] | None = None
              ) -> tuple[bytes, dict[str, Any] | None, list[str]]:
     """The mixed-precision search (``quantization.fallback: mixed``) on the golden ``feeds``
     (signature names, one model batch each) against the float TFLite model's own outputs: the
@@ -192,10 +195,15 @@ def repaired(float_model: bytes, quantize: Callable[[list[str]], bytes], repair:
 
     from ..diagnose import search
     from ..diagnose.tflite_tensors import localise, op_count, run
+    from ..passes.quantize import with_budget
     reference = run(float_model, feeds, outputs)
 
     def check(model: bytes) -> Any:
-        return compare(reference, run(model, feeds, outputs), repair.tolerances, scores=repair.scores)
+        report = compare(reference, run(model, feeds, outputs), repair.tolerances, scores=repair.scores)
+        budget = repair.budget
+        if budget is None or budget_feeds is None:
+            return report
+        return with_budget(report, lambda: budget.miss(run(model, budget_feeds, outputs)))
 
     mixed = search(op_count(float_model), quantize, check, lambda m: localise(float_model, m, feeds))
     record: dict[str, Any] = {"passed": mixed.passed, "kept_float_added": mixed.kept, "rounds": mixed.trace,
@@ -207,6 +215,6 @@ def repaired(float_model: bytes, quantize: Callable[[list[str]], bytes], repair:
     elif mixed.passed:
         notes = ["mixed precision: parity held with every op int8 (nothing kept in float)"]
     else:
-        notes = [f"mixed precision did not reach parity: {mixed.why}; kept in float: "
+        notes = [f"mixed precision did not pass: {mixed.why}; kept in float: "
                  f"{', '.join(mixed.kept) or 'none'}"]
     return mixed.model, record, notes

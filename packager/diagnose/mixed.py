@@ -60,8 +60,8 @@ def search(nodes: int, quantize: Callable[[list[str]], M], check: Callable[[M], 
         worst = [r for r in rows if r.quantized and r.added_db > 0 and r.node not in kept]
         if len(kept) - len(start) >= budget:
             return Mixed(model, kept, False, trace, rows[:10], why=(
-                f"parity still fails with {len(kept) - len(start)} node(s) kept in float, the budget "
-                f"({max_share:.0%} of {nodes} nodes)"))
+                f"still failing ({'; '.join(_failures(report))}) with {len(kept) - len(start)} node(s) kept in "
+                f"float, the budget ({max_share:.0%} of {nodes} nodes)"))
         if not worst:
             return Mixed(model, kept, False, trace, rows[:10],
                          why="no quantized node adds error any more: the loss is not in a node int8 computes")

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -23,6 +23,11 @@ from ..onnx_utils import node_count, set_min_ir_version
 from . import PassResult
 from .float16 import float16_share, is_float16, widen
 from .wide_ranges import calibrated_ranges, describe, name_nodes, nodes_touching, wide_tensors
+
+if TYPE_CHECKING:
+    from runtime.compare import ParityReport
+
+    from ..metrics import Budget
 
 
 def to_fp16(model: onnx.ModelProto) -> PassResult:
@@ -88,11 +93,23 @@ class _Reader:
 @dataclass(frozen=True)
 class Repair:
     """What the mixed-precision search checks each try against (``quantization.fallback: mixed``):
-    the golden feeds, each output's int8 tolerance and whether it is class scores."""
+    the golden feeds, each output's int8 tolerance and whether it is class scores; and, with
+    ``evaluation.max_accuracy_drop``, the metric's budget on the evaluation data."""
 
     feeds: list[dict[str, np.ndarray]]
     tolerances: dict[str, Tolerance]
     scores: dict[str, bool]
+    budget: Budget | None = None
+
+
+def with_budget(report: ParityReport, miss: Callable[[], str | None]) -> ParityReport:
+    """``report``, failed with the budget's reason when parity held but the metric misses it
+    (the metric is computed only then: parity is the cheaper check)."""
+    from runtime.compare import OutputReport, ParityReport
+    if not report.passed:
+        return report
+    why = miss()
+    return report if why is None else ParityReport([*report.outputs, OutputReport("evaluation", False, [why])])
 
 
 def int8_static(model: onnx.ModelProto, q: Quantization, batches: list[dict[str, np.ndarray]],
@@ -168,7 +185,10 @@ def _repaired(model: onnx.ModelProto, quantize: Callable[[list[str]], onnx.Model
     reference = _outputs(model, names, repair.feeds)
 
     def check(candidate: onnx.ModelProto) -> Any:
-        return compare(reference, _outputs(candidate, names, repair.feeds), repair.tolerances, scores=repair.scores)
+        report = compare(reference, _outputs(candidate, names, repair.feeds), repair.tolerances, scores=repair.scores)
+        budget = repair.budget
+        return report if budget is None else with_budget(report, lambda: budget.miss(
+            _outputs(candidate, names, budget.feeds)))
 
     from ..diagnose import localise
     mixed = search(len(model.graph.node), quantize, check, lambda m: localise(model, m, repair.feeds), start=kept)
@@ -182,7 +202,7 @@ def _repaired(model: onnx.ModelProto, quantize: Callable[[list[str]], onnx.Model
     elif mixed.passed:
         notes.append("mixed precision: parity held with every node int8 (nothing kept in float)")
     else:
-        notes.append(f"mixed precision did not reach parity: {mixed.why}; kept in float: "
+        notes.append(f"mixed precision did not pass: {mixed.why}; kept in float: "
                      f"{', '.join(added) or 'none'}")
     return mixed.model, mixed.kept
 

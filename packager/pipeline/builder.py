@@ -20,6 +20,7 @@ from ..cache import BuildCache, Entry
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
 from ..errors import ConversionError, EdgepackError, UnsupportedError
+from ..metrics import budget_miss
 from ..progress import Progress
 from ..results import Artifact, BuildResult, Made, TargetResult
 from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
@@ -29,7 +30,7 @@ from .document import document, tool_versions
 from .explain import explain_onnx_int8
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
-from .policy import budget_miss, choose
+from .policy import choose
 from .pool import Pending, Prebuilt, StepJob, prebuild, weight_bytes
 from .routing import made_by_fallback, mixed_retry, refused, route_of, variant
 
@@ -208,7 +209,7 @@ class Builder:
 
     def _job(self, p: Pending, base: bytes | None) -> StepJob:
         return StepJob(p.route, self.manifest, p.spec, p.target, self.inputs.golden(), self.inputs.calibration(),
-                       self.inputs.record.source_key, base)
+                       self.inputs.record.source_key, base, self.inputs.evaluation(), self.inputs.reference_metric())
 
     def _base_bytes(self, steps: tuple[ModelStep, ...]) -> bytes | None:
         from ..onnx_utils import serialize

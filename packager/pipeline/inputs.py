@@ -143,6 +143,9 @@ class Inputs:
         self.ensure_loaded()
         return self._evaluation
 
+    def reference_metric(self) -> float | None:
+        return self.record.reference_accuracy
+
 
 def outcome(make: Callable[[], T]) -> T | EdgepackError:
     """``make()``'s result, or the EdgepackError it raised (remembered by the caller and shown for

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config.manifest import EvaluationSpec
 from ..config.targets import CandidateSpec, Target
 from ..errors import EdgepackError, UnsupportedError
 from ..results import Artifact, CandidateResult, TargetResult
@@ -20,18 +19,6 @@ Chosen = list[tuple[CandidateSpec, Artifact, CandidateResult]]
 
 def error_text(exc: EdgepackError, *, where: bool = True) -> str:
     return exc.message + (f" ({exc.where})" if where and exc.where else "") + (f"; {exc.hint}" if exc.hint else "")
-
-
-def budget_miss(spec: EvaluationSpec | None, reference: float | None, value: float | None) -> str | None:
-    """Why a candidate's metric misses the manifest's budget (max_accuracy_drop), or None."""
-    if spec is None or spec.max_drop is None or reference is None or value is None:
-        return None
-    drop = (reference - value if spec.higher_is_better else value - reference) * 100
-    if drop <= spec.max_drop + 1e-9:
-        return None
-    side = "below" if spec.higher_is_better else "above"
-    return (f"{spec.metric_name} {value:.4g} is {drop:.2f} points {side} the original model's {reference:.4g} "
-            f"(max_accuracy_drop {spec.max_drop:g})")
 
 
 def choose(target: Target, artifact: Callable[[CandidateSpec, Target], Artifact | EdgepackError], model_name: str, *,

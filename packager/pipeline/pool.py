@@ -19,7 +19,7 @@ from typing import Any
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
 from ..errors import ConversionError, EdgepackError
-from ..inputs.data import SampleSet
+from ..inputs.data import EvaluationSet, SampleSet
 from ..progress import Progress
 from ..results import Made
 from ..sources import Source, load_source
@@ -46,6 +46,8 @@ class StepJob:
     calibration: SampleSet | None
     source_key: str
     base: bytes | None = None  # the route's ONNX base model, when its step starts from one
+    evaluation: EvaluationSet | None = None  # for a mixed search with an accuracy budget
+    reference_metric: float | None = None
 
 
 class WorkerContext:
@@ -73,6 +75,12 @@ class WorkerContext:
 
     def calibration(self) -> SampleSet | None:
         return self._job.calibration
+
+    def evaluation(self) -> EvaluationSet | None:
+        return self._job.evaluation
+
+    def reference_metric(self) -> float | None:
+        return self._job.reference_metric
 
 
 def run_step(job: StepJob) -> Made:

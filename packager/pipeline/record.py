@@ -54,14 +54,17 @@ def data_key(manifest: Manifest, calibration: SampleSet | None, golden: SampleSe
 
 
 def _metric_key(manifest: Manifest) -> str | None:
-    """The evaluation metric and, for an entry point in a file, that file's content."""
+    """The evaluation metric, its direction and budget (the mixed search stops by them) and, for
+    an entry point in a file, that file's content."""
     spec = manifest.evaluation
-    if spec is None or spec.metric == "accuracy":
-        return spec.metric if spec else None
-    module = spec.metric.rpartition(":")[0]
-    path = manifest.base_dir / module
-    content = hashlib.sha256(path.read_bytes()).hexdigest() if module.endswith(".py") and path.is_file() else ""
-    return f"{spec.metric}|{content}"
+    if spec is None:
+        return None
+    content = ""
+    if spec.metric != "accuracy":
+        module = spec.metric.rpartition(":")[0]
+        path = manifest.base_dir / module
+        content = hashlib.sha256(path.read_bytes()).hexdigest() if module.endswith(".py") and path.is_file() else ""
+    return f"{spec.metric}|{content}|{spec.higher_is_better}|{spec.max_drop}"
 
 
 def declared_inputs(manifest: Manifest) -> list[Path]:

@@ -79,21 +79,24 @@ class OnnxInt8Dynamic(_OnnxPass):
 
 def _repair(ctx: StepContext, spec: CandidateSpec) -> Repair | None:
     """What the mixed-precision search checks against, for a ``fallback: mixed`` candidate: the
-    golden samples and tolerances the build's parity check uses."""
+    golden samples and tolerances the build's parity check uses, and the accuracy budget."""
     if spec.quantization is None or spec.quantization.fallback != "mixed":
         return None
+    from ..metrics import Budget
     from ..passes.quantize import Repair  # noqa: F811 (at run time; the one above is for types)
     m = ctx.manifest
+    budget = Budget.of(m, ctx.evaluation(), ctx.reference_metric()) if m.evaluation and m.evaluation.max_drop \
+        is not None else None
     return Repair(list(ctx.golden().batches(m.calibration.batch_size)),
                   {o.name: m.tolerance_for("int8", o.name) for o in m.outputs},
-                  {o.name: o.scores for o in m.outputs if o.scores is not None})
+                  {o.name: o.scores for o in m.outputs if o.scores is not None}, budget)
 
 
 class OnnxInt8Static(_OnnxPass):
     """int8 weights and activations, calibrated on the manifest's calibration data."""
 
     name: ClassVar[StepName] = "int8-static"
-    reads = frozenset({"calibration", "golden"})  # golden: the mixed-precision search checks on it
+    reads = frozenset({"calibration", "golden", "evaluation"})  # the mixed-precision search checks on them
 
     def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
         from ..passes import quantize
@@ -184,7 +187,7 @@ class OnnxToTflite(ArtifactStep):
 
     name: ClassVar[StepName] = "tflite"
     requires: ClassVar[Kind] = "onnx"
-    reads = frozenset({"calibration", "golden"})  # golden: the mixed-precision search checks on it
+    reads = frozenset({"calibration", "golden", "evaluation"})  # the mixed-precision search checks on them
     # onnx serializes the model handed over (onnx2tf's own pin is in config); ai-edge-quantizer
     # quantizes int8 static here
     tools = ("onnx", "ai-edge-quantizer", "ai-edge-litert")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..config.manifest import Manifest
     from ..config.targets import CandidateSpec, Target
-    from ..inputs.data import SampleSet
+    from ..inputs.data import EvaluationSet, SampleSet
     from ..progress import Progress
     from ..results import Made
     from ..sources import Source
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 Kind = Literal["source", "onnx", "artifact"]
 """What a step takes or gives: the loaded source model, an ONNX model, or a shippable file."""
 
-Reads = Literal["golden", "calibration"]
+Reads = Literal["golden", "calibration", "evaluation"]
 """The build's data a step reads besides its input model (its key then holds the data's key)."""
 
 StepName = Literal["export", "load", "prepare", "simplify", "opset", "fp32", "fp16", "int8-dynamic", "int8-static",
@@ -59,6 +59,12 @@ class StepContext(Protocol):
     def golden(self) -> SampleSet: ...
 
     def calibration(self) -> SampleSet | None: ...
+
+    def evaluation(self) -> EvaluationSet | None: ...
+
+    def reference_metric(self) -> float | None:
+        """The original model's evaluation metric (None without evaluation data)."""
+        ...
 
 
 @dataclass

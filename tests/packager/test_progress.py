@@ -71,12 +71,17 @@ def test_quiet_prints_nothing_and_verbose_adds_details() -> None:
 
 
 def test_sample_loops_report_rows_for_the_bar() -> None:
-    """The reference-outputs step is sized by its samples: run_samples and accuracy report how
+    """The reference-outputs step is sized by its samples: run_samples and metric report how
     many rows each batch held, so the terminal bar ends at exactly the total."""
+    from pathlib import Path
+    from types import SimpleNamespace
+    from typing import Any
+
     import numpy as np
 
+    from packager.config.manifest import EvaluationSpec
     from packager.inputs.data import EvaluationSet, SampleSet
-    from packager.parity import accuracy, run_samples
+    from packager.parity import metric, run_samples
 
     def runner(feeds: dict) -> dict:
         return {"y": np.eye(3, dtype=np.float32)[feeds["x"][:, 0].astype(int) % 3]}
@@ -91,4 +96,6 @@ def test_sample_loops_report_rows_for_the_bar() -> None:
     assert seen == [1, 1, 1]
     ev = EvaluationSet(feeds=[{"x": np.arange(6, dtype=np.float32)[:, None]}], labels=[np.arange(6) % 3])
     seen.clear()
-    assert accuracy(runner, ev, "y", on_rows=seen.append) == 1.0 and seen == [6]
+    manifest: Any = SimpleNamespace(evaluation=EvaluationSpec(entry="d.py:e", output="y"), base_dir=Path("."),
+                                    file="m.yaml")
+    assert metric(runner, ev, manifest, on_rows=seen.append) == 1.0 and seen == [6]
