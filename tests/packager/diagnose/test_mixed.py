@@ -22,6 +22,19 @@ from ...conftest import write_yaml
 
 torch = pytest.importorskip("torch")
 
+# the model files' entry points: the seeded module and 64 random images
+ENTRY_POINTS = '''
+
+def build():
+    torch.manual_seed(0)
+    return Net().eval()
+
+
+def samples(n=64):
+    rng = np.random.default_rng(0)
+    yield {"image": rng.random((n, 3, 32, 32)).astype(np.float32)}
+'''
+
 SOFTMAX_MODEL = '''
 import numpy as np
 import torch
@@ -38,16 +51,7 @@ class Net(torch.nn.Module):
         h = torch.relu(self.c2(torch.relu(self.c1(image))))
         return torch.softmax(self.fc(h.mean((2, 3))), -1)
 
-
-def build():
-    torch.manual_seed(0)
-    return Net().eval()
-
-
-def samples(n=64):
-    rng = np.random.default_rng(0)
-    yield {"image": rng.random((n, 3, 32, 32)).astype(np.float32)}
-'''
+''' + ENTRY_POINTS
 
 
 def _module() -> torch.nn.Module:
@@ -277,16 +281,7 @@ class Net(torch.nn.Module):
         wh = a[:, 2:] * torch.exp(0.5 * torch.tanh(d[..., 2:]))
         return torch.cat([xy, wh], -1), logits
 
-
-def build():
-    torch.manual_seed(0)
-    return Net().eval()
-
-
-def samples(n=64):
-    rng = np.random.default_rng(0)
-    yield {"image": rng.random((n, 3, 32, 32)).astype(np.float32)}
-'''
+''' + ENTRY_POINTS
 
 
 def test_a_tflite_int8_that_misses_parity_is_repaired_through_the_onnx_model(tmp_path: Path) -> None:
