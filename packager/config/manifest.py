@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,10 @@ from .fields import (
     item,
     read_yaml,
 )
+from .specs import DataSpec as DataSpec
+from .specs import EvaluationSpec as EvaluationSpec
+from .specs import OutputSpec as OutputSpec
+from .specs import SourceSpec as SourceSpec
 
 FRAMEWORKS = ("torch", "onnx", "tensorflow")
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -142,66 +146,6 @@ MANIFEST = Section("Manifest", "what edgepack packages: the source model, its si
     Field("tolerances", TOLERANCES, "tolerance overrides per precision, for every output"),
     Field("export", EXPORT, "how the model is exported"),
 ))
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """An output as the manifest declares it. Unlike an input its shape may be left out: the
-    build observes it from the reference run, and only then does it become the bundle's
-    ``TensorSpec`` (inputs are ``TensorSpec`` from the start: the one class, shared with the
-    runtime)."""
-
-    name: str
-    dtype: str = "float32"
-    shape: tuple[int | str, ...] | None = None  # None: observed at build time
-    layout: str | None = None
-    scores: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "dtype": self.dtype,
-                               "shape": list(self.shape) if self.shape is not None else None}
-        if self.layout:
-            out["layout"] = self.layout
-        if self.scores is not None:
-            out["scores"] = self.scores
-        return out
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Where the original model comes from."""
-
-    framework: str
-    entry: str | None = None      # torch: "file.py:function" or "module:function"
-    path: Path | None = None      # onnx: model file
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Real data: an .npz file or an entry point yielding feed dicts (or random, if asked)."""
-
-    file: Path | None = None
-    entry: str | None = None
-    random: bool = False
-    samples: int = 128
-    batch_size: int = 16
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    """Held-out data for each artifact's metric (accuracy or an entry point) and its budget."""
-
-    entry: str
-    output: str
-    metric: str = "accuracy"
-    higher_is_better: bool = True
-    max_drop: float | None = None  # points (hundredths of the metric)
-
-    @property
-    def metric_name(self) -> str:
-        return self.metric if self.metric == "accuracy" else self.metric.rpartition(":")[2]
 
 
 @dataclass(frozen=True)
