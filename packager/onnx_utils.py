@@ -136,6 +136,9 @@ def canonical_names(model: onnx.ModelProto) -> None:
     # symbolic dims the converter numbered (unk__79): renumbered by first appearance, bodies included
     dims: dict[str, str] = {}
     for g in _graphs(graph):
+        for node in g.node:  # the default domain, written explicitly by some code paths and not others
+            if node.HasField("domain") and not node.domain:
+                node.ClearField("domain")
         for vi in list(g.input) + list(g.output) + list(g.value_info):
             for d in vi.type.tensor_type.shape.dim:
                 if d.HasField("dim_param") and d.dim_param.startswith("unk__"):
@@ -177,6 +180,7 @@ def _canonical_local(graph: onnx.GraphProto, prefix: str) -> None:
     """A subgraph's own inputs, initializers, nodes and values named by position under ``prefix``
     (what it reads from outside was renamed with the outer graph)."""
     graph.name, graph.doc_string = prefix, ""
+    _drop_identities(graph)
     structural_order(graph)
     mapping = {vi.name: f"{prefix}_in{i}" for i, vi in enumerate(graph.input)}
     mapping.update({init.name: f"{prefix}_init{i}" for i, init in enumerate(graph.initializer)})
@@ -195,6 +199,54 @@ def _canonical_local(graph: onnx.GraphProto, prefix: str) -> None:
         for item in seq:
             if item.name in mapping:
                 item.name = mapping[item.name]
+
+
+def _drop_identities(graph: onnx.GraphProto) -> None:
+    """Remove a subgraph's Identity nodes that copy a value its own nodes make: tf2onnx leaves one
+    before a Loop body's output in some runs of the same conversion and not in others, so the
+    bytes differed. The body output then names the copied value (what the other runs had)."""
+    made = {o for n in graph.node for o in n.output if o}
+    outputs = {o.name for o in graph.output}
+    drop = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and len(n.input) == 1
+            and len(n.output) == 1 and n.input[0] in made and n.input[0] not in outputs}
+    if not drop:
+        _first_output_takes_the_value(graph)
+        return
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output and n.output[0] in drop)]
+    del graph.node[:]
+    graph.node.extend(kept)
+    for g in _graphs(graph):
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name in drop:
+                    node.input[i] = drop[name]
+    for out in graph.output:
+        if out.name in drop:
+            out.name = drop[out.name]
+    stale = [vi for vi in graph.value_info if vi.name in drop]
+    for vi in stale:
+        graph.value_info.remove(vi)
+    _first_output_takes_the_value(graph)
+
+
+def _first_output_takes_the_value(graph: onnx.GraphProto) -> None:
+    """A value a body outputs twice goes out once as itself and once through an Identity; which
+    output position got which differed between runs. The first position takes the value itself."""
+    copies: dict[str, list[str]] = {}
+    for n in graph.node:
+        if n.op_type == "Identity" and len(n.input) == 1 and len(n.output) == 1:
+            copies.setdefault(n.input[0], []).append(n.output[0])
+    for value, idents in copies.items():
+        positions = [k for k, out in enumerate(graph.output) if out.name == value or out.name in idents]
+        names = [graph.output[k].name for k in positions]
+        if value not in names or len(positions) < 2:
+            continue
+        rest = [name for name in names if name != value]
+        for k, name in zip(positions, [value, *rest], strict=True):
+            graph.output[k].name = name
+            # the shape tf2onnx recorded went with the name in some runs, the position in others:
+            # the element type is what a body output must declare
+            graph.output[k].type.tensor_type.ClearField("shape")
 
 
 def _rename_outer(graph: onnx.GraphProto, mapping: dict[str, str]) -> None:
