@@ -214,11 +214,6 @@ def _feeds(data: bytes, rows: list[dict[str, np.ndarray]], names: dict[str, str]
         raise UnsupportedError(exc.message, where=WHERE, hint=exc.hint) from None
 
 
-def _signature_names(data: bytes) -> tuple[list[str], list[str]]:
-    ins, outs = edge_dtypes(data)
-    return list(ins), list(outs)
-
-
 def _host_can_check() -> None:
     """The parity check runs the artifact here: without a TFLite interpreter, creating the 2.7 GB
     converter environment would be for nothing."""
