@@ -55,7 +55,8 @@ def format_debug(doc: dict[str, Any]) -> str:
     for r in table["rows"]:
         lines.append(f"  {r['node'][:32]:32} {r['op_type'][:20]:20} {r['snr_db']:7.1f} {r['added_db']:8.1f} "
                      f"{r['cosine']:9.5f} {r['max_abs_error']:10.3g} {r['range']:10.3g}  "
-                     f"{'yes' if r['quantized'] else 'no'}")
+                     f"{'yes' if r['quantized'] else 'no'}"
+                     + (f"  (seen at {r['seen_at']})" if r.get("seen_at") else ""))
     if table.get("hint"):
         lines.append(table["hint"])
     return "\n".join(lines)

@@ -7,10 +7,17 @@ in float (onnxruntime's ``nodes_to_exclude``; ai-edge-quantizer's NO_QUANTIZE sc
 1000-way softmax or an attention mask costs one or two float nodes instead of the whole int8
 candidate. Every round is recorded: the bundle says which nodes stay float and why, and a search
 that runs out of budget says so with its trace.
+
+A node kept float still hands on a quantized output when a quantized node reads it (onnxruntime
+puts a Q/DQ pair on every tensor a quantized node reads). So when a node already kept still ranks
+first, its ``readers`` (node -> the nodes that read its output, through view nodes such as
+Reshape) are kept too, and the tensor whose range lost the signal flows in float: an outlier
+channel costs the convolution, its activation and the convolution after it; a softmax whose
+output is the model's costs itself alone.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -41,29 +48,44 @@ def _failures(report: ParityReport) -> list[str]:
 
 def search(nodes: int, quantize: Callable[[list[str]], M], check: Callable[[M], ParityReport],
            localise: Callable[[M], list[NodeError]], *, start: Sequence[str] = (),
-           max_share: float = MAX_SHARE) -> Mixed[M]:
+           max_share: float = MAX_SHARE, readers: Mapping[str, Sequence[str]] | None = None) -> Mixed[M]:
     """Quantize with ``start`` kept float; while ``check`` fails, keep the worst node (as
-    ``localise`` ranks the quantized model's nodes) in float too, up to ``max_share`` of the float
-    model's ``nodes``."""
+    ``localise`` ranks the quantized model's nodes) in float too, or, when the worst is a kept node
+    whose output is still quantized, its ``readers``; up to ``max_share`` of the float model's
+    ``nodes``."""
     budget = max(1, int(max_share * nodes))
     kept = list(start)
     trace: list[dict[str, Any]] = []
-    added: str | None = None
+    added: list[str] = []
     while True:
         model = quantize(kept)
         report = check(model)
-        trace.append({"kept_float": len(kept), "added": added, "passed": report.passed,
+        trace.append({"kept_float": len(kept), "added": ", ".join(added) or None, "passed": report.passed,
                       "failures": _failures(report)})
         if report.passed:
             return Mixed(model, kept, True, trace)
         rows = ranked(localise(model))
-        worst = [r for r in rows if r.quantized and r.added_db > 0 and r.node not in kept]
-        if len(kept) - len(start) >= budget:
+        step = _next(rows, kept, readers or {})
+        if len(kept) - len(start) + max(1, len(step)) > budget:
             return Mixed(model, kept, False, trace, rows[:10], why=(
                 f"still failing ({'; '.join(_failures(report))}) with {len(kept) - len(start)} node(s) kept in "
                 f"float, the budget ({max_share:.0%} of {nodes} nodes)"))
-        if not worst:
+        if not step:
             return Mixed(model, kept, False, trace, rows[:10],
                          why="no quantized node adds error any more: the loss is not in a node int8 computes")
-        added = worst[0].node
-        kept.append(added)
+        added = step
+        kept.extend(added)
+
+
+def _next(rows: Sequence[NodeError], kept: Sequence[str], readers: Mapping[str, Sequence[str]]) -> list[str]:
+    """What to keep float next, from the first row (most error added first) that can change: a
+    quantized node not kept yet, or a kept one whose output is still quantized by readers not kept."""
+    for r in rows:
+        if not r.quantized or r.added_db <= 0:
+            continue
+        if r.node not in kept:
+            return [r.node]
+        more = [n for n in readers.get(r.node, ()) if n not in kept]
+        if more:
+            return more
+    return []

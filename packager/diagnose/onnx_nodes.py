@@ -6,12 +6,19 @@ DequantizeLinear after it, or the tensor itself where it stays float). A node's 
 how much it lowers the signal-to-noise ratio below that of its inputs, so the table shows where
 the error first jumps rather than everything downstream of it (cf. onnxruntime's
 ``quantization/qdq_loss_debug.py``, which compares tensors but does not rank nodes).
+
+A view node (Slice, Reshape, Gather, ...) computes nothing: when its output's SNR is below its
+input's, the error was already in the elements it selects, hidden in the whole tensor's SNR by the
+others, and the node that set that tensor's range is to blame. YOLO-style heads concatenate box
+pixels (0-640) with probabilities (0-1) before slicing them apart: the Concat's output range
+rounds every probability to 0 while its SNR looks fine. So a view's added error is moved to the
+first non-view node above it (``seen_at`` names the view), and the search keeps that one float.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,12 +37,13 @@ class NodeError:
     op_type: str
     tensor: str
     depth: int  # position in the float model's (topological) node order
-    snr_db: float  # 20 log10(|float| / |float - quantized|)
+    snr_db: float  # 20 log10(|float| / |float - quantized|), and at most the median channel's (``channel_snr``)
     cosine: float
     max_abs_error: float
     range: float  # of the float tensor, for reading max_abs_error
     added_db: float  # SNR lost here: its inputs' lowest SNR (at most int8's ideal) minus its own, >= 0
     quantized: bool  # whether the quantized model quantizes this output
+    seen_at: str | None = None  # the view node (slice, reshape, ...) where this node's added error shows
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -69,7 +77,15 @@ def _run(model: bytes, names: Sequence[str], feeds: Sequence[dict[str, np.ndarra
     sess = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     wanted = [n for n in names if n in {o.name for o in sess.get_outputs()}]
     runs = [sess.run(wanted, feed) for feed in feeds]
-    return {n: np.concatenate([np.asarray(r[i], dtype=np.float32).ravel() for r in runs]) for i, n in enumerate(wanted)}
+    return {n: stack([np.asarray(r[i], dtype=np.float32) for r in runs]) for i, n in enumerate(wanted)}
+
+
+def stack(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One tensor's values over several runs: joined along axis 0 where the runs agree on the other
+    axes (the channels stay channels), else flattened."""
+    if all(p.ndim >= 1 and p.shape[1:] == parts[0].shape[1:] for p in parts):
+        return np.concatenate(parts)
+    return np.concatenate([p.ravel() for p in parts])
 
 
 def _first(feeds: Sequence[dict[str, np.ndarray]], rows: int) -> list[dict[str, np.ndarray]]:
@@ -104,6 +120,28 @@ def _snr(ref: np.ndarray, got: np.ndarray) -> float:
     if noise == 0.0:
         return SNR_CAP_DB
     return min(SNR_CAP_DB, 20 * math.log10(max(float(np.linalg.norm(ref)), 1e-30) / noise))
+
+
+def channel_snr(ref: np.ndarray, got: np.ndarray) -> float:
+    """The median SNR of the channels (along axis 1, and along the last axis: NCHW and NHWC, tokens'
+    features), the lower of the two; the whole tensor's SNR for a tensor without them. One huge
+    channel (an outlier, a transformer's massive activation, box pixels beside probabilities)
+    sets a per-tensor int8 range that rounds the other channels away while the whole tensor's
+    SNR, which that channel dominates, stays high; the median sees the other channels."""
+    if ref.ndim < 2 or ref.shape != got.shape:
+        return _snr(ref, got)
+    worst = SNR_CAP_DB
+    for axis in sorted({1, ref.ndim - 1}):
+        r = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1).astype(np.float64)
+        g = np.moveaxis(got, axis, 0).reshape(ref.shape[axis], -1).astype(np.float64)
+        energy, noise = np.linalg.norm(r, axis=1), np.linalg.norm(r - g, axis=1)
+        live = energy > 0
+        if len(r) < 2 or not live.any():
+            continue
+        with np.errstate(divide="ignore"):
+            snr = np.where(noise[live] == 0, SNR_CAP_DB, 20 * np.log10(energy[live] / np.maximum(noise[live], 1e-300)))
+        worst = min(worst, float(np.median(np.minimum(snr, SNR_CAP_DB))))
+    return min(worst, _snr(ref, got))
 
 
 def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
@@ -149,17 +187,48 @@ def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     rows = []
     for depth, node in enumerate(float_model.graph.node):
         for out in node.output:
-            if out not in pairs or out not in ref or pairs[out] not in got or ref[out].shape != got[pairs[out]].shape:
+            if out not in pairs or out not in ref or pairs[out] not in got or ref[out].size != got[pairs[out]].size:
                 continue
             r, g = ref[out], got[pairs[out]]
-            snr[out] = _snr(r, g)
+            r, g = (r, g) if r.shape == g.shape else (r.ravel(), g.ravel())
+            snr[out] = channel_snr(r, g)
             added = max(0.0, min([v for i in node.input for v in upstream(i)] + [INT8_SNR_DB]) - snr[out])
             rows.append(NodeError(node=node.name or f"{node.op_type}_{depth}", op_type=node.op_type, tensor=out,
-                                  depth=depth, snr_db=snr[out], cosine=_cosine(r, g),
+                                  depth=depth, snr_db=snr[out], cosine=_cosine(r.ravel(), g.ravel()),
                                   max_abs_error=float(np.max(np.abs(r - g))) if r.size else 0.0,
                                   range=float(np.ptp(r)) if r.size else 0.0, added_db=added,
                                   quantized=pairs[out] in dequantized))
-    return rows
+    names = {id(n): n.name or f"{n.op_type}_{d}" for d, n in enumerate(float_model.graph.node)}
+    above = {names[id(n)]: names[id(made_by[n.input[0]])] for n in float_model.graph.node
+             if n.input and n.input[0] in made_by}
+    return blame_range_setters(rows, above, VIEW_OPS)
+
+
+# ONNX ops that only select, reorder or reshape their first input's elements
+VIEW_OPS = frozenset({"Slice", "Gather", "GatherElements", "GatherND", "Split", "Reshape", "Transpose", "Squeeze",
+                      "Unsqueeze", "Flatten", "Identity", "Expand", "DepthToSpace", "SpaceToDepth"})
+
+
+def blame_range_setters(rows: list[NodeError], above: dict[str, str], views: frozenset[str]) -> list[NodeError]:
+    """``rows`` with each view node's added error moved to the first non-view node above it (by
+    first inputs; ``above``: node -> the node that makes its first input), which keeps the larger
+    of its own and the view's, ``seen_at`` the view (and counts as quantized when the view's output is)."""
+    by_name = {r.node: r for r in rows}
+    moved: dict[str, NodeError] = {}
+    for r in rows:
+        if r.op_type not in views or r.added_db <= 0:
+            continue
+        source, hops = above.get(r.node), 0
+        while source in by_name and by_name[source].op_type in views and hops < len(rows):
+            source, hops = above.get(source), hops + 1
+        if source not in by_name:
+            continue
+        target = moved.get(source, by_name[source])
+        if r.added_db > target.added_db:  # quantized: the view's output is that node's, quantized
+            moved[source] = replace(target, added_db=r.added_db, seen_at=r.node,
+                                    quantized=target.quantized or r.quantized)
+        moved[r.node] = replace(moved.get(r.node, r), added_db=0.0)
+    return [moved.get(r.node, r) for r in rows]
 
 
 def ranked(rows: Sequence[NodeError], top: int | None = None) -> list[NodeError]:

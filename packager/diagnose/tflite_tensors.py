@@ -5,7 +5,8 @@ Both models run on the same inputs with every intermediate tensor kept
 (``experimental_preserve_all_tensors``); each float op output is compared with the tensor of the
 same name in the int8 model, dequantized with its scale and zero point. The table is the ONNX
 one's (``onnx_nodes.NodeError``): a row per op output, ``added_db`` the SNR it loses below its
-inputs', so the search keeps the op where the error first jumps.
+inputs', so the search keeps the op where the error first jumps; a view op's (reshape, slice,
+...) added error goes to the op above it that set the range (see ``onnx_nodes``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_nodes import INT8_SNR_DB, MAX_SAMPLES, NodeError, _cosine, _snr
+from .onnx_nodes import INT8_SNR_DB, MAX_SAMPLES, NodeError, _cosine, blame_range_setters, channel_snr, stack
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
 
@@ -65,8 +66,8 @@ def localise(float_model: bytes, quant_model: bytes, feeds: Sequence[dict[str, n
         _feed(fl, feed)
         _feed(qu, feed)
         for index, name in wanted.items():
-            ref[name].append(_as_float(fl, f_tensors[index]).ravel())
-            got[name].append(_as_float(qu, q_by_name[name]).ravel())
+            ref[name].append(_as_float(fl, f_tensors[index]))
+            got[name].append(_as_float(qu, q_by_name[name]))
     snr: dict[int, float] = {}
     made_by = {out: op for op in ops for out in op["outputs"]}
     rows = []
@@ -85,17 +86,28 @@ def localise(float_model: bytes, quant_model: bytes, feeds: Sequence[dict[str, n
             name = wanted.get(index)
             if name is None or not ref[name]:
                 continue
-            r, g = np.concatenate(ref[name]), np.concatenate(got[name])
-            if r.shape != g.shape:
+            r, g = stack(ref[name]), stack(got[name])
+            if r.size != g.size:
                 continue
-            snr[index] = _snr(r, g)
+            r, g = (r, g) if r.shape == g.shape else (r.ravel(), g.ravel())
+            snr[index] = channel_snr(r, g)
             inputs = [v for i in op["inputs"] if int(i) >= 0 for v in upstream(int(i), set())]
             added = max(0.0, min(inputs + [INT8_SNR_DB]) - snr[index])
             rows.append(NodeError(node=name, op_type=op["op_name"], tensor=name, depth=depth, snr_db=snr[index],
-                                  cosine=_cosine(r, g), max_abs_error=float(np.max(np.abs(r - g))) if r.size else 0.0,
+                                  cosine=_cosine(r.ravel(), g.ravel()),
+                                  max_abs_error=float(np.max(np.abs(r - g))) if r.size else 0.0,
                                   range=float(np.ptp(r)) if r.size else 0.0, added_db=added,
                                   quantized=np.dtype(q_by_name[name]["dtype"]) in [np.dtype(t) for t in _QUANTIZED]))
-    return rows
+    name_of = {index: f_tensors[index]["name"] for op in ops for index in op["outputs"] if index in f_tensors}
+    above = {name_of[out]: name_of[made_by[int(op["inputs"][0])]["outputs"][0]]
+             for op in ops for out in op["outputs"] if out in name_of and len(op["inputs"])
+             and int(op["inputs"][0]) in made_by and made_by[int(op["inputs"][0])]["outputs"][0] in name_of}
+    return blame_range_setters(rows, above, VIEW_OPS)
+
+
+# LiteRT ops that only select, reorder or reshape their first input's elements (not SPLIT: its data is input 1)
+VIEW_OPS = frozenset({"RESHAPE", "STRIDED_SLICE", "SLICE", "GATHER", "GATHER_ND", "SPLIT_V", "TRANSPOSE",
+                      "SQUEEZE", "EXPAND_DIMS", "UNPACK", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"})
 
 
 def op_count(model: bytes) -> int:

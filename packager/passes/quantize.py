@@ -7,7 +7,7 @@ import io
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,9 +191,21 @@ def _repaired(model: onnx.ModelProto, quantize: Callable[[list[str]], onnx.Model
             _outputs(candidate, names, budget.feeds)))
 
     from ..diagnose import localise
-    mixed = search(len(model.graph.node), quantize, check, lambda m: localise(model, m, repair.feeds), start=kept)
+    sizes: list[int] = []
+
+    def measured(exclude: list[str]) -> onnx.ModelProto:
+        made = quantize(exclude)
+        sizes.append(made.ByteSize())
+        return made
+
+    mixed = search(len(model.graph.node), measured, check, lambda m: localise(model, m, repair.feeds), start=kept,
+                   readers=readers_of(model))
     added = mixed.kept[len(kept):]
+    # what keeping them costs: the share of the float model's nodes, and bytes against the first try
     details["mixed"] = {"passed": mixed.passed, "kept_float_added": added, "rounds": mixed.trace,
+                        "float_nodes": len(model.graph.node),
+                        "kept_share": round(len(mixed.kept) / len(model.graph.node), 4),
+                        "bytes_added": sizes[-1] - sizes[0],
                         **({"why": mixed.why, "worst": [r.to_dict() for r in mixed.worst]} if not mixed.passed
                            else {})}
     if mixed.passed and added:
@@ -229,3 +241,27 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
+
+
+def readers_of(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Node -> the nodes that compute on its outputs, and the view nodes (Reshape, Transpose, ...)
+    between: everything that would put a Q/DQ pair on those tensors (``diagnose.search``)."""
+    from ..diagnose.onnx_nodes import VIEW_OPS
+    by_input: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in dict.fromkeys(node.input):
+            by_input.setdefault(name, []).append(node)
+
+    def reading(outputs: Sequence[str], seen: set[str]) -> list[str]:
+        found = []
+        for out in outputs:
+            for reader in by_input.get(out, []):
+                if reader.name in seen:
+                    continue
+                seen.add(reader.name)
+                found.append(reader.name)
+                if reader.op_type in VIEW_OPS:
+                    found += reading(reader.output, seen)
+        return found
+
+    return {node.name: reading(node.output, {node.name}) for node in model.graph.node}

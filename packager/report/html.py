@@ -91,7 +91,9 @@ def _explained(c: Mapping[str, Any]) -> str:
         return (f'<svg width="100" height="10" role="img" aria-label="{esc(fmt_num(added, ".1f"))} dB">'
                 f'<rect width="{width:.0f}" height="10" fill="#c0392b"/></svg>')
 
-    body = [(f"<code>{esc(r.get('node'))}</code>", esc(r.get("op_type")), fmt_num(r.get("depth"), "d"),
+    body = [(f"<code>{esc(r.get('node'))}</code>"
+             + (f' <span class="muted">seen at <code>{esc(r["seen_at"])}</code></span>' if r.get("seen_at") else ""),
+             esc(r.get("op_type")), fmt_num(r.get("depth"), "d"),
              fmt_num(r.get("snr_db"), ".1f"), fmt_num(r.get("added_db"), ".1f") + " " + bar(r.get("added_db")),
              fmt_num(r.get("cosine"), ".5f"), "yes" if r.get("quantized") else "no") for r in rows]
     hint = f'<p class="muted">{esc(found.get("hint"))}</p>' if found.get("hint") else ""

@@ -77,7 +77,8 @@ def format_build(result: BuildResult, *, color: bool = False) -> str:
             if c.explained and c.explained.get("rows"):
                 lines.append("      where the error starts (the nodes that add the most; build JSON: explained):")
                 lines.extend(f"        {r['node']} ({r['op_type']}): SNR {r['snr_db']:.1f} dB, -{r['added_db']:.1f} dB "
-                             f"here, cosine {r['cosine']:.4f}" for r in c.explained["rows"][:3])
+                             f"here" + (f" (seen at {r['seen_at']})" if r.get("seen_at") else "")
+                             + f", cosine {r['cosine']:.4f}" for r in c.explained["rows"][:3])
                 if c.explained.get("hint"):
                     lines.append(f"      {c.explained['hint']}")
         if t.message and t.status == "failed":
