@@ -16,7 +16,7 @@ the README says which scripts were re-run when. Only whole scripts merge (not SC
 only into a file of the same kind of run (--quick or not) on the same machine (CPU, cores, arch).
 
 Each script also runs alone (benchmarks/overhead.py, cold_start.py, import_time.py, builds.py,
-optimum_compare.py) and takes --json. Work files go to $EDGEPACK_BENCH_DIR (default: a temp
+optimum_compare.py, mixed_int8.py) and takes --json. Work files go to $EDGEPACK_BENCH_DIR (default: a temp
 folder). A failing script stops the run (exit 1) and nothing is written.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ import common
 import readme_table
 
 SCRIPTS = {"overhead": "overhead.py", "cold_start": "cold_start.py",
-           "import_time": "import_time.py", "builds": "builds.py", "optimum": "optimum_compare.py"}
+           "import_time": "import_time.py", "builds": "builds.py", "optimum": "optimum_compare.py",
+           "mixed": "mixed_int8.py"}
 # --only SCRIPT:PART -> that script's own options
 PARTS = {
     "overhead": {"mlp": ["--model", "tiny MLP"], "digits": ["--model", "digits CNN"],
@@ -43,6 +44,7 @@ PARTS = {
                  "python_call": ["--extra", "python_call"], "threads": ["--extra", "threads"],
                  "run_into": ["--extra", "run_into"]},
     "builds": {p: ["--only", p] for p in ("rebuild", "multi", "memory", "parallel")},
+    "mixed": {p: ["--only", p] for p in ("softmax1000", "encoder", "outlier-cnn", "detection")},
 }
 
 
@@ -66,7 +68,7 @@ def selection(only: list[str] | None) -> dict[str, list[str]]:
 
 # the "benchmark" name each script's JSON carries
 BENCHMARK = {"overhead": "overhead", "cold_start": "cold_start", "import_time": "import",
-             "builds": "builds", "optimum": "optimum"}
+             "builds": "builds", "optimum": "optimum", "mixed": "mixed_int8"}
 
 
 def script_of(doc: dict[str, Any]) -> str:

@@ -117,3 +117,26 @@ def test_run_all_quick_subset(tmp_path: Path, bench_modules: None) -> None:
     import readme_table
     text = readme_table.section(doc)
     assert imp["what"] in text and "`import runtime`" in text
+
+
+@pytest.mark.slow
+def test_mixed_int8_benchmark_repairs_the_detection_head(tmp_path: Path, bench_modules: None) -> None:
+    """benchmarks/mixed_int8.py on one of its four models: the build's own record of plain int8
+    failing and the mixed candidate passing with the Concat kept float, three artifacts timed."""
+    out = tmp_path / "results.json"
+    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "mixed:detection",
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    [bench] = doc["results"]
+    [row] = bench["rows"]
+    assert row["key"] == "mixed:detection" and row["met"], row["ours"]
+    assert not row["plain_passed"] and row["plain_failures"][0].startswith("scores: ")  # the probabilities
+    assert row["mixed_passed"] and len(row["kept_float"]) == 1 and row["float_nodes"] > 10
+    assert all(len(v) == 10 and min(v) > 0 for v in row["samples_ms"].values())
+    assert row["plain_table"][0]["op_type"] == "Concat"
+    import readme_table
+    text = readme_table.section(doc)
+    assert "int8 that misses parity, repaired" in text and row["kept_float"][0] in text
