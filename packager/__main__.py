@@ -6,6 +6,7 @@ try:
 
     code = main()
 except KeyboardInterrupt:
-    print("interrupted: nothing was written at the output path", file=sys.stderr)
+    print("interrupted: nothing was left half-written (files are moved into place whole or not at all)",
+          file=sys.stderr)
     code = 130
 raise SystemExit(code)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -325,7 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = "interrupted: nothing was left half-written (files are moved into place whole or not at all)"
+
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:  # the process's own command (edgepack, python -m packager), its work done: a
+        # Ctrl-C now would only reach the interpreter's exit, where torch's atexit callbacks print a
+        # KeyboardInterrupt traceback under the summary; the exit code stands
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
@@ -335,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print("interrupted: nothing was written at the output path", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except BrokenPipeError:
         from runtime.fileio import stdout_closed

@@ -216,12 +216,12 @@ def test_interrupted_build_never_leaves_a_partial_bundle(clean: Clean, tmp_path:
             raise AssertionError(f"{sig.name} {when} (exit {a.code}) left a partial bundle: {exc}") from exc
         entries = cache_entries(a.cache)
         if not a.alive:  # it had finished: it must have succeeded
-            assert a.code == 0 and entries, (when, a.code, a.stderr[-2000:])
+            assert a.code == 0 and entries, f"{when}: exit {a.code}, stderr:\n{a.stderr}"
         elif sig == signal.SIGKILL:
-            assert a.code == -signal.SIGKILL, (when, a.code, a.stderr[-2000:])
+            assert a.code == -signal.SIGKILL, f"{when}: exit {a.code}, stderr:\n{a.stderr}"
         else:  # 0 or -SIGINT (Python's own exit on an uncaught Ctrl-C, the shell's 130 too) only
             # when the signal came as the process was exiting, after its work
-            assert a.code in (0, 130, -signal.SIGINT), (when, a.code, a.stderr[-2000:])
+            assert a.code in (0, 130, -signal.SIGINT), f"{when}: exit {a.code}, stderr:\n{a.stderr}"  # whole
             if a.code == 130:
                 assert "interrupted" in a.stderr, a.stderr[-2000:]
                 assert not list(out.glob(".*-tmp-*")), "an interrupted build cleans up its temp folder"
