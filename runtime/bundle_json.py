@@ -16,6 +16,7 @@ from .compare import Tolerance
 from .errors import BundleFormatError, IntegrityError
 from .integrity import BUNDLE_FILE, check_relpath, verify_files
 from .iocast import IoCasts, parse_dtypes
+from .probe_record import ExplainData
 from .signature import Signature
 from .signing import SignatureInfo
 
@@ -80,6 +81,7 @@ class Candidate:
     # lengths are refused with a FeedError before they reach the backend
     static_axes: dict[str, dict[str, int]] = field(default_factory=dict)
     quantized_engine: str | None = None  # torchscript int8: fbgemm / qnnpack
+    explain: ExplainData | None = None  # verify --explain's probe and float references (target explain_bytes)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this runtime does not know, kept as they are
 
     def __post_init__(self) -> None:
@@ -107,6 +109,8 @@ class Candidate:
                            ("quantized_engine", self.quantized_engine)):
             if value is not None:
                 out[key] = value
+        if self.explain is not None:
+            out["explain"] = self.explain.to_dict()
         return out
 
     def artifact_input(self, name: str) -> str:
@@ -164,13 +168,15 @@ class Candidate:
                    io=opt("io", str), static_batch=opt("static_batch", int),
                    static_axes=_static_axes(data.get("static_axes"), where),
                    quantized_engine=opt("quantized_engine", str),
+                   explain=(ExplainData.from_dict(data["explain"], where=f"{where}.explain")
+                            if data.get("explain") is not None else None),
                    extra={k: v for k, v in data.items() if k not in _CANDIDATE_KEYS})
 
 
 _CANDIDATE_KEYS = frozenset({"id", "file", "format", "precision", "backend", "providers", "provider_options",
                              "threads", "tolerance", "io_map", "quantization", "parity", "accuracy", "size",
                              "status", "notes", "converter", "conversion", "io", "static_batch", "quantized_engine",
-                             "static_axes"})
+                             "static_axes", "explain"})
 
 
 def _static_axes(data: Any, where: str) -> dict[str, dict[str, int]]:

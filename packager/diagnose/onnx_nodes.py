@@ -16,7 +16,6 @@ first non-view node above it (``seen_at`` names the view), and the search keeps 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -24,9 +23,10 @@ from typing import Any
 import numpy as np
 import onnx
 
+from runtime.explain import INT8_SNR_DB
+from runtime.explain import channel_snr_db as channel_snr
+
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
-SNR_CAP_DB = 120.0  # an exact match; keeps the numbers finite in JSON
-INT8_SNR_DB = 6.02 * 8 + 1.76  # an ideal 8-bit quantizer on a full-range signal: what int8 can do at best
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _float_tensors(model: onnx.ModelProto) -> dict[str, int]:
             if out and types.get(out) in FLOAT_TYPES}
 
 
-def _with_outputs(model: onnx.ModelProto, names: dict[str, int]) -> bytes:
+def with_outputs(model: onnx.ModelProto, names: dict[str, int]) -> bytes:
     """A copy of ``model`` that also outputs ``names`` (name -> element type)."""
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
@@ -69,7 +69,8 @@ def _with_outputs(model: onnx.ModelProto, names: dict[str, int]) -> bytes:
     return augmented.SerializeToString()
 
 
-def _run(model: bytes, names: Sequence[str], feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def run_with_outputs(model: bytes, names: Sequence[str],
+                     feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fused away otherwise
@@ -114,36 +115,6 @@ def _dequantized(qdq: onnx.ModelProto) -> dict[str, str]:
     return found
 
 
-def _snr(ref: np.ndarray, got: np.ndarray) -> float:
-    ref, got = ref.astype(np.float64), got.astype(np.float64)
-    noise = float(np.linalg.norm(ref - got))
-    if noise == 0.0:
-        return SNR_CAP_DB
-    return min(SNR_CAP_DB, 20 * math.log10(max(float(np.linalg.norm(ref)), 1e-30) / noise))
-
-
-def channel_snr(ref: np.ndarray, got: np.ndarray) -> float:
-    """The median SNR of the channels (along axis 1, and along the last axis: NCHW and NHWC, tokens'
-    features), the lower of the two; the whole tensor's SNR for a tensor without them. One huge
-    channel (an outlier, a transformer's massive activation, box pixels beside probabilities)
-    sets a per-tensor int8 range that rounds the other channels away while the whole tensor's
-    SNR, which that channel dominates, stays high; the median sees the other channels."""
-    if ref.ndim < 2 or ref.shape != got.shape:
-        return _snr(ref, got)
-    worst = SNR_CAP_DB
-    for axis in sorted({1, ref.ndim - 1}):
-        r = np.moveaxis(ref, axis, 0).reshape(ref.shape[axis], -1).astype(np.float64)
-        g = np.moveaxis(got, axis, 0).reshape(ref.shape[axis], -1).astype(np.float64)
-        energy, noise = np.linalg.norm(r, axis=1), np.linalg.norm(r - g, axis=1)
-        live = energy > 0
-        if len(r) < 2 or not live.any():
-            continue
-        with np.errstate(divide="ignore"):
-            snr = np.where(noise[live] == 0, SNR_CAP_DB, 20 * np.log10(energy[live] / np.maximum(noise[live], 1e-300)))
-        worst = min(worst, float(np.median(np.minimum(snr, SNR_CAP_DB))))
-    return min(worst, _snr(ref, got))
-
-
 def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
     ref, got = ref.astype(np.float64), got.astype(np.float64)
     a, b = float(np.linalg.norm(ref)), float(np.linalg.norm(got))
@@ -155,19 +126,28 @@ def _cosine(ref: np.ndarray, got: np.ndarray) -> float:
 MAX_SAMPLES = 8  # samples the table is computed on (the first of the feeds)
 
 
+def stand_ins(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
+              tensors: dict[str, int] | None = None) -> tuple[dict[str, str], set[str]]:
+    """Each float tensor of the float model -> the QDQ model's tensor its consumers read in its place
+    (the DequantizeLinear after it, or itself where it stays float), and which of those are
+    dequantized (a graph output keeps its name, on the DequantizeLinear that now makes it)."""
+    stands_for = _dequantized(qdq_model)
+    in_qdq = {out for n in qdq_model.graph.node for out in n.output}
+    dequantized = {out for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    tensors = _float_tensors(float_model) if tensors is None else tensors
+    return ({t: stands_for.get(t, t) for t in tensors if stands_for.get(t, t) in in_qdq},
+            dequantized)
+
+
 def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
              feeds: Sequence[dict[str, np.ndarray]], *, max_samples: int = MAX_SAMPLES) -> list[NodeError]:
     """Every float output of the float model's nodes, compared on the first ``max_samples`` of
     ``feeds``, in graph order."""
     feeds = _first(feeds, max_samples)
     tensors = _float_tensors(float_model)
-    stands_for = _dequantized(qdq_model)
-    in_qdq = {out for n in qdq_model.graph.node for out in n.output}
-    # a graph output keeps its name in the QDQ model, on the DequantizeLinear that now makes it
-    dequantized = {out for n in qdq_model.graph.node if n.op_type == "DequantizeLinear" for out in n.output}
-    pairs = {t: stands_for.get(t, t) for t in tensors if stands_for.get(t, t) in in_qdq}
-    ref = _run(_with_outputs(float_model, tensors), list(tensors), feeds)
-    got = _run(_with_outputs(qdq_model, {q: onnx.TensorProto.FLOAT for q in pairs.values()}),
+    pairs, dequantized = stand_ins(float_model, qdq_model, tensors)
+    ref = run_with_outputs(with_outputs(float_model, tensors), list(tensors), feeds)
+    got = run_with_outputs(with_outputs(qdq_model, {q: onnx.TensorProto.FLOAT for q in pairs.values()}),
                list(dict.fromkeys(pairs.values())), feeds)
     snr: dict[str, float] = {}
     made_by = {out: node for node in float_model.graph.node for out in node.output}

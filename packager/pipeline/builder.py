@@ -27,7 +27,7 @@ from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from .chain import Chain, run_steps
 from .checks import check
 from .document import document, tool_versions
-from .explain import explain_onnx_int8
+from .explain import explain_onnx_int8, probes
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
@@ -226,13 +226,20 @@ class Builder:
         if result.status == "failed":
             result.message = (result.message or "") + remove_stale(self.out_dir, bundle_name)
             return result
+        made = probes(target, chosen, self._float_model, self.inputs, self.warnings)
         with self.progress.step(f"write bundle {bundle_name}"):
             doc = document(m, target, chosen, result, self.inputs.record, root=self.out_dir / bundle_name,
-                           exporter=self.exporter, steps=self.steps, warnings=self.warnings)
+                           exporter=self.exporter, steps=self.steps, warnings=self.warnings,
+                           explains={cid: p.record for cid, p in made.items()})
             bundle_dir, archive = write_bundle(self.out_dir, m, target, chosen, doc, self.inputs.record.golden.arrays,
-                                               self.inputs.record.reference, self.sign_key)
+                                               self.inputs.record.reference, self.sign_key, probes=made)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
+
+    def _float_model(self, spec: CandidateSpec) -> onnx.ModelProto | None:
+        """The float ONNX model ``spec``'s artifact was made from (None for a route without one)."""
+        route = route_of(self.manifest, spec)
+        return self._model(route.model_steps) if route.model_steps else None
 
     def _start(self) -> None:
         """Load (or restore) the inputs and key the source: what every step starts from."""

@@ -9,6 +9,7 @@ from typing import Any
 from runtime.bundle import Bundle, Candidate, Golden
 from runtime.bundle_json import io_map_fields
 from runtime.compare import Tolerance
+from runtime.probe_record import ExplainData
 
 from .. import __version__
 from ..config.manifest import Manifest
@@ -42,7 +43,7 @@ def tool_versions(framework: str, formats: set[str]) -> dict[str, str]:
 
 
 def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Artifact,
-              cr: CandidateResult) -> Candidate:
+              cr: CandidateResult, explain: ExplainData | None = None) -> Candidate:
     """One candidate's entry: how to run the artifact, its tolerances, and the build's record of it."""
     assert cr.file is not None
     conversion = art.passes[0]["details"]
@@ -65,19 +66,21 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
         io=("int8" if str(conversion.get("io", "")).startswith("int8") else "float") if spec.format == "tflite"
         else None,
         static_batch=art.extras.get("static_batch"), quantized_engine=art.extras.get("quantized_engine"),
-        static_axes=dict(art.extras.get("static_axes") or {}),
+        static_axes=dict(art.extras.get("static_axes") or {}), explain=explain,
         extra={k: v for k, v in art.extras.items() if k not in known})
 
 
 def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetResult, record: InputsRecord, *,
-             root: Path, exporter: str, steps: list[dict[str, Any]], warnings: list[str]) -> Bundle:
+             root: Path, exporter: str, steps: list[dict[str, Any]], warnings: list[str],
+             explains: dict[str, ExplainData] | None = None) -> Bundle:
     """The target's bundle.json (its ``files`` are added when the bundle is complete)."""
     m = manifest
     skipped = [{"candidate": c.id, "status": c.status, "reason": c.message or ""}
                for c in result.candidates if c.status in ("failed", "unsupported")]
     return Bundle(
         root=root, name=m.name, description=m.description, target=target.to_dict(), signature=record.signature,
-        candidates=tuple(candidate(m, target, spec, art, cr) for spec, art, cr in chosen),
+        candidates=tuple(candidate(m, target, spec, art, cr, (explains or {}).get(spec.id))
+                         for spec, art, cr in chosen),
         golden=Golden(inputs="golden/inputs.npz", outputs="golden/outputs.npz", batched=record.golden.batched,
                       samples=len(record.golden), source=record.golden.source),
         files={}, fallbacks=list(result.fallbacks), skipped=skipped,

@@ -1,4 +1,5 @@
-"""Why an int8 ONNX candidate missed parity: the per-node table, made automatically when it did.
+"""Why an int8 ONNX candidate missed parity: the per-node table, made automatically when it did,
+and (target option ``explain_bytes``) what the device needs to make it there (``probes``).
 
 The build has everything the table needs at that moment (the float model the candidate was
 quantized from, the int8 file, the golden inputs), so the user gets where the error starts with
@@ -6,6 +7,7 @@ the failure, in the build JSON and the summary, instead of only the output's err
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EdgepackError
@@ -13,6 +15,10 @@ from .inputs import Inputs
 
 if TYPE_CHECKING:
     import onnx
+
+    from ..config.targets import CandidateSpec, Target
+    from ..diagnose.probe import Probe
+    from .policy import Chosen
 
 TOP = 10  # rows kept: the nodes that add the most error
 
@@ -33,3 +39,28 @@ def explain_onnx_int8(float_model: onnx.ModelProto, data: bytes, inputs: Inputs)
     return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
             "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
                      "quantization: {fallback: mixed} keeps such nodes in float") if worst else None}
+
+
+def probes(target: Target, chosen: Chosen, float_model: Callable[[CandidateSpec], onnx.ModelProto | None],
+           inputs: Inputs, warnings: list[str]) -> dict[str, Probe]:
+    """Per ONNX int8 candidate of the bundle, what ``verify --explain`` needs on the device, within
+    the target's ``explain_bytes`` (none when it is 0); a candidate it does not fit is a warning."""
+    import onnx
+
+    from ..diagnose.probe import make_probe
+    if not target.explain_bytes:
+        return {}
+    golden = inputs.record.golden
+    n = len(next(iter(golden.arrays.values())))
+    feeds = [{k: (v[i:i + 1] if golden.batched else v[i]) for k, v in golden.arrays.items()} for i in range(n)]
+    made: dict[str, Probe] = {}
+    for spec, art, _ in chosen:
+        if spec.format != "onnx" or spec.precision != "int8" or (source := float_model(spec)) is None:
+            continue
+        got = make_probe(source, onnx.load_from_string(art.data), feeds, target.explain_bytes,
+                         prefix=f"explain/{spec.id}")
+        if isinstance(got, str):
+            warnings.append(f"{target.name}: {spec.id}: no per-node references for verify --explain: {got}")
+        else:
+            made[spec.id] = got
+    return made

@@ -22,6 +22,8 @@ from .policy import Chosen
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from ..diagnose.probe import Probe
+
 
 def check_out_dir(out_dir: Path) -> None:
     """Fail before the slow work when the output folder cannot be written."""
@@ -51,7 +53,7 @@ def remove_stale(out_dir: Path, bundle_name: str) -> str:
 
 def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chosen, document: Bundle,
                  golden: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-                 sign_key: Ed25519PrivateKey | None) -> tuple[Path, Path]:
+                 sign_key: Ed25519PrivateKey | None, probes: dict[str, Probe] | None = None) -> tuple[Path, Path]:
     """The target's bundle folder and archive: models, golden data, requirements, README, bundle.json."""
     bundle_name = f"{manifest.name}-{target.name}"
     payload = sum({cr.file: len(art.data) for _, art, cr in chosen if cr.file}.values())
@@ -62,6 +64,9 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
             if cr.file and cr.file not in written:
                 writer.write_bytes(cr.file, art.data)
                 written.add(cr.file)
+        for probe in (probes or {}).values():  # verify --explain's probe and references (explain_bytes)
+            writer.write_bytes(probe.record.probe, probe.model)
+            writer.write_npz(probe.record.references, probe.references)
         writer.write_npz("golden/inputs.npz", golden)
         writer.write_npz("golden/outputs.npz", reference)
         extra = [cryptography_pin()] if sign_key is not None else []

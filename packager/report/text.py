@@ -115,6 +115,7 @@ def format_bundle(doc: dict[str, Any], integrity: str) -> str:
         for s in doc.get("signature", {}).get(kind, []):
             layout = f" {s['layout']}" if s.get("layout") else ""
             lines.append(f"  {kind[:-1]:6} {s['name']}: {s.get('dtype')} {s.get('shape')}{layout}")
+    files = doc.get("files", {})
     lines += ["", "candidates (in order of preference):"]
     rows = [("id", "format", "precision", "providers", "size", "accuracy", "parity")]
     for c in doc.get("candidates", []):
@@ -128,6 +129,16 @@ def format_bundle(doc: dict[str, Any], integrity: str) -> str:
         if outs:
             lines += ["", f"parity of {c['id']} ({(c.get('parity') or {}).get('checked_on', '')}):",
                       format_parity_rows(outs, indent="  ")]
+        mixed = (c.get("conversion") or {}).get("mixed")
+        if mixed and mixed.get("passed"):
+            kept = (c.get("conversion") or {}).get("kept_float") or []
+            lines.append(f"  mixed precision: {len(kept)} of {mixed.get('float_nodes', '?')} nodes kept in float "
+                         f"({', '.join(kept) or 'none'}), {len(mixed.get('rounds', []))} round(s)")
+        if c.get("explain"):
+            x = c["explain"]
+            size = sum(int(files[p].get("size", 0)) for p in (x["probe"], x["references"]) if p in files)
+            lines.append(f"  verify --explain: {len(x['tensors'])} tensors probed on {x['samples']} golden samples "
+                         f"({human_size(size)}: {x['probe']}, {x['references']})")
     for f in doc.get("fallbacks", []):
         lines.append(f"fallback: {f.get('candidate')} -> {f.get('next')}: {f.get('reason')}")
     for w in doc.get("warnings", []):
@@ -139,6 +150,5 @@ def format_bundle(doc: dict[str, Any], integrity: str) -> str:
               f"  exporter: {prov.get('exporter')}",
               "  tools: " + ", ".join(f"{k} {v}" for k, v in sorted(prov.get("tools", {}).items())),
               f"  built with edgepack {prov.get('edgepack')} on {prov.get('host', {}).get('platform')}"]
-    files = doc.get("files", {})
     lines.append(f"  files: {len(files)}, {human_size(sum(int(f.get('size', 0)) for f in files.values()))}")
     return "\n".join(lines)

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "also write an HTML report (per output statistics and an "
                                    "error histogram).")
     p.add_argument("--all", action="store_true", help="check every candidate that loads")
+    p.add_argument("--explain", action="store_true",
+                   help="for a candidate that fails (or carries the references): where its error starts on "
+                        "this device, tensor by tensor, against the build host (bundles built with the target "
+                        "option explain_bytes)")
     p.add_argument("--report", metavar="FILE", help=report_help)
     p = sub.add_parser("bench", parents=[common], help="latency and throughput",
                        description="Latency and throughput of the selected candidate. With "

@@ -85,6 +85,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                         "outputs": [o.to_dict() for o in report.outputs],
                         "tolerance": {n: t.to_dict() for n, t in spec.tolerance.items()},
                         "_report": report})
+        if args.explain and (not report.passed or spec.explain is not None):
+            from ..explain import explain_here  # --explain only: not on verify's usual path
+            results[-1]["explained"] = explain_here(bundle, spec, list(model.providers))
 
     if args.all:
         decs: list[Decision] = []
@@ -123,6 +126,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"candidate {r['candidate']} on [{', '.join(r['providers'])}]{note}: "
                   f"{'PASS' if r['passed'] else 'FAIL'}")
             print(format_parity_rows(r["_report"].outputs, indent="  "))
+            if "explained" in r:
+                from ..explain import format_explained
+                print(format_explained(r["explained"]))
         skipped = [d for d in decisions if d["status"] != SELECTED] if args.all else []
         for d in skipped:
             print(f"candidate {d['candidate']}: not checked ({d['reason']})")

@@ -69,7 +69,8 @@ def _verify_body(doc: Mapping[str, Any]) -> str:
                      f"<h3><code>{esc(c.get('candidate'))}</code> {verdict(c.get('passed'))}"
                      + (" " + DEGRADED if c.get("degraded") else "") + "</h3>"
                      + kv([("providers", esc(", ".join(map(str, as_seq(c.get("providers"))))))])
-                     + outputs_block(as_seq(c.get("outputs")), c.get("tolerance")) + "</section>")
+                     + outputs_block(as_seq(c.get("outputs")), c.get("tolerance"))
+                     + _explained_block(as_mapping(c.get("explained"))) + "</section>")
     decisions = [as_mapping(d) for d in as_seq(doc.get("decisions"))]
     if decisions and doc.get("mode") == "all":  # each candidate was loaded on its own
         decisions = [dict(d, status="loads" if d.get("status") == "selected" else d.get("status"))
@@ -84,6 +85,28 @@ def _verify_body(doc: Mapping[str, Any]) -> str:
               esc(", ".join(map(str, as_seq(d.get("providers_in_use"))))),
               esc(d.get("reason")) + bullets(as_seq(d.get("notes")))) for d in decisions], cls="msg"))
     return "".join(parts)
+
+
+def _explained_block(x: Mapping[str, Any]) -> str:
+    """verify --explain: the per-tensor SNR on this device against the build host's, along the
+    graph's depth (a bar per tensor: the SNR lost at it here), then the rows."""
+    if not x:
+        return ""
+    if x.get("error"):
+        return (f'<div class="explained"><h4>where the error starts on this device</h4><p class="muted">'
+                f'{esc(x.get("error"))}; {esc(x.get("hint"))}</p></div>')
+    rows = [as_mapping(r) for r in as_seq(x.get("rows"))]
+    chart = hbars([(f"{r.get('depth')} {str(r.get('op_type'))[:7]}", r.get("added_db")) for r in rows], "dB lost")
+    worse = {r.get("node") for r in (as_mapping(w) for w in as_seq(x.get("worse_than_host")))}
+    body = [(f"<code>{esc(r.get('node'))}</code>", esc(r.get("op_type")), fmt_num(r.get("depth"), "d"),
+             fmt_num(r.get("snr_db"), ".1f"), fmt_num(r.get("host_snr_db"), ".1f"), fmt_num(r.get("added_db"), ".1f"),
+             badge("failed", "WORSE THAN HOST") if r.get("node") in worse else "") for r in rows]
+    first = x.get("first_worse_than_host")
+    return ('<div class="explained"><h4>where the error starts on this device</h4>'
+            + (f"<p>first tensor more than 6 dB below the build host: <code>{esc(first)}</code></p>" if first else
+               '<p class="muted">every probed tensor within 6 dB of the build host</p>')
+            + chart + table(("node", "op", "depth", "SNR dB here", "SNR dB on host", "lost here (dB)", ""), body,
+                            num=(2, 3, 4, 5)) + "</div>")
 
 
 def _bench_body(doc: Mapping[str, Any]) -> str:

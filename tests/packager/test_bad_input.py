@@ -128,6 +128,7 @@ CASES: dict[str, Case] = {
                                  file=T + "mixed_dynamic.yaml"),
     "target_mixed_typo": Case("candidates[0].quantization.fallback", ("did you mean 'mixed'",),
                               file=T + "mixed_typo.yaml"),
+    "target_explain_negative": Case("explain_bytes", (">= 0",), file=T + "explain_negative.yaml"),
 }
 # one case per kind of failure, rerun with --debug (the traceback must then be shown)
 DEBUG_CASES = ["yaml_malformed", "model_onnx_garbage", "weights_missing",

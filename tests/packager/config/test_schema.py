@@ -87,6 +87,7 @@ python: "3.12"
 threads: 2
 precision_fallback: true
 drop_slower_quantized: true
+explain_bytes: 4000000
 notes: free text
 candidates:
   - id: onnx-int8-trt
@@ -268,6 +269,7 @@ requirements: [numpy]
         ("target", None, "threads"): t.threads,
         ("target", None, "precision_fallback"): t.precision_fallback,
         ("target", None, "drop_slower_quantized"): t.drop_slower_quantized,
+        ("target", None, "explain_bytes"): t.explain_bytes,
         ("target", None, "notes"): t.notes,
         ("target", "Candidate", "io"): c.io,
         ("target", "Quantization", "per_channel"): c.quantization.per_channel if c.quantization else None,

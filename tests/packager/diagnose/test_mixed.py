@@ -173,10 +173,10 @@ requirements: [numpy==2.2.6, onnxruntime==1.22.1]
 """
 
 
-def _project(folder: Path) -> Path:
-    """The softmax model, its target and its manifest in ``folder``; the manifest's path."""
+def project(folder: Path, target_yaml: str = TARGET) -> Path:
+    """The softmax model, a target (``target_yaml``) and the manifest in ``folder``; the manifest's path."""
     (folder / "net.py").write_text(SOFTMAX_MODEL)
-    target = write_yaml(folder / "mixed-x86.yaml", TARGET)
+    target = write_yaml(folder / "target.yaml", target_yaml)
     return write_yaml(folder / "net.yaml", f"""\
         name: net
         source: {{framework: torch, entry: net.py:build}}
@@ -190,7 +190,7 @@ def _project(folder: Path) -> Path:
 
 def test_a_build_ships_the_mixed_candidate_and_records_it(tmp_path: Path) -> None:
     from packager import build
-    manifest = _project(tmp_path)
+    manifest = project(tmp_path)
     result = build(manifest, tmp_path / "out")
     [t] = result.targets
     cands = {c.id: c for c in t.candidates}
@@ -217,7 +217,7 @@ def test_edgepack_debug_prints_the_table_and_json(tmp_path: Path) -> None:
     import sys
 
     from ...conftest import REPO
-    _project(tmp_path)
+    project(tmp_path)
 
     def debug(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "packager", "debug", "net.yaml", *args, "-q",
