@@ -15,10 +15,12 @@ import pytest
 from packager.config.manifest import DEFAULT_TOLERANCES
 from packager.config.targets import Quantization
 from packager.diagnose import localise, ranked
-from packager.diagnose.onnx_nodes import NodeError, _snr, blame_range_setters, channel_snr
+from packager.diagnose.onnx_nodes import NodeError, blame_range_setters
 from packager.passes import quantize
 from packager.passes.wide_ranges import name_nodes
 from runtime.compare import compare
+from runtime.explain import channel_snr_db as channel_snr
+from runtime.explain import snr_db
 
 torch = pytest.importorskip("torch")
 
@@ -29,7 +31,7 @@ def test_one_huge_channel_hides_the_others_from_the_whole_tensor_snr() -> None:
     ref[:, 0] *= 400.0  # channel 0: the outlier
     step = ref.max() / 255  # a per-tensor uint8 step: the other channels are rounded away
     got = np.round(ref / step) * step
-    assert _snr(ref, got) > 30  # dominated by channel 0, which quantizes well
+    assert snr_db(ref, got) > 30  # dominated by channel 0, which quantizes well
     assert channel_snr(ref, got) < 10  # the median channel lost its signal
     assert channel_snr(ref, ref) == pytest.approx(120.0)  # an exact match stays at the cap
     quiet = np.zeros_like(ref)
