@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("debug", cmd_debug, "where an int8 candidate's error comes from: its nodes against the float model's")
     p.add_argument("manifest", help="manifest YAML file")
     p.add_argument("--target", help="the target (name or YAML path; default: the manifest's first with the candidate)")
-    p.add_argument("--candidate", required=True, help="the candidate's id (an onnx int8 one)")
+    p.add_argument("--candidate", required=True, help="the candidate's id (an onnx or tflite int8 one)")
     p.add_argument("--cache-dir", help="build cache folder (default $EDGEPACK_CACHE_DIR/build)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 

@@ -64,10 +64,12 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                    quantization: Quantization | None, io: str, calibration: dict[str, np.ndarray] | None = None,
                    calibration_batched: bool = True, random_data: bool = False,
                    on_create: Callable[[str], AbstractContextManager[Any]] | None = None,
-                   repair: Repair | None = None) -> TFLiteArtifact:
+                   repair: Repair | None = None, golden: list[dict[str, np.ndarray]] | None = None
+                   ) -> TFLiteArtifact:
     """Convert the base ONNX model at ``precision`` (int8: ``quantization.mode``; ``io`` float/int8).
     With ``repair`` (int8 static, ``fallback: mixed``), the ops that add the most error stay float
-    until parity holds on its golden feeds. Every refusal and every onnx2tf failure is an
+    until parity holds on its golden feeds; with ``golden`` (int8 static), the int8 model's per-op
+    table on those feeds is in ``details["per_op"]``. Every refusal and every onnx2tf failure is an
     UnsupportedError with the reason."""
     mode = quantization.mode if quantization else None
     column = precision if precision != "int8" else f"int8-{mode}" + ("-int8io" if mode == "static" and io == "int8"
@@ -107,6 +109,7 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
     # the base model's names are the manifest's (the ONNX candidates are fed by them)
     outputs = match_names([o.name for o in manifest.outputs], got["outputs"], "outputs")
     mixed: tuple[dict[str, Any] | None, list[str]] = (None, [])
+    per_op: dict[str, Any] | None = None
     if rows is not None:
         assert quantization is not None
         from .tflite_quantize import quantize_static
@@ -114,9 +117,11 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
         if repair is not None:
             budget = _feeds(data, _one_batch(repair.budget.feeds, static_batch), inputs) if repair.budget else None
             checks = (repair, _feeds(data, _one_batch(repair.feeds, static_batch), inputs), outputs, budget)
-        data, record, mixed_notes = quantize_static(data, _feeds(data, rows, inputs),
-                                                    per_channel=quantization.per_channel, int8_io=io == "int8",
-                                                    repair=checks)
+        table_feeds = _feeds(data, _one_batch(golden, static_batch), inputs) if golden else None
+        data, record, mixed_notes, per_op = quantize_static(data, _feeds(data, rows, inputs),
+                                                            per_channel=quantization.per_channel,
+                                                            int8_io=io == "int8", repair=checks,
+                                                            table_feeds=table_feeds)
         mixed = (record, mixed_notes)
     io_map, dtype_notes = with_io_dtypes(data, {"inputs": inputs, "outputs": outputs}, manifest)
     details: dict[str, Any] = {
@@ -158,6 +163,8 @@ def onnx_to_tflite(model: onnx.ModelProto, manifest: Manifest, *, precision: str
                 details["kept_float"] = list(record["kept_float_added"])
         if random_data:
             notes.append("calibrated on RANDOM data (manifest asked for random: true)")
+        if per_op is not None:
+            details["per_op"] = per_op  # the build shows it when parity fails (not written to bundle.json)
     return TFLiteArtifact(data=data, io_map=io_map, details=details, notes=notes + dtype_notes)
 
 

@@ -51,13 +51,19 @@ def quantizer_version() -> str:
                                hint="pip install ai-edge-quantizer (or edgepack[tensorflow])") from None
 
 
+Quantized = tuple[bytes, "dict[str, Any] | None", list[str], "dict[str, Any] | None"]
+
+
 def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]], *, per_channel: bool,
-                    int8_io: bool, repair: RepairJob | None = None) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+                    int8_io: bool, repair: RepairJob | None = None,
+                    table_feeds: list[dict[str, np.ndarray]] | None = None) -> Quantized:
     """``float_model`` with int8 weights and activations, calibrated on ``rows`` (one feed each, by
     the serving signature's input names). ``int8_io``: float inputs and outputs become int8 with
     their scale and zero point (the runtime quantizes feeds and dequantizes results); else they
     stay float32. With ``repair`` (what to check, the golden feeds by signature name, manifest
-    output -> signature output), the mixed-precision search runs too: its record and notes.
+    output -> signature output), the mixed-precision search runs too: its record and notes. With
+    ``table_feeds`` (golden feeds by signature name), the per-op table of the int8 model made
+    against the float one (``diagnose.tflite_tensors``): the build shows it when parity fails.
 
     All of it runs in one spawned child: calibration, quantization and every run of an int8 model
     go through LiteRT's native kernels, and a native abort there (XNNPACK aborted running an
@@ -71,7 +77,8 @@ def quantize_static(float_model: bytes, rows: Iterable[Mapping[str, np.ndarray]]
     import multiprocessing
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)  # a pipe, no semaphore for a dead child to leak
-    child = context.Process(target=_child, args=(send, float_model, samples, per_channel, int8_io, repair))
+    child = context.Process(target=_child, args=(send, float_model, samples, per_channel, int8_io, repair,
+                                                 table_feeds))
     child.start()
     send.close()
     try:
@@ -121,7 +128,7 @@ def _child(send: Any, *args: Any) -> None:
 
 
 def _work(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,
-          repair: RepairJob | None) -> tuple[bytes, dict[str, Any] | None, list[str]]:
+          repair: RepairJob | None, table_feeds: list[dict[str, np.ndarray]] | None) -> Quantized:
     """quantize_static's work, in the child process."""
     from ..diagnose.tflite_tensors import smoke_run
 
@@ -130,9 +137,30 @@ def _work(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel:
         smoke_run(model, samples[0])
         return model
 
+    record: dict[str, Any] | None = None
+    notes: list[str] = []
     if repair is None:
-        return quantize([]), None, []
-    return repaired(float_model, quantize, *repair)
+        made = quantize([])
+    else:
+        made, record, notes = repaired(float_model, quantize, *repair)
+    return made, record, notes, per_op_table(float_model, made, table_feeds) if table_feeds else None
+
+
+TOP = 10  # rows kept: the ops that add the most error
+
+
+def per_op_table(float_model: bytes, int8_model: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """The ranked per-op table (top rows) of ``int8_model`` against ``float_model``, or why not."""
+    from ..diagnose import ranked
+    from ..diagnose.tflite_tensors import localise
+    try:
+        rows = localise(float_model, int8_model, feeds)
+    except Exception as exc:  # a diagnosis: its failure must not hide the candidate's own result
+        return {"error": f"{type(exc).__name__}: {_first_line(exc)}"}
+    worst = ranked(rows, TOP)
+    return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
+            "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
+                     "quantization: {fallback: mixed} keeps such ops in float") if worst else None}
 
 
 def _quantize(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,

@@ -183,9 +183,12 @@ class Builder:
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
-        explained = (explain_onnx_int8(self._model(route.model_steps), made.data, self.inputs)
-                     if not parity.passed and spec.format == "onnx" and spec.precision == "int8" and route.model_steps
-                     else None)
+        explained = None
+        if not parity.passed and spec.precision == "int8":  # where the error starts, with the failure
+            if spec.format == "onnx" and route.model_steps:
+                explained = explain_onnx_int8(self._model(route.model_steps), made.data, self.inputs)
+            elif spec.format == "tflite":  # made by ai-edge-quantizer's route, in its child (see tflite_quantize)
+                explained = made.details.get("per_op")
         return Artifact(variant=variant, precision=spec.precision, data=made.data,
                         passes=[{"step": made.step, "details": made.details}], notes=made.notes,
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
@@ -254,16 +257,20 @@ class Builder:
             "outputs": [o.name for o in m.outputs]}, ("edgepack",))
 
     def explain(self, spec: CandidateSpec, target: Target) -> tuple[Artifact, dict[str, Any]]:
-        """One ONNX int8 candidate, made (or taken from the cache) and checked, with its per-node
-        table whether or not it passed (``edgepack debug``)."""
-        if spec.format != "onnx" or spec.precision != "int8":
+        """One ONNX or TFLite int8 candidate, made (or taken from the cache) and checked, with its
+        per-node table whether or not it passed (``edgepack debug``)."""
+        if spec.format not in ("onnx", "tflite") or spec.precision != "int8":
             raise UnsupportedError(f"{spec.id} is {spec.format} {spec.precision}: the per-node table is made for "
-                                   "ONNX int8 candidates", where=f"target {target.name}",
-                                   hint="name an onnx int8 candidate of the target (edgepack targets lists them)")
+                                   "ONNX and TFLite int8 candidates", where=f"target {target.name}",
+                                   hint="name an int8 candidate of the target (edgepack targets lists them)")
         self._start()
         art = self.artifact(spec, target)
         if isinstance(art, EdgepackError):
             raise art
+        if spec.format == "tflite":
+            return art, art.passes[0]["details"].get("per_op") or {
+                "error": f"{art.converter} made this int8 model; the per-op table is made for those "
+                         "ai-edge-quantizer quantizes (the ONNX route: onnx2tf, then ai-edge-quantizer)"}
         route = route_of(self.manifest, spec)
         return art, explain_onnx_int8(self._model(route.model_steps), art.data, self.inputs)
 

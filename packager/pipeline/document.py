@@ -46,7 +46,8 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
               cr: CandidateResult, explain: ExplainData | None = None) -> Candidate:
     """One candidate's entry: how to run the artifact, its tolerances, and the build's record of it."""
     assert cr.file is not None
-    conversion = art.passes[0]["details"]
+    # the per-op table is the build's diagnosis (build JSON: explained), not the bundle's record
+    conversion = {k: v for k, v in art.passes[0]["details"].items() if k != "per_op"}
     tolerance: dict[str, Tolerance] = {o.name: manifest.tolerance_for(spec.precision, o.name)
                                        for o in manifest.outputs}
     quantization = (dict(spec.quantization.to_dict(), **{k: v for k, v in conversion.items()

@@ -206,7 +206,9 @@ class OnnxToTflite(ArtifactStep):
         result = onnx_to_tflite(_onnx(value), ctx.manifest, precision=spec.precision, quantization=spec.quantization,
                                 io=spec.io, calibration=cal.arrays if cal else None,
                                 calibration_batched=cal.batched if cal else True, random_data=bool(cal and cal.random),
-                                on_create=announced(ctx.progress), repair=_repair(ctx, spec) if static else None)
+                                on_create=announced(ctx.progress), repair=_repair(ctx, spec) if static else None,
+                                golden=list(ctx.golden().batches(ctx.manifest.calibration.batch_size)) if static
+                                else None)
         extras: dict[str, Any] = {"io_map": result.io_map}
         for key in ("static_batch", "static_axes"):
             if key in result.details:

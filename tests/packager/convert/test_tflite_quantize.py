@@ -37,8 +37,8 @@ def _rows(n: int) -> list[dict[str, np.ndarray]]:
 
 def test_int8_comes_back_from_the_child(float_model: bytes) -> None:
     from ai_edge_litert.interpreter import Interpreter
-    int8, record, _ = quantize_static(float_model, _rows(16), per_channel=True, int8_io=True)
-    assert record is None  # no repair asked
+    int8, record, _, table = quantize_static(float_model, _rows(16), per_channel=True, int8_io=True)
+    assert record is None and table is None  # no repair asked, no table feeds given
     interp = Interpreter(model_content=int8)
     interp.allocate_tensors()
     [detail] = interp.get_input_details()

@@ -232,7 +232,7 @@ def test_edgepack_debug_prints_the_table_and_json(tmp_path: Path) -> None:
     wrong = debug("--candidate", "no-such")
     assert wrong.returncode == 2 and "no candidate 'no-such'" in wrong.stderr and "int8-mixed" in wrong.stderr
     fp32 = debug("--candidate", "onnx-fp32")
-    assert fp32.returncode == 2 and "ONNX int8 candidates" in fp32.stderr
+    assert fp32.returncode == 2 and "ONNX and TFLite int8 candidates" in fp32.stderr
 
 
 TFLITE_TARGET = """\

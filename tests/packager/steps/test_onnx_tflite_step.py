@@ -142,13 +142,24 @@ def test_an_int8_model_that_misses_parity_falls_back_without_mixed(tmp_path: Pat
     the numbers."""
     onnx2tf_env()
     target_file = write_yaml(tmp_path / "pi-plain.yaml", PLAIN)
-    result = build(write_project(tmp_path / "project", wide_softmax_net(), [str(target_file)]), tmp_path / "out")
+    manifest = write_project(tmp_path / "project", wide_softmax_net(), [str(target_file)])
+    result = build(manifest, tmp_path / "out")
     (target,) = result.targets
     cands = by_id(result, "pi-plain")
     tfl = cands["tflite-int8-static-int8io"]
     assert tfl.status == "dropped" and tfl.message and tfl.message.startswith("parity failed (")
     assert tfl.message.endswith("fell back to onnx-int8-static-pc")
     assert target.fallbacks[0]["candidate"] == "tflite-int8-static-int8io" and target.status == "ok"
+    # where the error starts, per op of the int8 TFLite model against onnx2tf's float one
+    explained = tfl.explained
+    assert explained is not None and explained["rows"][0]["op_type"] == "SOFTMAX", explained
+    assert explained["rows"][0]["snr_db"] < 1.0 and "fallback: mixed" in explained["hint"]
+    doc = json.loads((Path(target.bundle_dir) / "bundle.json").read_text())
+    assert all("per_op" not in (c.get("conversion") or {}) for c in doc["candidates"])  # the build's, not the bundle's
+    from packager.debug_command import format_debug, run_debug
+    debugged = run_debug(manifest, None, "tflite-int8-static-int8io", quiet=True)  # on demand, from the cache
+    assert debugged["explained"]["rows"] == explained["rows"] and not debugged["parity"]["passed"]
+    assert "SOFTMAX" in format_debug(debugged)
 
 
 MIXED = """\
