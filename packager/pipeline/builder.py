@@ -27,7 +27,7 @@ from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from .chain import Chain, run_steps
 from .checks import check
 from .document import document, tool_versions
-from .explain import explain_onnx_int8, probes
+from .explain import probes, table_for
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
@@ -183,12 +183,8 @@ class Builder:
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
-        explained = None
-        if not parity.passed and spec.precision == "int8":  # where the error starts, with the failure
-            if spec.format == "onnx" and route.model_steps:
-                explained = explain_onnx_int8(self._model(route.model_steps), made.data, self.inputs)
-            elif spec.format == "tflite":  # made by ai-edge-quantizer's route, in its child (see tflite_quantize)
-                explained = made.details.get("per_op")
+        explained = None if parity.passed else table_for(spec, made.data, made.details,  # with the failure
+                                                         lambda: self._float_model(spec), self.inputs)
         return Artifact(variant=variant, precision=spec.precision, data=made.data,
                         passes=[{"step": made.step, "details": made.details}], notes=made.notes,
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
@@ -267,12 +263,10 @@ class Builder:
         art = self.artifact(spec, target)
         if isinstance(art, EdgepackError):
             raise art
-        if spec.format == "tflite":
-            return art, art.passes[0]["details"].get("per_op") or {
-                "error": f"{art.converter} made this int8 model; the per-op table is made for those "
-                         "ai-edge-quantizer quantizes (the ONNX route: onnx2tf, then ai-edge-quantizer)"}
-        route = route_of(self.manifest, spec)
-        return art, explain_onnx_int8(self._model(route.model_steps), art.data, self.inputs)
+        return art, table_for(spec, art.data, art.passes[0]["details"], lambda: self._float_model(spec),
+                              self.inputs) or {"error": f"{art.converter} made this int8 model, and the per-node "
+                                                        "table is made from a float twin: ONNX models, and TFLite "
+                                                        "models ai-edge-quantizer quantized (the ONNX route)"}
 
     def run(self) -> BuildResult:
         m = self.manifest

@@ -68,7 +68,9 @@ def candidate(manifest: Manifest, target: Target, spec: CandidateSpec, art: Arti
         else None,
         static_batch=art.extras.get("static_batch"), quantized_engine=art.extras.get("quantized_engine"),
         static_axes=dict(art.extras.get("static_axes") or {}), explain=explain,
-        extra={k: v for k, v in art.extras.items() if k not in known})
+        extra={**{k: v for k, v in art.extras.items() if k not in known},
+               # kept despite failing parity (--allow-parity-failure): where its error starts, for inspect
+               **({"explained": cr.explained} if cr.explained is not None else {})})
 
 
 def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetResult, record: InputsRecord, *,

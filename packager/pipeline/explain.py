@@ -64,3 +64,19 @@ def probes(target: Target, chosen: Chosen, float_model: Callable[[CandidateSpec]
         else:
             made[spec.id] = got
     return made
+
+
+def table_for(spec: CandidateSpec, data: bytes, details: dict[str, Any],
+              float_model: Callable[[], onnx.ModelProto | None], inputs: Inputs) -> dict[str, Any] | None:
+    """The per-node table of an int8 artifact: ONNX against the float model it was quantized from;
+    TFLite as ai-edge-quantizer's child made it against onnx2tf's float model (``per_op``); None
+    where there is no float twin (fp32/fp16, litert-torch's or TFLiteConverter's own int8)."""
+    if spec.precision != "int8":
+        return None
+    if spec.format == "onnx":
+        model = float_model()
+        return explain_onnx_int8(model, data, inputs) if model is not None else None
+    if spec.format == "tflite":
+        table: dict[str, Any] | None = details.get("per_op")
+        return table
+    return None

@@ -129,6 +129,11 @@ def format_bundle(doc: dict[str, Any], integrity: str) -> str:
         if outs:
             lines += ["", f"parity of {c['id']} ({(c.get('parity') or {}).get('checked_on', '')}):",
                       format_parity_rows(outs, indent="  ")]
+        found = c.get("explained") or {}
+        if found.get("rows"):
+            lines.append("  where the error starts on the build host (the nodes that add the most):")
+            lines += [f"    {r['node']} ({r['op_type']}): SNR {r['snr_db']:.1f} dB, -{r['added_db']:.1f} dB here"
+                      for r in found["rows"][:3]]
         mixed = (c.get("conversion") or {}).get("mixed")
         if mixed and mixed.get("passed"):
             kept = (c.get("conversion") or {}).get("kept_float") or []

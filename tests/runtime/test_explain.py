@@ -143,3 +143,6 @@ def test_inspect_says_the_bundle_carries_the_references(bundle: Path) -> None:
     record = next(c for c in doc["candidates"] if c["id"] == "int8-plain")["explain"]
     assert f"verify --explain: {len(record['tensors'])} tensors probed on 4 golden samples" in proc.stdout
     assert "explain/int8-plain.probe.onnx" in proc.stdout
+    # kept in the bundle despite failing parity (--allow-parity-failure): the build host's table with it
+    host = proc.stdout.split("where the error starts on the build host")[1].splitlines()[1]
+    assert host.strip().startswith(f"{record['tensors'][-1]['node']} (Softmax): SNR 0.0 dB")  # the last probed
