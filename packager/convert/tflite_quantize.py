@@ -146,21 +146,15 @@ def _work(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel:
     return made, record, notes, per_op_table(float_model, made, table_feeds) if table_feeds else None
 
 
-TOP = 10  # rows kept: the ops that add the most error
-
-
 def per_op_table(float_model: bytes, int8_model: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     """The ranked per-op table (top rows) of ``int8_model`` against ``float_model``, or why not."""
-    from ..diagnose import ranked
+    from ..diagnose.onnx_nodes import summary
     from ..diagnose.tflite_tensors import localise
     try:
         rows = localise(float_model, int8_model, feeds)
     except Exception as exc:  # a diagnosis: its failure must not hide the candidate's own result
         return {"error": f"{type(exc).__name__}: {_first_line(exc)}"}
-    worst = ranked(rows, TOP)
-    return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
-            "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
-                     "quantization: {fallback: mixed} keeps such ops in float") if worst else None}
+    return summary(rows, "ops")
 
 
 def _quantize(float_model: bytes, samples: list[dict[str, np.ndarray]], per_channel: bool, int8_io: bool,

@@ -143,6 +143,12 @@ def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
              feeds: Sequence[dict[str, np.ndarray]], *, max_samples: int = MAX_SAMPLES) -> list[NodeError]:
     """Every float output of the float model's nodes, compared on the first ``max_samples`` of
     ``feeds``, in graph order."""
+    return measure(float_model, qdq_model, feeds, max_samples=max_samples)[0]
+
+
+def measure(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, feeds: Sequence[dict[str, np.ndarray]], *,
+            max_samples: int = MAX_SAMPLES) -> tuple[list[NodeError], dict[str, np.ndarray]]:
+    """``localise``'s rows and the float model's values of every tensor it measured (by name)."""
     feeds = _first(feeds, max_samples)
     tensors = _float_tensors(float_model)
     pairs, dequantized = stand_ins(float_model, qdq_model, tensors)
@@ -181,7 +187,7 @@ def localise(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     names = {id(n): n.name or f"{n.op_type}_{d}" for d, n in enumerate(float_model.graph.node)}
     above = {names[id(n)]: names[id(made_by[n.input[0]])] for n in float_model.graph.node
              if n.input and n.input[0] in made_by}
-    return blame_range_setters(rows, above, VIEW_OPS)
+    return blame_range_setters(rows, above, VIEW_OPS), ref
 
 
 # ONNX ops that only select, reorder or reshape their first input's elements
@@ -209,6 +215,18 @@ def blame_range_setters(rows: list[NodeError], above: dict[str, str], views: fro
                                     quantized=target.quantized or r.quantized)
         moved[r.node] = replace(moved.get(r.node, r), added_db=0.0)
     return [moved.get(r.node, r) for r in rows]
+
+
+TOP = 10  # rows a table keeps: the nodes that add the most error
+
+
+def summary(rows: Sequence[NodeError], unit: str = "nodes") -> dict[str, Any]:
+    """The table the build JSON, reports and ``edgepack debug`` show: the ``TOP`` rows that add
+    the most error, how many were measured, and where the error starts."""
+    worst = ranked(rows, TOP)
+    return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
+            "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
+                     f"quantization: {{fallback: mixed}} keeps such {unit} in float") if worst else None}
 
 
 def ranked(rows: Sequence[NodeError], top: int | None = None) -> list[NodeError]:

@@ -19,14 +19,14 @@ import onnx
 
 from runtime.probe_record import ExplainData, ProbeTensor
 
-from .onnx_nodes import _float_tensors, localise, ranked, run_with_outputs, stand_ins, with_outputs
+from .onnx_nodes import measure, ranked, stand_ins, with_outputs
 
 MAX_PROBE_SAMPLES = 4
 
 
 @dataclass(frozen=True)
 class Probe:
-    """The files (bundle-relative path -> bytes or arrays) and the candidate's ``explain`` record."""
+    """The probe model, the float references (tensor -> values) and the candidate's ``explain`` record."""
 
     model: bytes
     references: dict[str, np.ndarray]
@@ -38,11 +38,10 @@ def make_probe(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, feeds: 
     """The probe for ``qdq_model`` on ``feeds`` (one golden sample each), its files named
     ``prefix``.probe.onnx and ``prefix``.npz; or why none fits in ``max_bytes``."""
     feeds = list(feeds)[:MAX_PROBE_SAMPLES]
-    tensors = _float_tensors(float_model)
-    pairs, _ = stand_ins(float_model, qdq_model, tensors)
-    rows = {r.tensor: r for r in localise(float_model, qdq_model, feeds, max_samples=len(feeds))}
-    order = [r.tensor for r in ranked(list(rows.values())) if r.tensor in pairs]
-    values = run_with_outputs(with_outputs(float_model, {t: tensors[t] for t in order}), order, feeds)
+    pairs, _ = stand_ins(float_model, qdq_model)
+    measured, values = measure(float_model, qdq_model, feeds, max_samples=len(feeds))
+    rows = {r.tensor: r for r in measured}
+    order = [r.tensor for r in ranked(measured) if r.tensor in pairs]
     base = len(with_outputs(qdq_model, {}))
     chosen, used = [], base
     for t in order:
@@ -58,7 +57,7 @@ def make_probe(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, feeds: 
     depth = {t: rows[t].depth for t in chosen}
     chosen.sort(key=lambda t: (depth[t], t))
     index = {t: i for i, t in enumerate(chosen)}
-    probe = ProbeTensorsBuilder(made_by, index)
+    probe = _NearestProbed(made_by, index)
     record = ExplainData(
         probe=f"{prefix}.probe.onnx", references=f"{prefix}.npz", samples=len(feeds),
         tensors=tuple(ProbeTensor(node=rows[t].node, op_type=rows[t].op_type, tensor=t, output=pairs[t],
@@ -68,7 +67,7 @@ def make_probe(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, feeds: 
     return Probe(model, {t: values[t] for t in chosen}, record)
 
 
-class ProbeTensorsBuilder:
+class _NearestProbed:
     """The nearest probed tensors each probed tensor is computed from (through unprobed ones)."""
 
     def __init__(self, made_by: dict[str, onnx.NodeProto], index: dict[str, int]) -> None:

@@ -20,14 +20,13 @@ if TYPE_CHECKING:
     from ..diagnose.probe import Probe
     from .policy import Chosen
 
-TOP = 10  # rows kept: the nodes that add the most error
-
 
 def explain_onnx_int8(float_model: onnx.ModelProto, data: bytes, inputs: Inputs) -> dict[str, Any]:
     """The ranked table (top rows) for an ONNX int8 artifact against its float model, or why not."""
     import onnx
 
-    from ..diagnose import localise, ranked
+    from ..diagnose import localise
+    from ..diagnose.onnx_nodes import summary
     try:
         golden = list(inputs.golden().batches(inputs.manifest.calibration.batch_size))
         rows = localise(float_model, onnx.load_from_string(data), golden)
@@ -35,10 +34,7 @@ def explain_onnx_int8(float_model: onnx.ModelProto, data: bytes, inputs: Inputs)
         raise
     except Exception as exc:  # the table is a diagnosis: its failure must not hide the parity failure
         return {"error": f"{type(exc).__name__}: {exc}"}
-    worst = ranked(rows, TOP)
-    return {"nodes": len(rows), "rows": [r.to_dict() for r in worst],
-            "hint": (f"the error starts at {worst[0].node} ({worst[0].op_type}, -{worst[0].added_db:.1f} dB); "
-                     "quantization: {fallback: mixed} keeps such nodes in float") if worst else None}
+    return summary(rows)
 
 
 def probes(target: Target, chosen: Chosen, float_model: Callable[[CandidateSpec], onnx.ModelProto | None],
