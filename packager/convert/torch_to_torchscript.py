@@ -46,28 +46,8 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
     model = ordered_outputs(copy.deepcopy(module).eval(), [o.name for o in manifest.outputs], example)
     details: dict[str, Any] = {}
     if precision == "int8":
-        engine = quantized_engine_for(arch)
-        if engine not in torch.backends.quantized.supported_engines:
-            engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else engine
-        previous = torch.backends.quantized.engine
-        try:
-            torch.backends.quantized.engine = engine
-            with warnings.catch_warnings():  # torch's deprecation notice for quantized tensors
-                warnings.simplefilter("ignore")
-                model = torch.ao.quantization.quantize_dynamic(
-                    model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
-        except Exception as exc:
-            raise ConversionError(f"int8 dynamic quantization of the torch model failed: {exc}",
-                                  where=where) from None
-        finally:
-            torch.backends.quantized.engine = previous
-        details.update(quantization="dynamic (Linear/LSTM/GRU weights int8)", quantized_engine=engine)
-        quantized = sum(1 for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized"))
-        if quantized == 0:
-            raise ConversionError("int8 dynamic quantization changed nothing: the model has no "
-                                  "Linear/LSTM/GRU layers", where=where,
-                                  hint="use onnx int8 static for convolutional models")
-        details["quantized_modules"] = quantized
+        model, quantized = quantize_dynamic(model, arch, where)
+        details.update(quantized)
     args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in manifest.inputs)
     if precision == "fp16":
         model = model.half()
@@ -76,7 +56,7 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
     notes: list[str] = []
     first = "script" if method == "script" else "trace"
     try:
-        compiled, warned = _compile(torch, model, args, first)
+        compiled, warned = compile_module(torch, model, args, first)
     except Exception as exc:
         failed = f"torch.jit.{first} failed: {type(exc).__name__}: {_first_line(exc)}"
         if method != "auto":
@@ -84,7 +64,7 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
             raise ConversionError(failed, where=where,
                                   hint=f"try export.torchscript: {other} in the manifest") from None
         try:
-            compiled, warned = _compile(torch, model, args, "script")
+            compiled, warned = compile_module(torch, model, args, "script")
         except Exception as exc2:
             raise ConversionError(f"{failed}; torch.jit.script failed too: {type(exc2).__name__}: "
                                   f"{_first_line(exc2)}", where=where,
@@ -95,7 +75,7 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
         notes.append(f"torch.jit.trace warned that the trace may be incorrect: {warned}")
         if method == "auto":
             try:
-                compiled, _ = _compile(torch, model, args, "script", fresh=False)
+                compiled, _ = compile_module(torch, model, args, "script", fresh=False)
                 first = "script"
                 notes.append("made with torch.jit.script instead (export.torchscript: auto), which keeps the "
                              "branch as control flow")
@@ -112,7 +92,37 @@ def to_torchscript(module: Any, manifest: Manifest, feeds: dict[str, np.ndarray]
                              notes=notes)
 
 
-def _compile(torch: Any, model: Any, args: tuple[Any, ...], method: str, *,
+def quantize_dynamic(model: Any, arch: str, where: str) -> tuple[Any, dict[str, Any]]:
+    """``model``'s Linear/LSTM/GRU layers int8 (dynamic quantization with the quantized engine of
+    ``arch``), and what was done; ConversionError when it fails or finds nothing to quantize."""
+    import torch
+    details: dict[str, Any] = {}
+    engine = quantized_engine_for(arch)
+    if engine not in torch.backends.quantized.supported_engines:
+        engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else engine
+    previous = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = engine
+        with warnings.catch_warnings():  # torch's deprecation notice for quantized tensors
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+    except Exception as exc:
+        raise ConversionError(f"int8 dynamic quantization of the torch model failed: {exc}",
+                              where=where) from None
+    finally:
+        torch.backends.quantized.engine = previous
+    details.update(quantization="dynamic (Linear/LSTM/GRU weights int8)", quantized_engine=engine)
+    quantized = sum(1 for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized"))
+    if quantized == 0:
+        raise ConversionError("int8 dynamic quantization changed nothing: the model has no "
+                              "Linear/LSTM/GRU layers", where=where,
+                              hint="use onnx int8 static for convolutional models")
+    details["quantized_modules"] = quantized
+    return model, details
+
+
+def compile_module(torch: Any, model: Any, args: tuple[Any, ...], method: str, *,
              fresh: bool = True) -> tuple[Any, str | None]:
     """``model`` scripted or traced, and where the trace warned it may be incorrect (a Python
     branch or conversion on a tensor's value: ``file:line: code``), or None."""

@@ -138,6 +138,29 @@ class TorchScriptConvert(ArtifactStep):
         return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras, result.method)
 
 
+class OnnxToTorchScript(TorchScriptConvert):
+    """The base ONNX model -> ``nn.Module`` (edgepack's op table) -> TorchScript by trace, its
+    symbolic axes checked at twice the length (``convert.onnx_to_torchscript``)."""
+
+    requires: ClassVar[Kind] = "onnx"
+
+    def config(self, manifest: Manifest, spec: CandidateSpec, target: Target) -> dict[str, Any]:
+        from ..convert.onnx_to_torchscript import CONVERTER
+        return dict(ArtifactStep.config(self, manifest, spec, target), converter=CONVERTER)
+
+    def run(self, value: Source | onnx.ModelProto, ctx: StepContext, spec: CandidateSpec,
+            target: Target) -> Made:
+        from ..convert.onnx_to_torchscript import onnx_to_torchscript
+        if spec.precision == "int8" and spec.quantization and spec.quantization.mode == "static":
+            raise UnsupportedError("TorchScript int8 is dynamic quantization only", where=f"candidate {spec.id}",
+                                   hint="use quantization: {mode: dynamic}, or an onnx int8 static candidate")
+        result = onnx_to_torchscript(_onnx(value), ctx.manifest, first_feed_batch(ctx), precision=spec.precision,
+                                     arch=target.arch)
+        extras: dict[str, Any] = {k: result.details[k] for k in ("quantized_engine", "static_batch", "static_axes")
+                  if k in result.details}
+        return Made(result.data, ".pt", "torchscript", result.details, result.notes, extras, result.method)
+
+
 class TfToTflite(ArtifactStep):
     """TensorFlow SavedModel -> TFLite (TFLiteConverter; int8 calibrated on the calibration data)."""
 

@@ -17,6 +17,7 @@ from .artifact_steps import (
     OnnxInt8Dynamic,
     OnnxInt8Static,
     OnnxToTflite,
+    OnnxToTorchScript,
     TfToTflite,
     TorchScriptConvert,
     TorchToTflite,
@@ -63,13 +64,13 @@ ROUTES: dict[RouteKey, Route] = {
        for v in _VARIANTS},
     # from the base model: onnx2tf in its own environment (torch and TensorFlow keep their own routes)
     **{("onnx", "tflite", v): Route(_BASE["onnx"], OnnxToTflite()) for v in _VARIANTS},
+    # from the base model: edgepack's ONNX -> torch op table, then torch.jit.trace
+    **{("onnx", "torchscript", v): Route(_BASE["onnx"], OnnxToTorchScript()) for v in _VARIANTS},
 }
 
 UNSUPPORTED_ROUTES: dict[tuple[str, str], str] = {
     ("tensorflow", "torchscript"): "TorchScript is PyTorch's format: a TensorFlow model cannot be "
                                    "turned into TorchScript",
-    ("onnx", "torchscript"): "ONNX -> TorchScript is not supported: there is no maintained converter; "
-                             "give the original PyTorch model as the source instead",
 }
 
 SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {

@@ -1,10 +1,10 @@
 """Every cell of the conversion table, through whole builds of small real models built in code.
 
-Supported cells (torch -> onnx/torchscript, tensorflow -> onnx/tflite, onnx -> onnx/tflite) must
-build with parity asserted numerically; unsupported cells (torch -> tflite, tensorflow -> torchscript,
-onnx -> torchscript) must be reported per candidate with a clear reason, without stopping the other
-candidates. (onnx -> tflite runs onnx2tf from its own environment: tests/packager/steps/
-test_onnx_tflite_step.py covers it in depth.) Builds are few and shared (module-scoped): each costs seconds.
+Supported cells (torch -> onnx/torchscript/tflite, tensorflow -> onnx/tflite, onnx -> onnx/tflite/torchscript)
+must build with parity asserted numerically; unsupported cells (tensorflow -> torchscript) must be reported
+per candidate with a clear reason, without stopping the other candidates. (onnx -> tflite runs onnx2tf from
+its own environment: tests/packager/steps/test_onnx_tflite_step.py covers it in depth.) Builds are few and
+shared (module-scoped): each costs seconds.
 """
 from __future__ import annotations
 
@@ -393,17 +393,15 @@ def test_onnx_source_cells(onnx_build: tuple[BuildResult, Path]) -> None:
     result, out = onnx_build
     (t,) = result.targets
     cands = by_id(t)
-    ts = cands["torchscript-fp32"]
-    assert ts.status == "unsupported" and "TorchScript" in ts.message and "not supported" in ts.message
-    # onnx -> tflite (onnx2tf) and onnx -> onnx build, and the target is ok (skips are not failures)
-    assert_parity(cands["tflite-fp32"])
-    assert_parity(cands["onnx-fp32"])
-    assert_parity(cands["onnx-int8-dynamic"])
+    # onnx -> tflite (onnx2tf), onnx -> TorchScript (edgepack's op table) and onnx -> onnx build
+    for cid in ("tflite-fp32", "onnx-fp32", "torchscript-fp32", "onnx-int8-dynamic"):
+        assert_parity(cands[cid])
     assert t.status == "ok" and result.ok
     doc = bundle_doc(out / "ox-routes-onnx")
-    assert [c["id"] for c in doc["candidates"]] == ["tflite-fp32", "onnx-fp32", "onnx-int8-dynamic"]
+    assert [c["id"] for c in doc["candidates"]] == ["tflite-fp32", "onnx-fp32", "torchscript-fp32", "onnx-int8-dynamic"]
     assert doc["candidates"][0]["converter"].startswith("onnx2tf 2.6.9")
-    assert sorted(s["candidate"] for s in doc["skipped"]) == ["torchscript-fp32"]
+    assert doc["candidates"][2]["converter"] == "edgepack onnx->torch + torch.jit.trace"
+    assert doc["skipped"] == []
 
 
 def test_torchscript_bytes_do_not_depend_on_earlier_conversions_in_the_process(tmp_path: Path) -> None:

@@ -59,8 +59,8 @@ def test_opset9_constant_of_shape_model_ships_its_onnx_candidates(tmp_path: Path
     assert max_abs(dev["onnx-fp32"]) == 0.0 and max_abs(dev["onnx-fp16"]) < 1e-2
     assert max_abs(dev["onnx-int8-static-pc"]) < 0.1 and max_abs(dev["onnx-int8-dynamic"]) < 0.1
     x86 = candidates(result, "x86-cpu")
-    assert [x86[i].status for i in ("onnx-int8-static-pc", "onnx-fp32", "torchscript-fp32")] == \
-        ["ok", "ok", "unsupported"]
+    assert [x86[i].status for i in ("onnx-int8-static-pc", "onnx-fp32", "torchscript-fp32")] == ["ok", "ok", "ok"]
+    assert max_abs(x86["torchscript-fp32"]) < 1e-5  # the opset-9 graph itself, through the ONNX -> torch op table
     models = tmp_path / "out" / "ir3-onnx-dev" / "models"
     assert [opset_of(onnx.load(str(models / f"ir3.{v}.onnx"))) for v in ("fp32", "fp16", "int8-dynamic")] == [9, 9, 11]
     assert opset_of(onnx.load(str(models / "ir3.int8-static-pc.onnx"))) == 13

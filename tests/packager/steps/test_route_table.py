@@ -20,8 +20,8 @@ def test_each_route_chains_what_one_step_ensures_into_what_the_next_requires(key
 
 def test_formats_and_variants() -> None:
     assert SUPPORTED_FORMATS == {"torch": ("onnx", "tflite", "torchscript"), "tensorflow": ("onnx", "tflite"),
-                                 "onnx": ("onnx", "tflite")}
-    assert len(ROUTES) == 4 * 7  # every precision of every supported (framework, format)
+                                 "onnx": ("onnx", "tflite", "torchscript")}
+    assert len(ROUTES) == 4 * 8  # every precision of every supported (framework, format)
     # every ONNX precision of one framework starts from the same model steps (made once)
     assert len({ROUTES[("torch", "onnx", v)].model_steps for v in ("fp32", "fp16", "int8-dynamic", "int8-static")}) == 1
     int8 = CandidateSpec("a", "onnx", "int8", "onnxruntime", quantization=Quantization(mode="dynamic"))
@@ -36,9 +36,9 @@ def test_a_missing_route_names_the_candidate_and_what_to_use() -> None:
     assert info.value.hint == "use onnx or tflite candidates for tensorflow models"
     key, route = route_for("torch", spec)
     assert key == ("torch", "torchscript", "fp32") and route.make.name == "torchscript" and not route.model_steps
-    with pytest.raises(UnsupportedError) as info:
-        route_for("onnx", spec)
-    assert info.value.hint == "use onnx or tflite candidates for onnx models"
+    key, route = route_for("onnx", spec)  # from the base model, through edgepack's ONNX -> torch op table
+    assert route.model_steps == ROUTES[("onnx", "onnx", "fp32")].model_steps and route.make.requires == "onnx"
+    assert type(route.make).__name__ == "OnnxToTorchScript" and route.make.name == "torchscript"
 
 
 def test_onnx_models_reach_tflite_from_their_base_model() -> None:
