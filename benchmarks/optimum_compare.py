@@ -96,8 +96,8 @@ def edgepack_side(work: Path) -> dict[str, Any]:
             "exporter_choice": table, "seconds": seconds,
             "cache": {"hits": len(report.get("cache", {}).get("hits", [])),
                       "misses": len(report.get("cache", {}).get("misses", []))},
-            "candidates": {c["id"]: {"converter": c.get("converter"), "size": c.get("size")}
-                           for c in doc["candidates"]}}
+            "candidates": {c["id"]: {"converter": c.get("converter"), "size": c.get("size"),
+                                     "notes": c.get("notes", [])} for c in doc["candidates"]}}
 
 
 # -- measuring --------------------------------------------------------------------------------------

@@ -411,8 +411,11 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                  + " (each within parity: max abs error "
                  + f"{max(x['parity']['max_abs'] for x in v.values() if x['precision'] == 'fp32'):.1e} "
                  "in fp32).")
+        fp32_notes = [n for cid, c in ep.get("candidates", {}).items() if "fp32" in cid
+                      for n in c.get("notes", []) if "shape annotations" in n]
         return ("**Against Optimum** (same BERT, same onnxruntime): " + "; ".join(parts) + ". edgepack "
-                f"kept `{ep['exporter']}`" + (f" (its build timed {table})" if table else "") + ". After "
+                f"kept `{ep['exporter']}`" + (f" (its build timed {table})" if table else "")
+                + (f"; for its fp32 artifact it {fp32_notes[0]}" if fp32_notes else "") + ". After "
                 "onnxruntime's graph optimizations edgepack's fp32 graph has "
                 f"{gr['edgepack:fp32']['nodes_optimized']} nodes against Optimum's "
                 f"{gr['optimum:fp32']['nodes_optimized']} (opset {gr['edgepack:fp32']['opset']} against "

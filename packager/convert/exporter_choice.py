@@ -41,7 +41,7 @@ def choose(models: list[tuple[str, onnx.ModelProto]], feeds: Mapping[str, np.nda
     """The index of the model to keep and the notes that say why; ``log`` gets the measured
     medians (the verbose build log: timings vary from run to run, the notes must not)."""
     checked = [_trial(name, model, feeds, reference, tolerance) for name, model in models]
-    medians = _interleaved([call for _, call in checked])
+    medians = interleaved([call for _, call in checked])
     trials = [Trial(t.exporter, ms) if t.problem is None else t for (t, _), ms in zip(checked, medians, strict=True)]
     if log is not None:
         log("exporter medians on this host: " + "; ".join(
@@ -70,7 +70,7 @@ def choose(models: list[tuple[str, onnx.ModelProto]], feeds: Mapping[str, np.nda
 ROUNDS = 10  # interleaved timing rounds, the order reversed every other round: load hits all alike
 
 
-def _interleaved(calls: list[Callable[[], object] | None]) -> list[float | None]:
+def interleaved(calls: list[Callable[[], object] | None]) -> list[float | None]:
     """Per call, the median over rounds of its median latency in ms (None for None)."""
     rounds: list[list[float]] = [[] for _ in calls]
     order = [i for i, c in enumerate(calls) if c is not None]

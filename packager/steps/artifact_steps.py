@@ -47,14 +47,16 @@ class _OnnxPass(ArtifactStep):
 
 
 class OnnxFp32(_OnnxPass):
-    """The base model as it is."""
+    """The base model, with onnxsim's shape annotations or without, whichever onnxruntime runs
+    faster on the build host (``passes.annotations``)."""
 
     name: ClassVar[StepName] = "fp32"
-    parallel = False  # nothing to do: no worker
+    reads = frozenset({"golden"})  # timed on a golden sample
+    parallel = False  # timed in the main process, as the exporters are
 
     def apply(self, model: onnx.ModelProto, ctx: StepContext, spec: CandidateSpec) -> PassResult:
-        from ..passes import PassResult
-        return PassResult(model, "fp32", modified=False)
+        from ..passes.annotations import fastest
+        return fastest(model, next(ctx.golden().batches(1)), log=ctx.progress.detail)
 
 
 class OnnxFp16(_OnnxPass):
