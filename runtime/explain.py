@@ -2,9 +2,10 @@
 
 "Fine on the PC, wrong on the device" is the case nobody can debug: the build's per-node table
 says where int8 loses signal on the build host, not on the Pi. A bundle built with the target
-option ``explain_bytes`` carries, per ONNX int8 candidate, what it takes to make that table here:
-a *probe* (the int8 model with its most telling intermediate tensors as extra outputs) and the
-float model's values of those tensors on the first golden samples. The probe runs on this
+option ``explain_bytes`` carries, per int8 candidate, what it takes to make that table here: for
+ONNX a *probe* (the int8 model with its most telling intermediate tensors as extra outputs), for
+TFLite nothing more than the candidate's file (LiteRT reads any intermediate tensor by name), and
+the float model's values of those tensors on the first golden samples. The probe runs on this
 device's providers; each tensor's signal-to-noise ratio against the float values, the SNR lost
 at it (its nearest measured inputs' lowest minus its own) and the host's SNR for the same tensor
 say where the error starts, and whether this device loses more than the build host did.
@@ -66,15 +67,20 @@ def explain_here(bundle: Bundle, cand: Candidate, providers: list[str]) -> dict[
     record = cand.explain
     if record is None:
         return {"error": f"the bundle carries no per-node references for {cand.id}",
-                "hint": "rebuild with the target option explain_bytes (e.g. 4000000) for ONNX int8 candidates"}
+                "hint": "rebuild with the target option explain_bytes (e.g. 4000000) for int8 candidates"}
     from .golden import load_golden, load_npz
     refs = load_npz(str(bundle.path(record.references)), where=record.references)
     golden = load_golden(bundle)
     feeds = [{cand.artifact_input(name): np.asarray(values[i:i + 1] if golden.batched else values[i])
               for name, values in golden.inputs.items()}
              for i in range(record.samples)]
-    got = _run_probe(str(bundle.path(record.probe)), [t.output for t in record.tensors], feeds, providers,
-                     cand.provider_options)
+    outputs = [t.output for t in record.tensors]
+    if record.probe.endswith(".tflite"):  # a TFLite candidate's own file: LiteRT keeps every tensor when asked
+        from .tflite_tensors import tensors
+        got = tensors(str(bundle.path(record.probe)), outputs, feeds)
+        providers = ["LiteRT interpreter, every tensor kept (no delegate)"]
+    else:
+        got = _run_probe(str(bundle.path(record.probe)), outputs, feeds, providers, cand.provider_options)
     snr: list[float] = []
     rows: list[dict[str, Any]] = []
     for t in record.tensors:

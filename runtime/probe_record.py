@@ -49,7 +49,7 @@ class ExplainData:
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleFormatError(f"malformed explain record ({type(exc).__name__}: {exc})", where=where,
                                     hint="rebuild the bundle with edgepack") from None
-        if any(i < 0 or i >= len(tensors) for t in tensors for i in t.inputs):
-            raise BundleFormatError("an explain tensor names an input that is not in the list", where=where,
+        if any(i < 0 or i >= pos for pos, t in enumerate(tensors) for i in t.inputs):
+            raise BundleFormatError("an explain tensor names an input that is not earlier in the list", where=where,
                                     hint="rebuild the bundle with edgepack")
         return made

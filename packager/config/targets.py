@@ -93,10 +93,10 @@ TARGET = Section("Target", "a device: what it runs, in order of preference, and 
           default=False),
     Field("drop_slower_quantized", bool, "drop an fp16/int8 candidate that is not faster than fp32 "
                                          "on the build host", default=False),
-    Field("explain_bytes", int, "bytes each ONNX int8 candidate may add to the bundle so that `python -m "
-                                "runtime verify --explain` can localise its error on the device (the int8 model with "
-                                "its most telling tensors as outputs, and their float values on golden samples); "
-                                "0: none", default=0, minimum=0,
+    Field("explain_bytes", int, "bytes each int8 candidate (ONNX, TFLite) may add to the bundle so that "
+                                "`python -m runtime verify --explain` can localise its error on the device (float "
+                                "values of its most telling tensors on golden samples; for ONNX also the int8 model "
+                                "with those tensors as outputs); 0: none", default=0, minimum=0,
           hint="a byte count, e.g. explain_bytes: 4000000 (4 MB per candidate), or 0 for none"),
     Field("notes", str, "free text for the people installing the bundle", default=""),
 ))
@@ -158,7 +158,7 @@ class Target:
     backend_requirements: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per backend in the bundle
     precision_fallback: bool = False
     drop_slower_quantized: bool = False  # drop an fp16/int8 candidate not faster than fp32 on the host
-    explain_bytes: int = 0  # per ONNX int8 candidate: the per-node references for verify --explain
+    explain_bytes: int = 0  # per int8 candidate: the per-node references for verify --explain
     notes: str = ""
     source: str = ""
 

@@ -26,9 +26,10 @@ MAX_PROBE_SAMPLES = 4
 
 @dataclass(frozen=True)
 class Probe:
-    """The probe model, the float references (tensor -> values) and the candidate's ``explain`` record."""
+    """The probe model (None for TFLite: the candidate's own file is read), the float references
+    (tensor -> values) and the candidate's ``explain`` record."""
 
-    model: bytes
+    model: bytes | None
     references: dict[str, np.ndarray]
     record: ExplainData
 

@@ -11,43 +11,16 @@ inputs', so the search keeps the op where the error first jumps; a view op's (re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+from runtime.tflite_tensors import as_float as _as_float
+from runtime.tflite_tensors import feed as _feed
+from runtime.tflite_tensors import interpreter as _interpreter
 
 from .onnx_nodes import INT8_SNR_DB, MAX_SAMPLES, NodeError, _cosine, blame_range_setters, channel_snr, stack
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
-
-
-def _interpreter(model: bytes) -> Any:
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
-    return interp
-
-
-def _as_float(interp: Any, detail: dict[str, Any]) -> np.ndarray:
-    value = np.asarray(interp.get_tensor(detail["index"]))
-    if value.dtype in _QUANTIZED:
-        scale, zero = detail["quantization"]
-        return (value.astype(np.float32) - zero) * (scale or 1.0)
-    return value.astype(np.float32)
-
-
-def _feed(interp: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the signature on ``feed`` (int8 inputs quantized like the runtime does): its outputs."""
-    runner = interp.get_signature_runner()
-    details = runner.get_input_details()
-    args = {}
-    for name, value in feed.items():
-        d = details[name]
-        if np.dtype(d["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and value.dtype.kind == "f":
-            scale, zero = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            value = np.clip(np.round(value / scale + zero), info.min, info.max).astype(d["dtype"])
-        args[name] = value
-    return dict(runner(**args))
 
 
 def localise(float_model: bytes, quant_model: bytes, feeds: Sequence[dict[str, np.ndarray]],
@@ -58,16 +31,20 @@ def localise(float_model: bytes, quant_model: bytes, feeds: Sequence[dict[str, n
     ops = [op for op in fl._get_ops_details()]  # noqa: SLF001 (LiteRT's op list: name, inputs, outputs)
     f_tensors = {d["index"]: d for d in fl.get_tensor_details()}
     q_by_name = {d["name"]: d for d in qu.get_tensor_details()}
-    wanted = {i: f_tensors[i]["name"] for op in ops for i in op["outputs"]
-              if i in f_tensors and np.dtype(f_tensors[i]["dtype"]).kind == "f" and f_tensors[i]["name"] in q_by_name}
+    wanted: dict[int, str] = {}  # op output -> its name, the first output of each name only (names can repeat)
+    for op in ops:
+        for i in op["outputs"]:
+            if i in f_tensors and np.dtype(f_tensors[i]["dtype"]).kind == "f" and f_tensors[i]["name"] in q_by_name \
+                    and f_tensors[i]["name"] not in wanted.values():
+                wanted[i] = f_tensors[i]["name"]
     ref: dict[str, list[np.ndarray]] = {name: [] for name in wanted.values()}
     got: dict[str, list[np.ndarray]] = {name: [] for name in wanted.values()}
     for feed in list(feeds)[:max_samples]:
         _feed(fl, feed)
         _feed(qu, feed)
-        for index, name in wanted.items():
-            ref[name].append(_as_float(fl, f_tensors[index]))
-            got[name].append(_as_float(qu, q_by_name[name]))
+        for index, tensor in wanted.items():
+            ref[tensor].append(_as_float(fl, f_tensors[index]))
+            got[tensor].append(_as_float(qu, q_by_name[tensor]))
     snr: dict[int, float] = {}
     made_by = {out: op for op in ops for out in op["outputs"]}
     rows = []

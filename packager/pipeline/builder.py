@@ -27,7 +27,7 @@ from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from .chain import Chain, run_steps
 from .checks import check
 from .document import document, tool_versions
-from .explain import probes, table_for
+from .explain import debug_table, float_twin, probes, refuse_unexplainable, table_for
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
 from .policy import choose
@@ -183,8 +183,9 @@ class Builder:
             self.cache.put(key, Entry({"suffix": made.suffix, "step": made.step, "details": made.details,
                                        "notes": made.notes, "extras": made.extras, "converter": made.converter},
                                       {"artifact": made.data}))
-        explained = None if parity.passed else table_for(spec, made.data, made.details,  # with the failure
-                                                         lambda: self._float_model(spec), self.inputs)
+        explained = None if parity.passed else table_for(  # with the failure
+            spec, made.data, made.details, made.extras, lambda: self._float_model(spec),
+            partial(float_twin, self.artifact, spec, target), self.inputs)
         return Artifact(variant=variant, precision=spec.precision, data=made.data,
                         passes=[{"step": made.step, "details": made.details}], notes=made.notes,
                         parity=parity, accuracy=acc, host_latency_ms=latency, suffix=made.suffix,
@@ -225,7 +226,8 @@ class Builder:
         if result.status == "failed":
             result.message = (result.message or "") + remove_stale(self.out_dir, bundle_name)
             return result
-        made = probes(target, chosen, self._float_model, self.inputs, self.warnings)
+        made = probes(target, chosen, self._float_model, lambda spec: float_twin(self.artifact, spec, target),
+                      self.inputs, self.warnings)
         with self.progress.step(f"write bundle {bundle_name}"):
             doc = document(m, target, chosen, result, self.inputs.record, root=self.out_dir / bundle_name,
                            exporter=self.exporter, steps=self.steps, warnings=self.warnings,
@@ -255,18 +257,13 @@ class Builder:
     def explain(self, spec: CandidateSpec, target: Target) -> tuple[Artifact, dict[str, Any]]:
         """One ONNX or TFLite int8 candidate, made (or taken from the cache) and checked, with its
         per-node table whether or not it passed (``edgepack debug``)."""
-        if spec.format not in ("onnx", "tflite") or spec.precision != "int8":
-            raise UnsupportedError(f"{spec.id} is {spec.format} {spec.precision}: the per-node table is made for "
-                                   "ONNX and TFLite int8 candidates", where=f"target {target.name}",
-                                   hint="name an int8 candidate of the target (edgepack targets lists them)")
+        refuse_unexplainable(spec, target)
         self._start()
         art = self.artifact(spec, target)
         if isinstance(art, EdgepackError):
             raise art
-        return art, table_for(spec, art.data, art.passes[0]["details"], lambda: self._float_model(spec),
-                              self.inputs) or {"error": f"{art.converter} made this int8 model, and the per-node "
-                                                        "table is made from a float twin: ONNX models, and TFLite "
-                                                        "models ai-edge-quantizer quantized (the ONNX route)"}
+        return art, debug_table(spec, art, lambda: self._float_model(spec),
+                                partial(float_twin, self.artifact, spec, target), self.inputs)
 
     def run(self) -> BuildResult:
         m = self.manifest

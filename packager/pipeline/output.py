@@ -65,7 +65,8 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
                 writer.write_bytes(cr.file, art.data)
                 written.add(cr.file)
         for probe in (probes or {}).values():  # verify --explain's probe and references (explain_bytes)
-            writer.write_bytes(probe.record.probe, probe.model)
+            if probe.model is not None:  # a TFLite candidate's probe is its own file
+                writer.write_bytes(probe.record.probe, probe.model)
             writer.write_npz(probe.record.references, probe.references)
         writer.write_npz("golden/inputs.npz", golden)
         writer.write_npz("golden/outputs.npz", reference)
