@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from ..config.manifest import Manifest
-from ..errors import ConversionError, UnsupportedError
+from ..errors import ConversionError, UnsupportedError, not_installed
 from .torch_to_torchscript import TorchScriptResult, canonical_zip, compile_module, quantize_dynamic
 
 CONVERTER = "edgepack onnx->torch + torch.jit.trace"
@@ -30,10 +30,13 @@ CONVERTER = "edgepack onnx->torch + torch.jit.trace"
 def onnx_to_torchscript(model: onnx.ModelProto, manifest: Manifest, feeds: dict[str, np.ndarray], *,
                         precision: str, arch: str) -> TorchScriptResult:
     """The base ONNX ``model`` as TorchScript at ``precision`` (``feeds``: golden samples, one batch)."""
-    import torch
+    where = f"{manifest.file}: source"
+    try:
+        import torch
+    except ImportError:  # an ONNX-only install: the route needs the torch extra
+        raise not_installed("ONNX -> TorchScript", "torch", "torch", cls=UnsupportedError, where=where) from None
 
     from .onnx_torch import Unconvertible, to_module
-    where = f"{manifest.file}: source"
     inputs, outputs = [s.name for s in manifest.inputs], [o.name for o in manifest.outputs]
     try:
         module = to_module(model, inputs, outputs)

@@ -1,4 +1,4 @@
-"""The device CLI: ``python -m runtime {info,run,verify,bench,doctor,tune} [BUNDLE]``.
+"""The device CLI: ``python -m runtime {info,run,verify,bench,doctor,tune,serve} [BUNDLE]``.
 
 One module per command group: ``run`` (info, run), ``verify`` (verify and the HTML reports),
 ``measure`` (bench, tune), ``doctor``; ``common`` holds what they share. This package holds the
@@ -33,7 +33,7 @@ from ..fileio import GuardedStdout, StdoutFault, cause_of, io_error, stdout_clos
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
 
-Command = Literal["info", "run", "verify", "bench", "doctor", "tune"]
+Command = Literal["info", "run", "verify", "bench", "doctor", "tune", "serve"]
 
 
 def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -47,7 +47,8 @@ def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": _command("run", "cmd_info"), "run": _command("run", "cmd_run"),
     "verify": _command("verify", "cmd_verify"), "bench": _command("measure", "cmd_bench"),
-    "doctor": _command("doctor", "cmd_doctor"), "tune": _command("measure", "cmd_tune")}
+    "doctor": _command("doctor", "cmd_doctor"), "tune": _command("measure", "cmd_tune"),
+    "serve": _command("serve", "cmd_serve")}
 
 
 def _emit_json(doc: Any) -> None:
@@ -143,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=_seconds, default=3.0,
                    help="time cap per candidate (default 3)")
     p.add_argument("--no-write", action="store_true", help="measure only; write no file")
+    p = sub.add_parser("serve", parents=[common], help="serve the bundle over the Open Inference Protocol v2 (HTTP)",
+                       description="Serve the bundle over the Open Inference Protocol v2 REST API (KServe, Triton): "
+                                   "/v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready, "
+                                   "/v2/models/NAME/infer (JSON tensors and the binary tensor extension). Ready "
+                                   "only after the bundle's hashes (and signature, with --key) check out and its "
+                                   "candidate passes golden parity on this device.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=_non_negative, default=8000, help="TCP port (default 8000; 0: a free one)")
+    p.add_argument("--name", help="the model name clients use (default: the bundle's name)")
+    p.add_argument("--max-body-mb", type=_seconds, default=64.0,
+                   help="largest request body accepted, in MiB (default 64): larger is refused with 413")
     return parser
 
 

@@ -1,0 +1,15 @@
+"""``python -m runtime serve``: a bundle as an Open Inference Protocol v2 service (the REST
+endpoints of KServe and Triton), so the clients people already have (``tritonclient.http``, the
+``kserve`` SDK, curl) talk to an edge device.
+
+Standard library only (``http.server``): nothing to install beside the runtime on a Pi, and the
+serve extra of the runtime wheel stays empty. ``protocol`` holds the JSON / binary tensor bodies,
+``server`` the HTTP side and the serving state (ready only after the bundle verified here).
+Imported by the serve command alone: ``runtime`` itself never imports it.
+"""
+from __future__ import annotations
+
+from .protocol import InferRequest, RequestError, decode, encode
+from .server import Serving, make_server
+
+__all__ = ["InferRequest", "RequestError", "Serving", "decode", "encode", "make_server"]
