@@ -128,10 +128,11 @@ def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Thr
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             parts = [p for p in self.path.split("?")[0].split("/") if p]
+            ready = serving.state == "ready"  # bodies as in KServe's spec; Triton's clients read the status
             if parts == ["v2", "health", "live"]:
-                return self._send(200)
+                return self._json(200, {"live": True})
             if parts == ["v2", "health", "ready"]:
-                return self._send(200 if serving.state == "ready" else 503)
+                return self._json(200 if ready else 503, {"ready": ready})
             if parts == ["v2"]:
                 return self._json(200, {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
             if parts[:2] == ["v2", "models"]:
@@ -141,7 +142,7 @@ def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Thr
                 if rest == "":
                     return self._json(200, serving.metadata())
                 if rest == "ready":
-                    return self._send(200 if serving.state == "ready" else 503)
+                    return self._json(200 if ready else 503, {"name": serving.name, "ready": ready})
             return self._error(404, f"no such endpoint: GET {self.path}")
 
         def do_POST(self) -> None:  # noqa: N802

@@ -1,6 +1,7 @@
 """``python -m runtime serve`` as users run it: a real server process (the bundle's own runtime copy)
-and real clients: the official ``tritonclient.http`` (binary and JSON tensors), curl, and plain
-HTTP for what clients refuse to send. Every answer equals ``Model.run`` on the same input; a bundle
+and real clients: the official ``tritonclient.http`` and the KServe SDK's v2 client (binary and
+JSON tensors; the SDK from its own environment, scripts/kserve_env.py), curl, and plain HTTP for
+what clients refuse to send. Every answer equals ``Model.run`` on the same input; a bundle
 that fails golden parity on this device is never ready; bad requests get a 4xx and serving goes on."""
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from runtime import load
 
-from ..conftest import build_bundle
+from ..conftest import REPO, build_bundle
 
 tritonclient_http = pytest.importorskip("tritonclient.http")  # in the dev extras; a failure under CI=true
 
@@ -71,8 +72,9 @@ def test_ready_only_after_the_bundle_verified_here(server: Server) -> None:
     assert server.state["state"] == "ready", server.state
     assert server.state["verified"]["golden_parity"] == "passed"
     assert server.state["verified"]["candidate"] == "onnx-fp32"
-    assert server.get("/v2/health/live")[0] == 200 and server.get("/v2/health/ready")[0] == 200
-    assert server.get(f"/v2/models/{server.model}/ready")[0] == 200
+    assert server.get("/v2/health/live") == (200, b'{"live": true}')  # KServe's bodies; Triton reads the status
+    assert server.get("/v2/health/ready") == (200, b'{"ready": true}')
+    assert json.loads(server.get(f"/v2/models/{server.model}/ready")[1]) == {"name": "tiny", "ready": True}
     status, meta = server.get(f"/v2/models/{server.model}")
     doc = json.loads(meta)
     assert status == 200 and doc["name"] == "tiny" and doc["platform"] == "edgepack/onnxruntime"  # bundle.json name
@@ -95,6 +97,28 @@ def test_tritonclient_gets_what_model_run_gives(server: Server, bundle: Path, bi
     np.testing.assert_array_equal(result.as_numpy("y"), want["y"])
     np.testing.assert_array_equal(result.as_numpy("label"), want["label"])
     assert result.get_response()["id"] == "req-7"
+
+
+def test_the_kserve_sdk_client_gets_what_model_run_gives(server: Server, bundle: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from kserve_env import python_path
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    python = python_path()
+    if python is None:
+        pytest.skip("the KServe SDK's environment is missing: python scripts/kserve_env.py creates it")
+    x = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    proc = subprocess.run([str(python), str(Path(__file__).with_name("kserve_client.py")), server.url, server.model,
+                           str(tmp_path / "in.npz"), str(tmp_path / "out.npz")], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"live": True, "ready": True, "model_ready": True}
+    got, want = np.load(tmp_path / "out.npz"), load(bundle).run({"x": x})
+    for kind in ("json", "binary"):
+        np.testing.assert_array_equal(got[f"{kind}:y"], want["y"])
+        np.testing.assert_array_equal(got[f"{kind}:label"], want["label"])
 
 
 def test_curl_gets_json_tensors(server: Server, bundle: Path) -> None:
@@ -148,7 +172,7 @@ def test_a_bundle_that_fails_parity_here_is_never_ready(tmp_path: Path) -> None:
     try:
         assert server.state["state"] == "failed" and "golden parity failed" in server.state["reason"]
         assert server.get("/v2/health/live")[0] == 200  # live, to say why
-        assert server.get("/v2/health/ready")[0] == 503
+        assert server.get("/v2/health/ready") == (503, b'{"ready": false}')
         status, answer = server.post(f"/v2/models/{server.model}/infer", b'{"inputs": []}')
         assert status == 503 and "golden parity failed" in json.loads(answer)["error"]
         meta = json.loads(server.get(f"/v2/models/{server.model}")[1])
