@@ -155,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the model name clients use (default: the bundle's name)")
     p.add_argument("--max-body-mb", type=_seconds, default=64.0,
                    help="largest request body accepted, in MiB (default 64): larger is refused with 413")
+    p.add_argument("--max-batch", type=_positive, default=1,
+                   help="dynamic batching: run up to N samples of concurrent requests as one batch (default 1: "
+                        "off; needs a symbolic batch axis on every input and output)")
+    p.add_argument("--max-delay-ms", type=_seconds, default=2.0,
+                   help="dynamic batching: how long a request may wait for others to join its batch (default 2)")
     return parser
 
 

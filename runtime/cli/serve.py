@@ -13,7 +13,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Listen at once; verify the bundle in the background; serve until interrupted."""
     from ..serve import Serving, make_server
     bundle = open_checked(args)  # a missing, malformed or tampered bundle (or a bad --key): exit 2 now
-    serving = Serving(bundle, key=args.key, prefer=args.prefer, name=args.name)
+    serving = Serving(bundle, key=args.key, prefer=args.prefer, name=args.name, max_batch=args.max_batch,
+                      max_delay=args.max_delay_ms / 1000)
     server = make_server(serving, args.host, args.port, max_body=int(args.max_body_mb * 1024 * 1024))
     host, port = server.server_address[0], server.server_address[1]
     url = f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"

@@ -4,7 +4,8 @@ endpoints of KServe and Triton), so the clients people already have (``tritoncli
 
 Standard library only (``http.server``): nothing to install beside the runtime on a Pi, and the
 serve extra of the runtime wheel stays empty. ``protocol`` holds the JSON / binary tensor bodies,
-``server`` the HTTP side and the serving state (ready only after the bundle verified here).
+``server`` the HTTP side and the serving state (ready only after the bundle verified here),
+``batching`` dynamic batching, ``metrics`` the Prometheus text at ``/metrics``.
 Imported by the serve command alone: ``runtime`` itself never imports it.
 """
 from __future__ import annotations

@@ -18,6 +18,8 @@ from typing import Any, Literal
 from .. import __version__
 from ..bundle import Bundle
 from ..errors import FeedError
+from .batching import Batcher, why_not_batched
+from .metrics import Metrics
 from .protocol import HEADER_LENGTH, RequestError, decode, encode, tensor_metadata
 
 SERVER_NAME = "edgepack-runtime"
@@ -37,10 +39,15 @@ class Serving:
     """The bundle being served and its state: loading, ready, or failed (with why)."""
 
     def __init__(self, bundle: Bundle | str, *, key: str | None = None, prefer: str | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, max_batch: int = 1, max_delay: float = 0.002) -> None:
         """``bundle``: opened and checked already (the serve command refuses a bad one before it
-        listens), or a path, opened and checked by ``load``."""
+        listens), or a path, opened and checked by ``load``. ``max_batch`` > 1 batches requests
+        dynamically (``batching``), waiting at most ``max_delay`` seconds for a batch to fill."""
         self.bundle, self.key, self.prefer = bundle, key, prefer
+        self.max_batch, self.max_delay = max_batch, max_delay
+        self.batcher: Batcher | None = None
+        self.batching: dict[str, Any] = {"enabled": False, "why": "--max-batch is 1"}
+        self.metrics = Metrics()
         self.state: State = "loading"
         self.reason: str | None = None
         self.model: Any = None
@@ -68,10 +75,34 @@ class Serving:
                 failed = [f"{o.name}: {', '.join(o.failures)}" for o in report.outputs if not o.passed]
                 raise RuntimeError(f"golden parity failed on this device ({'; '.join(failed)})")
             self.model = model
+            if self.max_batch > 1:
+                why = why_not_batched(model.inputs, model.outputs)
+                if why is None:
+                    self.batcher = Batcher(model.run, max_batch=self.max_batch, max_delay=self.max_delay,
+                                           on_batch=self.metrics.batch)
+                    self.batching = {"enabled": True, "max_batch": self.max_batch,
+                                     "max_delay_ms": round(self.max_delay * 1000, 3)}
+                else:
+                    self.batching = {"enabled": False, "why": why}
             self.state = "ready"
             self.ready.set()
         except Exception as exc:  # any failure leaves the server live and not ready, with the reason
             self.state, self.reason = "failed", f"{type(exc).__name__}: {exc}"
+
+    def infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """One request's outputs: through the batcher when batching, else a run of its own."""
+        if self.batcher is not None:
+            return self.batcher.submit(feeds)
+        out: dict[str, Any] = self.model.run(feeds)
+        self.metrics.batch(1, max((int(v.shape[0]) for v in feeds.values() if getattr(v, "ndim", 0)), default=1))
+        return out
+
+    def info(self) -> dict[str, str]:
+        """What /metrics says is served."""
+        if self.model is None:
+            return {"state": self.state, "candidate": "", "providers": ""}
+        return {"state": self.state, "candidate": self.model.candidate_spec.id,
+                "providers": ",".join(self.model.providers), "batching": str(self.batching.get("enabled")).lower()}
 
     def metadata(self) -> dict[str, Any]:
         if self.model is None:
@@ -81,7 +112,20 @@ class Serving:
         return {"name": self.name, "versions": ["1"], "platform": f"edgepack/{spec.backend}",
                 "inputs": [tensor_metadata(s) for s in self.model.inputs],
                 "outputs": [tensor_metadata(s) for s in self.model.outputs],
-                "parameters": {"state": self.state, "candidate": spec.id, "verified": self.verified}}
+                "parameters": {"state": self.state, "candidate": spec.id, "verified": self.verified,
+                               "dynamic_batching": self.batching}}
+
+
+def _endpoint(path: str) -> str:
+    """The metrics label of a request path."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if parts[:2] == ["v2", "health"] or parts[-1:] == ["ready"]:
+        return "health"
+    if parts[-1:] == ["infer"]:
+        return "infer"
+    if parts == ["metrics"]:
+        return "metrics"
+    return "metadata" if parts[:1] == ["v2"] else "other"
 
 
 def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> ThreadingHTTPServer:
@@ -96,6 +140,7 @@ def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Thr
 
         def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
                   content_type: str = "application/json") -> None:
+            serving.metrics.request(_endpoint(self.path), status)
             self.send_response(status)
             self.send_header("Content-Type", content_type if body else "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -135,6 +180,9 @@ def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Thr
                 return self._json(200 if ready else 503, {"ready": ready})
             if parts == ["v2"]:
                 return self._json(200, {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+            if parts == ["metrics"]:
+                text = serving.metrics.text(serving.name, serving.info(), ready).encode()
+                return self._send(200, text, content_type="text/plain; version=0.0.4; charset=utf-8")
             if parts[:2] == ["v2", "models"]:
                 rest = self._model_path(parts)
                 if rest is None:
@@ -165,16 +213,17 @@ def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Thr
             if serving.state != "ready":
                 return self._error(503, f"the model is not ready ({serving.state}"
                                         + (f": {serving.reason}" if serving.reason else "") + ")")
-            model = serving.model
+            model, started = serving.model, time.perf_counter()
             try:
                 request = decode(body, self.headers.get(HEADER_LENGTH), model.inputs, model.outputs)
-                results = model.run(request.feeds)
+                results = serving.infer(request.feeds)
                 out, headers = encode(serving.name, "1", request, results, [s.name for s in model.outputs])
             except RequestError as exc:
                 return self._error(exc.status, exc.message)
             except FeedError as exc:  # names, shapes, dtypes the signature does not take
                 return self._error(400, str(exc))
             content = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"
+            serving.metrics.latency_of(time.perf_counter() - started)
             return self._send(200, out, headers, content)
 
         do_HEAD = do_GET  # noqa: N815

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -188,3 +189,59 @@ def test_a_tampered_bundle_is_refused_at_start(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2  # refused before it listens: it never served
     assert "tiny.fp32.onnx" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _metric(text: str, name: str) -> float:
+    (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ") or ln.startswith(name + "{")]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_dynamic_batching_answers_each_request_as_model_run_would(bundle: Path) -> None:
+    server = Server(bundle, "--max-batch", "8", "--max-delay-ms", "200")
+    try:
+        meta = json.loads(server.get(f"/v2/models/{server.model}")[1])
+        assert meta["parameters"]["dynamic_batching"] == {"enabled": True, "max_batch": 8, "max_delay_ms": 200.0}
+        rng = np.random.default_rng(9)
+        xs = [rng.standard_normal((1 + i % 2, 4)).astype(np.float32) for i in range(12)]
+        answers: list[dict[str, object] | None] = [None] * len(xs)
+        start = threading.Barrier(len(xs))
+
+        def post(i: int) -> None:
+            body = json.dumps({"inputs": [{"name": "x", "shape": list(xs[i].shape), "datatype": "FP32",
+                                           "data": xs[i].ravel().tolist()}]}).encode()
+            start.wait()
+            status, answer = server.post(f"/v2/models/{server.model}/infer", body)
+            assert status == 200, answer
+            answers[i] = {o["name"]: o for o in json.loads(answer)["outputs"]}
+
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        model = load(bundle)
+        for x, answer in zip(xs, answers, strict=True):
+            assert answer is not None
+            want = model.run({"x": x})
+            got = np.asarray(answer["y"]["data"], np.float32).reshape(answer["y"]["shape"])  # type: ignore[index]
+            np.testing.assert_array_equal(got, want["y"])  # identical to an unbatched run
+        metrics = server.get("/metrics")[1].decode()
+        runs = _metric(metrics, "edgepack_batch_requests_count")
+        assert runs < len(xs)  # requests really shared model runs
+        assert _metric(metrics, "edgepack_batch_requests_sum") == len(xs)
+        assert _metric(metrics, "edgepack_batch_samples_sum") == sum(len(x) for x in xs)
+        assert _metric(metrics, 'edgepack_requests_total{endpoint="infer",code="200"}') == len(xs)
+        assert _metric(metrics, "edgepack_infer_seconds_count") == len(xs)
+        assert 'candidate="onnx-fp32"' in metrics and 'edgepack_model_ready{model="tiny"} 1' in metrics
+    finally:
+        server.stop()
+
+
+def test_metrics_count_refusals_too(server: Server) -> None:
+    before = server.get("/metrics")[1].decode()
+    key = 'edgepack_requests_total{endpoint="infer",code="400"}'
+    count = _metric(before, key) if key in before else 0.0
+    server.post(f"/v2/models/{server.model}/infer", b"{")
+    after = server.get("/metrics")[1].decode()
+    assert _metric(after, key) == count + 1
+    assert "# TYPE edgepack_infer_seconds histogram" in after
