@@ -82,7 +82,7 @@ def section(doc: dict[str, Any]) -> str:
                              "with an example of each):"),
              "\n".join(scoreboard.failure_rows(s, TOP_FAILURES)),
              scoreboard.wrap(f"Unsupported routes, by reason (of {len(s['unsupported'])}; TorchScript from "
-                             "TensorFlow or ONNX is unsupported by design, the others are a converter refusing "
+                             "TensorFlow is unsupported by design, the others are a converter refusing "
                              "the model):"),
              "\n".join(scoreboard.failure_rows(s, TOP_FAILURES, key="unsupported"))]
     return "\n\n".join(parts)
