@@ -100,7 +100,7 @@ def plural(n: int, word: str) -> str:
 # -- the section: the words around the figures ------------------------------------------------------
 
 INTRO = """`make bench` trains the digits example and runs `benchmarks/run_all.py --out
-benchmarks/results.json`: every goal of issues 6 and 14 beside its baseline, both measured in the same
+benchmarks/results.json`: every goal of issues 6, 14 and 15 beside its baseline, both measured in the same
 run, and every figure this section quotes. The results file keeps the raw per-run samples and how
 each figure was measured; this section is rendered from it by `python benchmarks/readme_table.py
 --write README.md`, and `tests/test_benchmarks_readme.py` checks that the two agree.
@@ -109,7 +109,7 @@ SCRIPT[:PART]` runs a part (`tests/test_benchmarks_smoke.py` runs one in `make t
 SCRIPT --merge --out benchmarks/results.json` re-runs one script and replaces only its results in
 the file (the line under "Last run" says which were re-run, and when), and each script also runs
 alone with `--json` (`benchmarks/overhead.py`, `cold_start.py`, `import_time.py`, `builds.py`,
-`optimum_compare.py`, `mixed_int8.py`). Bundles are built with the packager from
+`optimum_compare.py`, `mixed_int8.py`, `serve.py`). Bundles are built with the packager from
 `benchmarks/manifests/` (a tiny Keras MLP, `keras.applications.MobileNetV2`, a lone Relu with a
 big output, a small Hugging Face BERT classifier and four models whose plain int8 misses parity,
 random weights, nothing downloaded) and `manifests/digits-cnn.yaml`."""
@@ -206,7 +206,17 @@ def methods(r: Results) -> list[Callable[[], str]]:
                 "same onnxruntime QDQ int8 candidate plainly and with `fallback: mixed`, beside fp32, with "
                 "`--allow-parity-failure` so the plain one can be timed too; " + x["method"].split("); ", 1)[1] + ".")
 
-    return [overhead, subprocesses, builds, memory, optimum, mixed]
+    def serve() -> str:
+        o, b = r.row("serve_overhead"), r.row("serve_batching")
+        return ("**Serving** (`benchmarks/serve.py`): a real `python -m runtime serve` process per setting and "
+                "clients in the benchmark's process over persistent HTTP/1.1 connections, binary tensors. "
+                f"Overhead: one client, {o['rounds']} rounds of {o['calls']} requests against as many "
+                "`Model.run` calls in the benchmark's process, alternating; the figure is the median over rounds "
+                f"of the difference. Batching: 16 client threads posting single images for {b['seconds']:.0f} s "
+                "against a server without and one with dynamic batching; every answer is checked against "
+                "`Model.run` on its image.")
+
+    return [overhead, subprocesses, builds, memory, optimum, mixed, serve]
 
 
 def last_run(r: Results) -> str:
@@ -438,8 +448,23 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                 "cost what int8 arithmetic saves. What the search buys is an int8 candidate that passes "
                 "parity at all, for the price of its few float nodes over plain int8.")
 
+    def serving() -> str:
+        o, b = r.row("serve_overhead"), r.row("serve_batching")
+        p, q = b["runs"]["unbatched"], b["runs"]["batched"]
+        client = sorted(o["http_client_ms"])[len(o["http_client_ms"]) // 2]
+        met = "meets" if b["met"] else "misses"
+        return (f"**Serving**: {o['overhead_ms']:.3f} ms per request over `Model.run` for the digits CNN (round by "
+                f"round {o['overhead_p10']:.3f} to {o['overhead_p90']:.3f} ms, 10th to 90th percentile) with a "
+                f"client that reuses its encoded request; Python's own `http.client` takes {client:.3f} ms per "
+                f"round trip to the same server, most of it in the client. MobileNetV2 with 16 clients: "
+                f"{p['per_second']:.1f} answers/s unbatched against {q['per_second']:.1f}/s with `--max-batch 16` "
+                f"({b['ratio']:.2f}×; p99 {p['p99_ms']:.0f} against {q['p99_ms']:.0f} ms), "
+                f"{p['wrong'] + q['wrong']} wrong answers and {p['errors'] + q['errors']} failed requests: dynamic "
+                f"batching {met} its 1.5× goal on this 2-core host, where a batch of images costs about what the "
+                "same images cost one by one.")
+
     return [onnx, tflite, digits_int8, threads, mobilenet, cold, imp, rebuild, multi, parallel,
-            memory, run_into, optimum, mixed]
+            memory, run_into, optimum, mixed, serving]
 
 
 # op types of the edgepack/Optimum graph comparison, by what they say about the graph (the last

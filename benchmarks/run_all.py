@@ -36,7 +36,7 @@ import readme_table
 
 SCRIPTS = {"overhead": "overhead.py", "cold_start": "cold_start.py",
            "import_time": "import_time.py", "builds": "builds.py", "optimum": "optimum_compare.py",
-           "mixed": "mixed_int8.py"}
+           "mixed": "mixed_int8.py", "serve": "serve.py"}
 # --only SCRIPT:PART -> that script's own options
 PARTS = {
     "overhead": {"mlp": ["--model", "tiny MLP"], "digits": ["--model", "digits CNN"],
@@ -45,6 +45,7 @@ PARTS = {
                  "run_into": ["--extra", "run_into"]},
     "builds": {p: ["--only", p] for p in ("rebuild", "multi", "memory", "parallel")},
     "mixed": {p: ["--only", p] for p in ("softmax1000", "encoder", "outlier-cnn", "detection")},
+    "serve": {p: ["--only", p] for p in ("overhead", "batching")},
 }
 
 
@@ -68,7 +69,7 @@ def selection(only: list[str] | None) -> dict[str, list[str]]:
 
 # the "benchmark" name each script's JSON carries
 BENCHMARK = {"overhead": "overhead", "cold_start": "cold_start", "import_time": "import",
-             "builds": "builds", "optimum": "optimum", "mixed": "mixed_int8"}
+             "builds": "builds", "optimum": "optimum", "mixed": "mixed_int8", "serve": "serve"}
 
 
 def script_of(doc: dict[str, Any]) -> str:

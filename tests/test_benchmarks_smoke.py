@@ -140,3 +140,19 @@ def test_mixed_int8_benchmark_repairs_the_detection_head(tmp_path: Path, bench_m
     import readme_table
     text = readme_table.section(doc)
     assert "int8 that misses parity, repaired" in text and row["kept_float"][0] in text
+
+
+@pytest.mark.slow
+def test_serve_benchmark_times_a_real_server_against_model_run(tmp_path: Path, bench_modules: None) -> None:
+    """benchmarks/serve.py's overhead part: a real ``python -m runtime serve`` of the digits bundle,
+    timed against Model.run, its answer equal to Model.run's (the figure is timing: not asserted)."""
+    out = tmp_path / "results.json"
+    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "serve:overhead",
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    [bench] = json.loads(out.read_text(encoding="utf-8"))["results"]
+    [row] = bench["rows"]
+    assert row["key"] == "serve_overhead" and row["answer_equals_run"]
+    assert len(row["serve_ms"]) == len(row["run_ms"]) == row["rounds"] and min(row["serve_ms"]) > 0

@@ -3,6 +3,8 @@ by endpoint and status, an infer latency histogram, batch sizes, and what is bei
 candidate, its providers, the verification state) as an info gauge."""
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -14,18 +16,17 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # samples
 class _Histogram:
     def __init__(self, buckets: Sequence[float]) -> None:
         self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
+        self.counts = [0] * (len(self.buckets) + 1)  # per bucket (the last: above every edge); cumulated when shown
         self.total, self.n = 0.0, 0
 
     def observe(self, value: float) -> None:
-        for i, edge in enumerate(self.buckets):
-            if value <= edge:
-                self.counts[i] += 1
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
         self.total += value
         self.n += 1
 
     def lines(self, name: str) -> list[str]:
-        out = [f'{name}_bucket{{le="{edge:g}"}} {count}' for edge, count in zip(self.buckets, self.counts, strict=True)]
+        cumulative = list(itertools.accumulate(self.counts))
+        out = [f'{name}_bucket{{le="{edge:g}"}} {count}' for edge, count in zip(self.buckets, cumulative, strict=False)]
         return out + [f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.total:.6f}", f"{name}_count {self.n}"]
 
 

@@ -8,6 +8,8 @@ with the HTTP status and the reason the client gets.
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,10 @@ DATATYPES: dict[str, str] = {"BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16
                              "UINT64": "uint64", "INT8": "int8", "INT16": "int16", "INT32": "int32",
                              "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64"}
 DATATYPE_OF: dict[str, str] = {v: k for k, v in DATATYPES.items()}
+_DATATYPE_OF_DTYPE: dict[np.dtype[Any], str] = {np.dtype(v): k for k, v in DATATYPES.items()}  # dtype.name is slow
+_NATIVE_LITTLE = sys.byteorder == "little"
 HEADER_LENGTH = "Inference-Header-Content-Length"
+_LITTLE = {name: np.dtype(name).newbyteorder("<") for name in DATATYPES.values()}  # binary data is little-endian
 
 
 class RequestError(Exception):
@@ -83,7 +88,7 @@ def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec],
         shape = item.get("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise RequestError(400, f"{where}: 'shape' must be a list of non-negative integers")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         params = item.get("parameters") or {}
         if "binary_data_size" in params:
             nbytes = params["binary_data_size"]
@@ -92,7 +97,7 @@ def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec],
                                         f"{np.dtype(dtype).itemsize} bytes for shape {shape} {item['datatype']}")
             if offset + nbytes > len(binary_data):
                 raise RequestError(400, f"{where}: the body ends before its {nbytes} binary bytes")
-            array = np.frombuffer(binary_data[offset:offset + nbytes], dtype=np.dtype(dtype).newbyteorder("<"))
+            array = np.frombuffer(binary_data[offset:offset + nbytes], dtype=_LITTLE[dtype])
             offset += nbytes
         else:
             try:
@@ -135,10 +140,11 @@ def encode(model: str, version: str, request: InferRequest, results: Mapping[str
     items, blobs = [], []
     for name in names:
         value = np.ascontiguousarray(results[name])
-        entry: dict[str, Any] = {"name": name, "datatype": DATATYPE_OF.get(value.dtype.name, value.dtype.name.upper()),
-                                 "shape": list(value.shape)}
+        datatype = _DATATYPE_OF_DTYPE.get(value.dtype) or value.dtype.name.upper()
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(value.shape)}
         if name in binary:
-            raw = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+            native = _NATIVE_LITTLE and value.dtype.byteorder in "=|<"
+            raw = value.tobytes() if native else value.astype(value.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

@@ -1,5 +1,5 @@
-"""The HTTP side of ``python -m runtime serve``: Open Inference Protocol v2 REST endpoints over the
-standard library's threading HTTP server (no dependency to install on a Pi).
+"""The serving state and the Open Inference Protocol v2 REST endpoints of ``python -m runtime
+serve``, over ``http1`` (a small HTTP/1.1 server on the standard library: nothing to install on a Pi).
 
 The server listens at once (``/v2/health/live``) and is ready (``/v2/health/ready``, infer) only
 after the bundle verified in the background: its files' hashes (and signature, with ``--key``),
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +18,7 @@ from .. import __version__
 from ..bundle import Bundle
 from ..errors import FeedError
 from .batching import Batcher, why_not_batched
+from .http1 import Request, Response, Server
 from .metrics import Metrics
 from .protocol import HEADER_LENGTH, RequestError, decode, encode, tensor_metadata
 
@@ -128,106 +128,104 @@ def _endpoint(path: str) -> str:
     return "metadata" if parts[:1] == ["v2"] else "other"
 
 
-def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> ThreadingHTTPServer:
-    """The HTTP server for ``serving`` (not started); port 0 picks a free one."""
+class Router:
+    """The Open Inference Protocol's endpoints for one ``Serving``: a request in, a response out."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"{SERVER_NAME}/{__version__}"
-        protocol_version = "HTTP/1.1"
+    def __init__(self, serving: Serving, max_body: int) -> None:
+        self.serving, self.max_body = serving, max_body
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
-            pass  # one line per request on a Pi's console is noise; metrics come later
+    def admit(self, method: str, path: str, headers: dict[str, str]) -> Response | None:
+        """Refuse a body over the limit before it is read (413), or one without a length (411)."""
+        if method != "POST":
+            return None
+        length = headers.get("content-length")
+        if length is None or not length.isdigit():
+            return self._count(path, _error(411, "a request body needs a Content-Length"))
+        if int(length) > self.max_body:
+            return self._count(path, _error(413, f"the body is {length} bytes, over this server's limit "
+                                                 f"({self.max_body}; --max-body-mb raises it)"))
+        return None
 
-        def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-                  content_type: str = "application/json") -> None:
-            serving.metrics.request(_endpoint(self.path), status)
-            self.send_response(status)
-            self.send_header("Content-Type", content_type if body else "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.end_headers()
-            if body and self.command != "HEAD":
-                self.wfile.write(body)
+    def route(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("?")[0].split("/") if p]
+        if request.method in ("GET", "HEAD"):
+            response = self._get(parts, request.path)
+        elif request.method == "POST":
+            response = self._post(parts, request)
+        else:
+            response = _error(405, f"{request.method} is not served (GET, HEAD, POST are)")
+        return self._count(request.path, response)
 
-        def _json(self, status: int, doc: Any) -> None:
-            self._send(status, json.dumps(doc).encode())
+    def _count(self, path: str, response: Response) -> Response:
+        self.serving.metrics.request(_endpoint(path), response.status)
+        return response
 
-        def _error(self, status: int, message: str) -> None:
-            self._json(status, {"error": message})
+    def _model_path(self, parts: list[str]) -> str | Response:
+        """The rest of a ``/v2/models/{name}[/versions/{v}]/...`` path, or a 404."""
+        name = self.serving.name
+        if len(parts) < 3 or parts[2] != name:
+            return _error(404, f"no model {parts[2] if len(parts) > 2 else ''!r}: this server serves {name!r}")
+        rest = parts[3:]
+        if rest[:1] == ["versions"]:
+            if rest[1:2] != ["1"]:
+                return _error(404, f"no version {rest[1] if len(rest) > 1 else ''!r} of {name!r} (it has version 1)")
+            rest = rest[2:]
+        return "/".join(rest)
 
-        def _model_path(self, parts: list[str]) -> str | None:
-            """The rest of a ``/v2/models/{name}[/versions/{v}]/...`` path, or None (a 404 was sent)."""
-            if len(parts) < 3 or parts[2] != serving.name:
-                self._error(404, f"no model {parts[2] if len(parts) > 2 else ''!r}: this server serves "
-                                 f"{serving.name!r}")
-                return None
-            rest = parts[3:]
-            if rest[:1] == ["versions"]:
-                if rest[1:2] != ["1"]:
-                    self._error(404, f"no version {rest[1] if len(rest) > 1 else ''!r} of {serving.name!r} "
-                                     "(it has version 1)")
-                    return None
-                rest = rest[2:]
-            return "/".join(rest)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            parts = [p for p in self.path.split("?")[0].split("/") if p]
-            ready = serving.state == "ready"  # bodies as in KServe's spec; Triton's clients read the status
-            if parts == ["v2", "health", "live"]:
-                return self._json(200, {"live": True})
-            if parts == ["v2", "health", "ready"]:
-                return self._json(200 if ready else 503, {"ready": ready})
-            if parts == ["v2"]:
-                return self._json(200, {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
-            if parts == ["metrics"]:
-                text = serving.metrics.text(serving.name, serving.info(), ready).encode()
-                return self._send(200, text, content_type="text/plain; version=0.0.4; charset=utf-8")
-            if parts[:2] == ["v2", "models"]:
-                rest = self._model_path(parts)
-                if rest is None:
-                    return None
-                if rest == "":
-                    return self._json(200, serving.metadata())
-                if rest == "ready":
-                    return self._json(200 if ready else 503, {"name": serving.name, "ready": ready})
-            return self._error(404, f"no such endpoint: GET {self.path}")
-
-        def do_POST(self) -> None:  # noqa: N802
-            parts = [p for p in self.path.split("?")[0].split("/") if p]
-            length = self.headers.get("Content-Length")
-            if length is None or not length.isdigit():
-                return self._error(411, "a request body needs a Content-Length")
-            if int(length) > max_body:
-                self.close_connection = True
-                return self._error(413, f"the body is {length} bytes, over this server's limit ({max_body}; "
-                                        "--max-body-mb raises it)")
-            body = self.rfile.read(int(length))
-            if parts[:2] != ["v2", "models"]:
-                return self._error(404, f"no such endpoint: POST {self.path}")
+    def _get(self, parts: list[str], path: str) -> Response:
+        serving = self.serving
+        ready = serving.state == "ready"  # bodies as in KServe's spec; Triton's clients read the status
+        if parts == ["v2", "health", "live"]:
+            return _json(200, {"live": True})
+        if parts == ["v2", "health", "ready"]:
+            return _json(200 if ready else 503, {"ready": ready})
+        if parts == ["v2"]:
+            return _json(200, {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
+        if parts == ["metrics"]:
+            return Response(200, serving.metrics.text(serving.name, serving.info(), ready).encode(),
+                            "text/plain; version=0.0.4; charset=utf-8")
+        if parts[:2] == ["v2", "models"]:
             rest = self._model_path(parts)
-            if rest is None:
-                return None
-            if rest != "infer":
-                return self._error(404, f"no such endpoint: POST {self.path}")
-            if serving.state != "ready":
-                return self._error(503, f"the model is not ready ({serving.state}"
-                                        + (f": {serving.reason}" if serving.reason else "") + ")")
-            model, started = serving.model, time.perf_counter()
-            try:
-                request = decode(body, self.headers.get(HEADER_LENGTH), model.inputs, model.outputs)
-                results = serving.infer(request.feeds)
-                out, headers = encode(serving.name, "1", request, results, [s.name for s in model.outputs])
-            except RequestError as exc:
-                return self._error(exc.status, exc.message)
-            except FeedError as exc:  # names, shapes, dtypes the signature does not take
-                return self._error(400, str(exc))
-            content = "application/octet-stream" if HEADER_LENGTH in headers else "application/json"
-            serving.metrics.latency_of(time.perf_counter() - started)
-            return self._send(200, out, headers, content)
+            if isinstance(rest, Response):
+                return rest
+            if rest == "":
+                return _json(200, serving.metadata())
+            if rest == "ready":
+                return _json(200 if ready else 503, {"name": serving.name, "ready": ready})
+        return _error(404, f"no such endpoint: GET {path}")
 
-        do_HEAD = do_GET  # noqa: N815
+    def _post(self, parts: list[str], request: Request) -> Response:
+        serving = self.serving
+        rest = self._model_path(parts) if parts[:2] == ["v2", "models"] else None
+        if isinstance(rest, Response):
+            return rest
+        if rest != "infer":
+            return _error(404, f"no such endpoint: POST {request.path}")
+        if serving.state != "ready":
+            return _error(503, f"the model is not ready ({serving.state}"
+                               + (f": {serving.reason}" if serving.reason else "") + ")")
+        model, started = serving.model, time.perf_counter()
+        try:
+            decoded = decode(request.body, request.headers.get(HEADER_LENGTH.lower()), model.inputs, model.outputs)
+            results = serving.infer(decoded.feeds)
+            out, headers = encode(serving.name, "1", decoded, results, [s.name for s in model.outputs])
+        except RequestError as exc:
+            return _error(exc.status, exc.message)
+        except FeedError as exc:  # names, shapes, dtypes the signature does not take
+            return _error(400, str(exc))
+        serving.metrics.latency_of(time.perf_counter() - started)
+        return Response(200, out, "application/octet-stream" if headers else "application/json", headers)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+
+def _json(status: int, doc: Any) -> Response:
+    return Response(status, json.dumps(doc).encode())
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"error": message})
+
+
+def make_server(serving: Serving, host: str, port: int, *, max_body: int) -> Server:
+    """The HTTP server for ``serving`` (not started); port 0 picks a free one."""
+    router = Router(serving, max_body)
+    return Server((host, port), router.route, router.admit, name=f"{SERVER_NAME}/{__version__}")

@@ -22,20 +22,35 @@ def model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         yield m
 
 
+class RequestsFailed(Exception):
+    """Some of the concurrent requests raised: each one's error."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        super().__init__(f"{len(errors)} request(s) failed")
+        self.errors = errors
+
+
 def concurrently(batcher: Batcher, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Each request submitted from its own thread at once; their results, or the first error raised."""
     results: list[dict[str, np.ndarray] | None] = [None] * len(requests)
+    errors: list[BaseException | None] = [None] * len(requests)
     start = threading.Barrier(len(requests))
 
     def one(i: int) -> None:
         start.wait()
-        results[i] = batcher.submit(requests[i])
+        try:
+            results[i] = batcher.submit(requests[i])
+        except Exception as exc:  # handed to the test: each request's own outcome
+            errors[i] = exc
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(r is not None for r in results)
+    raised = [e for e in errors if e is not None]
+    if raised:
+        raise RequestsFailed(raised)
     return [r for r in results if r is not None]
 
 
@@ -78,9 +93,13 @@ def test_requests_that_cannot_stack_run_apart(model) -> None:  # type: ignore[no
 
 
 def test_a_failing_batch_fails_each_of_its_requests(model) -> None:  # type: ignore[no-untyped-def]
+    from runtime.errors import FeedError
     batcher = Batcher(model.run, max_batch=8, max_delay=0.3)
-    with pytest.raises(Exception, match="x"):  # the signature's check names the input
+    with pytest.raises(RequestsFailed) as info:
         concurrently(batcher, [{"x": np.ones((1, 4), np.int64)}, {"x": np.ones((1, 4), np.int64)}])
+    assert len(info.value.errors) == 2  # each request got the error
+    assert all(isinstance(e, FeedError) and "dtype int64 does not match float32" in str(e)
+               for e in info.value.errors)
     ok = batcher.submit({"x": np.ones((1, 4), np.float32)})  # and the batcher goes on
     batcher.close()
     np.testing.assert_array_equal(ok["y"], model.run({"x": np.ones((1, 4), np.float32)})["y"])

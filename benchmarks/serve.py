@@ -1,0 +1,258 @@
+"""``python -m runtime serve`` against ``Model.run``: what serving a bundle over HTTP costs per
+request, and what dynamic batching buys under concurrent clients.
+
+Parts (``--only``):
+
+- ``overhead``: the digits CNN (its x86-cpu bundle, onnx-fp32), batch 1, one client: a real
+  server process (the bundle's own runtime, ``--prefer onnx-fp32``) and one persistent HTTP/1.1
+  connection posting binary tensors (the request encoded once and the answer read by its
+  Content-Length, as a C client or geventhttpclient does), against ``Model.run`` on the same input
+  in this process; Python's ``http.client`` on its own connection is timed in the same rounds
+  (what that client adds). Rounds alternate (the order flips every round); the figure is the
+  median over rounds of (request round trip - Model.run). Goal: <= 0.3 ms.
+- ``batching``: MobileNetV2 (224x224, fp32 ONNX), 16 client threads each posting single images
+  for a fixed time, against a server without batching and one with ``--max-batch 16
+  --max-delay-ms 5``; throughput (answers per second) and per-request p50 / p99, each answer
+  checked against ``Model.run`` on its image. Goal: batched >= 1.5x unbatched.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import numpy as np
+
+DIGITS = common.REPO / "manifests" / "digits-cnn.yaml"
+MOBILENET = common.HERE / "manifests" / "mobilenetv2.yaml"
+PARTS = ("overhead", "batching")
+
+
+class Server:
+    """A ``python -m runtime serve`` process of ``bundle``, ready."""
+
+    def __init__(self, bundle: Path, *args: str) -> None:
+        self.proc = subprocess.Popen([common.PY, "-m", "runtime", "serve", ".", "--port", "0", "--json", *args],
+                                     cwd=bundle, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        first = json.loads(self.proc.stdout.readline())
+        self.host, port = first["url"].removeprefix("http://").rsplit(":", 1)
+        self.port, self.model = int(port), first["model"]
+        verdict = json.loads(self.proc.stdout.readline())
+        if verdict["state"] != "ready":
+            raise RuntimeError(f"the server did not become ready: {verdict['reason']}")
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=120)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def binary_body(name: str, x: np.ndarray, outputs: list[str]) -> tuple[bytes, dict[str, str]]:
+    """An infer request with ``x`` as binary tensor data and binary outputs."""
+    header = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                                     "parameters": {"binary_data_size": x.nbytes}}],
+                         "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs]}).encode()
+    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
+                                  "Content-Type": "application/octet-stream"}
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    conn.request("POST", path, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{response.status}: {data[:300]!r}")
+    return data
+
+
+def binary_output(data: bytes) -> np.ndarray:
+    """The one float32 binary output of an answer (its JSON header says where the bytes start)."""
+    header_end = data.index(b"}") + 1
+    while True:  # the JSON header is the shortest prefix that parses
+        try:
+            json.loads(data[:header_end])
+            break
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            header_end = data.index(b"}", header_end) + 1
+    return np.frombuffer(data[header_end:], np.float32)
+
+
+class RawClient:
+    """A keep-alive connection that sends a pre-encoded request and reads the answer by its
+    Content-Length: what a C client (or geventhttpclient, under tritonclient) does per request."""
+
+    def __init__(self, server: Server, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(body)}\r\n"
+        self.request = (head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+    def call(self) -> bytes:
+        self.sock.sendall(self.request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self.sock.recv(65536)
+        head, rest = data.split(b"\r\n\r\n", 1)
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+        return rest
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def overhead(quick: bool) -> dict[str, Any]:
+    from runtime import load
+    common.ensure_digits_weights()
+    bundle = common.bundle(DIGITS, "x86-cpu")
+    x = np.random.default_rng(0).random((1, 1, 8, 8)).astype(np.float32)
+    rounds, calls = (5, 200) if quick else (15, 1000)
+    server = Server(bundle, "--prefer", "onnx-fp32")
+    try:
+        model = load(bundle, prefer="onnx-fp32")
+        body, headers = binary_body("image", x, [s.name for s in model.outputs])
+        path = f"/v2/models/{server.model}/infer"
+        raw = RawClient(server, path, body, headers)
+        conn = server.connection()
+        sides: dict[str, Any] = {"serve": raw.call, "run": lambda: model.run({"image": x}),
+                                 "http.client": lambda: post(conn, path, body, headers)}
+        for call in sides.values():  # warm
+            for _ in range(50):
+                call()
+        ms: dict[str, list[float]] = {k: [] for k in sides}
+        for r in range(rounds):
+            for side in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                samples = []
+                call = sides[side]
+                for _ in range(calls):
+                    t = time.perf_counter()
+                    call()
+                    samples.append(time.perf_counter() - t)
+                ms[side].append(common.median(samples) * 1e3)
+        raw.close()
+        conn.close()
+        check = answer_equals_run(server, model, "image", x)
+    finally:
+        server.stop()
+    serve_ms, run_ms, client_ms = ms["serve"], ms["run"], ms["http.client"]
+    extra = [s - r for s, r in zip(serve_ms, run_ms, strict=True)]
+    over = common.median(extra)
+    return common.row("serve overhead per request (digits CNN, onnx-fp32, batch 1, one client, binary tensors)",
+                      "≤ 0.3 ms over Model.run", f"{common.median(run_ms):.3f} ms (Model.run)",
+                      f"{common.median(serve_ms):.3f} ms (+{over:.3f} ms)", over <= 0.3, key="serve_overhead",
+                      rounds=rounds, calls=calls, serve_ms=serve_ms, run_ms=run_ms, http_client_ms=client_ms,
+                      overhead_ms=over, overhead_p10=common.quantile(extra, 0.1),
+                      overhead_p90=common.quantile(extra, 0.9), answer_equals_run=check)
+
+
+def answer_equals_run(server: Server, model: Any, name: str, x: np.ndarray) -> bool:
+    """One JSON request's answer against Model.run on the same input."""
+    conn = server.connection()
+    body = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                                   "data": x.ravel().tolist()}]}).encode()
+    doc = json.loads(post(conn, f"/v2/models/{server.model}/infer", body, {"Content-Type": "application/json"}))
+    conn.close()
+    want = model.run({name: x})
+    return all(np.array_equal(np.asarray(o["data"], want[o["name"]].dtype).reshape(o["shape"]), want[o["name"]])
+               for o in doc["outputs"])
+
+
+def load_run(server: Server, images: np.ndarray, want: np.ndarray, clients: int, seconds: float
+             ) -> dict[str, Any]:
+    """``clients`` threads, each with its own connection, posting single images for ``seconds``."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    wrong = [0] * clients
+    errors: list[str] = []
+    start = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def client(i: int) -> None:
+        conn = server.connection()
+        path = f"/v2/models/{server.model}/infer"
+        bodies = [binary_body("image", images[k:k + 1], ["logits"]) for k in range(len(images))]
+        start.wait()
+        k = i
+        while time.perf_counter() < stop_at[0]:
+            body, headers = bodies[k % len(images)]
+            t = time.perf_counter()
+            try:
+                data = post(conn, path, body, headers)
+            except Exception as exc:  # counted, not fatal: the figure says how many failed
+                errors.append(f"{type(exc).__name__}: {exc}")
+                conn = server.connection()
+                continue
+            latencies[i].append(time.perf_counter() - t)
+            got = binary_output(data)
+            if got.shape != want[k % len(images)].shape or not np.array_equal(got, want[k % len(images)]):
+                wrong[i] += 1
+            k += clients
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    t0 = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    flat = [x for lane in latencies for x in lane]
+    return {"answers": len(flat), "seconds": elapsed, "per_second": len(flat) / elapsed,
+            "p50_ms": common.quantile(flat, 0.5) * 1e3, "p99_ms": common.quantile(flat, 0.99) * 1e3,
+            "wrong": sum(wrong), "errors": len(errors), "first_error": errors[0] if errors else None}
+
+
+def batching(quick: bool) -> dict[str, Any]:
+    from runtime import load
+    bundle = common.bundle(MOBILENET, "../targets/bench-fp32.yaml")
+    images = np.random.default_rng(1).random((8, 224, 224, 3)).astype(np.float32)
+    model = load(bundle, prefer="onnx-fp32")
+    want = np.stack([model.run({"image": images[k:k + 1]})["logits"].ravel() for k in range(len(images))])
+    model.close()
+    seconds = 5.0 if quick else 20.0
+    runs: dict[str, dict[str, Any]] = {}
+    for label, args in (("unbatched", ()), ("batched", ("--max-batch", "16", "--max-delay-ms", "5"))):
+        server = Server(bundle, "--prefer", "onnx-fp32", *args)
+        try:
+            runs[label] = load_run(server, images, want, clients=16, seconds=seconds)
+        finally:
+            server.stop()
+    plain, batched = runs["unbatched"], runs["batched"]
+    ratio = batched["per_second"] / plain["per_second"]
+    ok = ratio >= 1.5 and plain["wrong"] == batched["wrong"] == 0 and plain["errors"] == batched["errors"] == 0
+    return common.row("dynamic batching, MobileNetV2 fp32 ONNX, 16 concurrent clients, one image per request",
+                      "≥ 1.5× unbatched throughput",
+                      f"{plain['per_second']:.1f}/s unbatched (p50 {plain['p50_ms']:.0f} ms, "
+                      f"p99 {plain['p99_ms']:.0f} ms)",
+                      f"{batched['per_second']:.1f}/s ({ratio:.2f}×; p50 {batched['p50_ms']:.0f} ms, "
+                      f"p99 {batched['p99_ms']:.0f} ms; {batched['wrong']} wrong answers)", ok,
+                      key="serve_batching", ratio=ratio, runs=runs, seconds=seconds)
+
+
+def main() -> int:
+    p = common.parser(__doc__)
+    p.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
+    args = p.parse_args()
+    rows = [{"overhead": overhead, "batching": batching}[part](args.quick) for part in (args.only or PARTS)]
+    common.emit(args, "serve", rows, method="see benchmarks/serve.py: a real server process per setting; "
+                                            "clients in this process over persistent HTTP/1.1 connections")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
