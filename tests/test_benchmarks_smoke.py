@@ -119,17 +119,21 @@ def test_run_all_quick_subset(tmp_path: Path, bench_modules: None) -> None:
     assert imp["what"] in text and "`import runtime`" in text
 
 
+def quick_part(tmp_path: Path, part: str) -> dict:  # type: ignore[type-arg]
+    """``run_all.py --quick --only PART`` in a work folder of its own: the results document."""
+    out = tmp_path / "results.json"
+    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", part, "--out", str(out)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
 @pytest.mark.slow
 def test_mixed_int8_benchmark_repairs_the_detection_head(tmp_path: Path, bench_modules: None) -> None:
     """benchmarks/mixed_int8.py on one of its four models: the build's own record of plain int8
     failing and the mixed candidate passing with the Concat kept float, three artifacts timed."""
-    out = tmp_path / "results.json"
-    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "mixed:detection",
-                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    doc = json.loads(out.read_text(encoding="utf-8"))
+    doc = quick_part(tmp_path, "mixed:detection")
     [bench] = doc["results"]
     [row] = bench["rows"]
     assert row["key"] == "mixed:detection" and row["met"], row["ours"]
@@ -146,13 +150,7 @@ def test_mixed_int8_benchmark_repairs_the_detection_head(tmp_path: Path, bench_m
 def test_serve_benchmark_times_a_real_server_against_model_run(tmp_path: Path, bench_modules: None) -> None:
     """benchmarks/serve.py's overhead part: a real ``python -m runtime serve`` of the digits bundle,
     timed against Model.run, its answer equal to Model.run's (the figure is timing: not asserted)."""
-    out = tmp_path / "results.json"
-    env = dict(os.environ, EDGEPACK_BENCH_DIR=str(tmp_path / "work"))
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "serve:overhead",
-                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    [bench] = json.loads(out.read_text(encoding="utf-8"))["results"]
+    [bench] = quick_part(tmp_path, "serve:overhead")["results"]
     [row] = bench["rows"]
     assert row["key"] == "serve_overhead" and row["answer_equals_run"]
     assert len(row["serve_ms"]) == len(row["run_ms"]) == row["rounds"] and min(row["serve_ms"]) > 0
