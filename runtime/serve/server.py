@@ -9,7 +9,6 @@ and every infer gets 503 with the reason; the process keeps serving health and m
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -53,7 +52,6 @@ class Serving:
         self.model: Any = None
         self.name = name or (bundle.name if not isinstance(bundle, str) else _bundle_name(bundle))
         self.verified: dict[str, Any] = {}
-        self.ready = threading.Event()
 
     def load(self) -> None:
         """Open, check and verify the bundle (run in a background thread)."""
@@ -85,7 +83,6 @@ class Serving:
                 else:
                     self.batching = {"enabled": False, "why": why}
             self.state = "ready"
-            self.ready.set()
         except Exception as exc:  # any failure leaves the server live and not ready, with the reason
             self.state, self.reason = "failed", f"{type(exc).__name__}: {exc}"
 

@@ -10,7 +10,7 @@ example's length.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,6 @@ class OpCall:
     opset: int
     module: Any = None  # the submodule MODULES made for this node, if any
     n_outputs: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def attr(self, key: str, default: Any = None) -> Any:
         return self.attrs.get(key, default)
