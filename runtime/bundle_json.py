@@ -17,6 +17,7 @@ from .errors import BundleFormatError, IntegrityError
 from .integrity import BUNDLE_FILE, check_relpath, verify_files
 from .iocast import IoCasts, parse_dtypes
 from .probe_record import ExplainData
+from .processing import Processing
 from .signature import Signature
 from .signing import SignatureInfo
 
@@ -241,10 +242,12 @@ class Golden:
     batched: bool
     samples: int | None
     source: str | None = None  # where the samples came from (a file, an entry point, calibration)
+    raw: tuple[str, ...] = ()  # the images sample i was pre-processed from (the end-to-end check)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "outputs": self.outputs, "samples": self.samples,
-                "batched": self.batched, "source": self.source}
+        out = {"inputs": self.inputs, "outputs": self.outputs, "samples": self.samples,
+               "batched": self.batched, "source": self.source}
+        return {**out, "raw": list(self.raw)} if self.raw else out
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str) -> Golden:
@@ -259,9 +262,15 @@ class Golden:
             raise BundleFormatError("'batched' must be true or false", where=where)
         samples = data.get("samples")
         source = data.get("source")
+        raw = data.get("raw") or []
+        if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+            raise BundleFormatError("'raw' must be a list of file names", where=where)
+        for r in raw:
+            check_relpath(r, f"{where}.raw")
         return cls(inputs=inputs, outputs=outputs, batched=batched,
                    samples=samples if isinstance(samples, int) else None,
-                   source=source if isinstance(source, str) else None)
+                   source=source if isinstance(source, str) else None,
+                   raw=tuple(raw))
 
 
 @dataclass(frozen=True)
@@ -284,6 +293,7 @@ class Bundle:
     description: str | None = None
     skipped: list[dict[str, Any]] = field(default_factory=list)  # candidates not built, and why
     evaluation: dict[str, Any] | None = None  # the original model's accuracy on held-out data
+    processing: Processing | None = None  # pre/post-processing declared in the manifest
     extra: dict[str, Any] = field(default_factory=dict)  # keys this runtime does not know, kept as they are
 
     def __post_init__(self) -> None:
@@ -292,7 +302,8 @@ class Bundle:
 
     def to_dict(self) -> dict[str, Any]:
         """bundle.json's content (the packager writes exactly this; ``from_dict`` reads it back equal)."""
-        return {"schema_version": SCHEMA_VERSION, "name": self.name, "description": self.description,
+        processing = {"processing": self.processing.to_dict()} if self.processing else {}
+        return {**processing, "schema_version": SCHEMA_VERSION, "name": self.name, "description": self.description,
                 "target": self.target, "signature": self.signature.to_dict(),
                 "candidates": [c.to_dict() for c in self.candidates],
                 "golden": self.golden.to_dict() if self.golden is not None else None,
@@ -337,9 +348,11 @@ class Bundle:
             if data.get(key) is not None and not isinstance(data[key], kind):
                 raise BundleFormatError(f"{key!r} must be a {kind.__name__}, got "
                                         f"{type(data[key]).__name__}", where=where)
-        return cls(root=root, name=str(data.get("name", root.name)), target=target,
-                   signature=Signature.from_dict(_require(data, "signature", dict, where),
-                                                 where=f"{where}: signature"),
+        signature = Signature.from_dict(_require(data, "signature", dict, where), where=f"{where}: signature")
+        processing = data.get("processing")
+        return cls(root=root, name=str(data.get("name", root.name)), target=target, signature=signature,
+                   processing=None if processing is None else Processing.from_dict(
+                       processing, where=f"{where}: processing", signature=signature),
                    candidates=cands,
                    golden=None if golden is None else Golden.from_dict(golden,
                                                                        where=f"{where}: golden"),
@@ -365,7 +378,9 @@ class Bundle:
                                  where=where, hint="rebuild the bundle with edgepack")
         referenced = [c.file for c in self.candidates]
         if self.golden is not None:
-            referenced += [self.golden.inputs, self.golden.outputs]
+            referenced += [self.golden.inputs, self.golden.outputs, *self.golden.raw]
+        if self.processing is not None:
+            referenced += self.processing.files()
         unlisted = [r for r in referenced if r not in self.files]
         if unlisted:
             raise IntegrityError(f"file(s) used by the bundle but not hashed: {unlisted}",
@@ -375,4 +390,5 @@ class Bundle:
 
 
 _BUNDLE_KEYS = frozenset({"schema_version", "name", "description", "target", "signature", "candidates", "golden",
-                          "files", "fallbacks", "skipped", "warnings", "evaluation", "provenance"})
+                          "files", "fallbacks", "skipped", "warnings", "evaluation", "provenance",
+                          "processing"})

@@ -205,3 +205,42 @@ def _build_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
     """CLI builds in tests use a cache of their own, never the user's ~/.cache/edgepack."""
     import os
     os.environ["EDGEPACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgepack-cache"))
+
+
+LABELS = "circle\nsquare\ntriangle\nstar\nline\n"  # the tiny model's 5 classes
+
+
+def write_images(folder: Path, n: int = 40) -> list[Path]:
+    """Grey 16x16 PNGs of smooth blobs (the tiny model's kind of data), enlarged from 4x4, and one
+    file that is not an image (left out of the data)."""
+    from PIL import Image
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    grid = np.linspace(0, 1, 4)
+    paths = []
+    for i in range(n):
+        a = rng.random()
+        small = a * grid[:, None] + (1 - a) * grid[None, :]
+        pixels = np.kron(np.rint(small * 255).astype(np.uint8), np.ones((4, 4), np.uint8))
+        paths.append(folder / f"img{i:02d}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    (folder / "notes.txt").write_text("not an image: left out")
+    return paths
+
+
+def image_manifest(tiny_project: Callable[..., Path], folder: Path) -> Callable[..., Path]:
+    """The tiny model fed from images (folder/imgs, 40 PNGs) with softmax + top-2 labels; returns a
+    function giving the manifest path (keyword arguments override manifest keys)."""
+    write_images(folder / "imgs")
+    (folder / "labels.txt").write_text(LABELS)
+
+    def manifest(**overrides: Any) -> Path:
+        doc: dict[str, Any] = {
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 1, 4, 4], "layout": "NCHW",
+                        "preprocess": {"decode": "image", "color": "L", "resize": [4, 4], "interpolation": "box"}}],
+            "outputs": [{"name": "scores", "postprocess": {"softmax": True, "top_k": 2, "labels": "labels.txt"}}],
+            "calibration": {"images": "imgs", "samples": 40},
+            "golden": {"samples": 8}}
+        doc.update(overrides)
+        return tiny_project(**doc)
+    return manifest

@@ -14,6 +14,7 @@ import numpy as np
 
 ONNXRUNTIME = ["numpy", "numpy.libs", "onnxruntime"]
 LITERT = ["numpy", "numpy.libs", "ai_edge_litert"]
+PILLOW = ["PIL", "pillow.libs"]  # the 'image' extra: decodes images for bundles that pre-process them
 TORCH = ["numpy", "numpy.libs", "torch", "torchgen", "functorch", "typing_extensions.py",
          "sympy", "mpmath", "networkx", "jinja2", "markupsafe", "filelock", "fsspec"]
 PROBE = ("import importlib.util as u; print([n for n in ('torch', 'packager', 'onnxsim', 'onnx', 'yaml', "

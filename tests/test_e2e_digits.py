@@ -10,8 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import build_example
-from .device_env import LITERT, ONNXRUNTIME, TORCH, importable, only_these_packages, run_isolated, verify_on_device
+from .conftest import REPO, build_example
+from .device_env import (
+    LITERT,
+    ONNXRUNTIME,
+    PILLOW,
+    TORCH,
+    importable,
+    only_these_packages,
+    run_isolated,
+    verify_on_device,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +56,9 @@ def test_bundle_stands_alone_on_the_device(built: Path, tmp_path: Path) -> None:
     assert verify.returncode == 0, verify.stderr + verify.stdout
     report = json.loads(verify.stdout)
     assert report["passed"] is True
+    # no Pillow here: tensor parity still counts, and the end-to-end check says it did not run and why
+    e2e = report["candidates"][0]["end_to_end"]
+    assert e2e["checked"] is False and "needs Pillow" in e2e["why"] and "pip install pillow" in e2e["why"]
     verify_all = run_isolated(bundle, site, "-m", "runtime", "verify", "--all")
     assert verify_all.returncode == 0 and "onnx-fp32" in verify_all.stdout
 
@@ -79,3 +91,29 @@ def test_tampered_bundle_is_refused_on_the_device(built: Path, tmp_path: Path) -
 def test_torchscript_candidate_verified_with_only_torch(built: Path, tmp_path: Path) -> None:
     report = verify_on_device(built / "digits-cnn-x86-cpu", tmp_path, TORCH, "torch")
     assert report["passed"] and report["candidates"][0]["candidate"] == "torchscript-fp32"
+
+
+WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def test_png_in_label_out_on_the_device(built: Path, tmp_path: Path) -> None:
+    """numpy + onnxruntime + Pillow: golden PNGs checked end to end, and PNG files classified."""
+    bundle = tmp_path / "device" / "digits-cnn-rpi4"
+    shutil.copytree(built / "digits-cnn-rpi4", bundle)
+    site = only_these_packages(tmp_path / "site", ONNXRUNTIME + PILLOW)
+    verify = run_isolated(bundle, site, "-m", "runtime", "verify", "--prefer", "onnx-int8-static-pc", "--json")
+    assert verify.returncode == 0, verify.stderr + verify.stdout
+    e2e = json.loads(verify.stdout)["candidates"][0]["end_to_end"]
+    assert e2e["passed"] and e2e["samples"] == 64 and e2e["preprocess"]["max_abs"] == 0.0
+    pngs = sorted((REPO / "examples" / "digits" / "images").glob("*.png"))
+    assert len(pngs) == 64
+    args = [a for p in pngs for a in ("--input", str(p))]
+    run = run_isolated(bundle, site, "-m", "runtime", "run", "--prefer", "onnx-int8-static-pc", *args, "--json")
+    assert run.returncode == 0, run.stderr
+    top = json.loads(run.stdout)["outputs"]["logits"]["top_k"]
+    truth = [WORDS[int(p.stem[-1])] for p in pngs]  # 000-digit2.png: a two
+    assert len(top) == 64 and all(len(row) == 3 for row in top)
+    right = sum(row[0]["label"] == want for row, want in zip(top, truth, strict=True))
+    assert right >= 61, f"{right} of 64 PNGs classified right"
+    text = run_isolated(bundle, site, "-m", "runtime", "run", "--input", str(pngs[0]))
+    assert text.returncode == 0 and f"sample 0: {truth[0]} " in text.stdout, text.stdout + text.stderr

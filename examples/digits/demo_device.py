@@ -3,8 +3,9 @@
     python examples/digits/demo_device.py DIST [--name digits-cnn] [--target rpi4]
 
 It unpacks the bundle's .tar.gz into a fresh folder (as if copied to the device), then runs the
-bundle's own runtime from inside it: info, verify, run and bench. On a real device the same
-commands run after `pip install -r requirements.txt`.
+bundle's own runtime from inside it: info, verify, run and bench; for a bundle that pre-processes
+images (digits-cnn), also `run --input digit.png`, which prints the top labels. On a real device
+the same commands run after `pip install -r requirements.txt`.
 """
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ def main() -> int:
                  sh(["python", "-m", "runtime", "run", "--input", str(device / "x.npy"),
                      "--output", str(device / "y.npz")], bundle),
                  sh(["python", "-m", "runtime", "bench", "--runs", "200"], bundle)]
+        pngs = sorted((Path(__file__).resolve().parent / "images").glob("*.png"))[:2]
+        if (bundle / "processing").is_dir() and pngs:  # PNG in, label out (the file name says the digit)
+            codes.append(sh(["python", "-m", "runtime", "run", *(a for p in pngs for a in ("--input", str(p)))],
+                            bundle))
         with np.load(device / "y.npz") as y:
             print(f"\npredicted digits for 4 golden images: {y[y.files[0]].argmax(axis=1).tolist()}")
         ok = all(c == 0 for c in codes)

@@ -36,9 +36,12 @@ Provides-Extra: onnxruntime
 Requires-Dist: onnxruntime; extra == "onnxruntime"
 Provides-Extra: tflite
 Requires-Dist: ai-edge-litert; extra == "tflite"
+Provides-Extra: image
+Requires-Dist: pillow>=9.1; extra == "image"
 
 Installs only the `runtime` package that every edgepack bundle carries. Backends are extras
-(`edgepack-runtime[onnxruntime]`, `edgepack-runtime[tflite]`) or installed from a bundle's
+(`edgepack-runtime[onnxruntime]`, `edgepack-runtime[tflite]`; `[image]` decodes images for bundles
+that pre-process them) or installed from a bundle's
 requirements.txt. Use: `edgepack-runtime verify BUNDLE` or `python -m runtime verify BUNDLE`.
 """
 

@@ -6,6 +6,8 @@ import textwrap
 from ..config.manifest import Manifest
 from ..config.targets import Target
 
+PILLOW_REQUIREMENT = "pillow>=9.1"  # decodes images for pre-processing (Image.Resampling is 9.1's)
+
 
 def requirements_txt(target: Target, backends: set[str], extra: list[str] | None = None) -> str:
     """The target's pinned device requirements for the backends in the bundle, one per line."""
@@ -20,6 +22,8 @@ def bundle_readme(manifest: Manifest, target: Target, bundle_name: str, candidat
     inputs = "\n".join(f"- `{s.name}`: {s.dtype} {list(s.shape or [])}" + (f" ({s.layout})" if s.layout else "")
                        for s in manifest.inputs)
     outputs = "\n".join(f"- `{o.name}`" for o in manifest.outputs)
+    image = ("python -m runtime run --input ../photo.jpg   # an image in (pre-processed as built), top labels out\n"
+             if manifest.processing.inputs else "")
     return f"""# {bundle_name}
 
 {manifest.description or manifest.name} packaged by edgepack for **{target.name}**
@@ -34,7 +38,7 @@ python -m pip install -r requirements.txt
 python -m runtime verify          # golden parity on this device; exit 0 = same results as the build
 python -m runtime info            # which candidate and provider are used here, and why
 python -m runtime run --input ../x.npy --output ../y.npz   # inputs/outputs live outside this folder
-python -m runtime bench           # load time, first inference, p50/p90/p99, throughput
+{image}python -m runtime bench           # load time, first inference, p50/p90/p99, throughput
 ```
 
 Run these from inside this folder (or pass the folder or its .tar.gz as the last argument).

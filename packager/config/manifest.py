@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.compare import DEFAULT_TOLERANCES, Tolerance
+from runtime.processing import Processing
 from runtime.signature import TensorSpec
 
 from ..errors import ManifestError
@@ -21,6 +22,7 @@ from .fields import (
     item,
     read_yaml,
 )
+from .processing import POSTPROCESS, PREPROCESS, TOKENIZER, parse_postprocess, parse_preprocess, parse_tokenizer
 from .specs import DataSpec as DataSpec
 from .specs import EvaluationSpec as EvaluationSpec
 from .specs import OutputSpec as OutputSpec
@@ -81,8 +83,10 @@ _TENSOR_FIELDS = (
     Field("layout", str, "axis order, for converters that change it (NCHW, NHWC, ...)", choices=LAYOUTS),
 )
 INPUT = Section("Input", "one input of the model's signature", tuple(
-    replace(f, required=True, default=None) if f.name in ("dtype", "shape") else f for f in _TENSOR_FIELDS))
+    replace(f, required=True, default=None) if f.name in ("dtype", "shape") else f for f in _TENSOR_FIELDS) + (
+    Field("preprocess", PREPROCESS, "how a raw image becomes this input (on the device too)"),))
 OUTPUT = Section("Output", "one output of the model's signature", _TENSOR_FIELDS + (
+    Field("postprocess", POSTPROCESS, "softmax / top-k with labels, run on the device"),
     Field("scores", bool, "whether the output holds class scores (top-1 agreement is checked); "
                           "guessed from the shape when left out"),
     Field("tolerances", TOLERANCES, "tolerance overrides for this output only"),
@@ -95,6 +99,11 @@ def _data_section(title: str, description: str, samples: int, random: bool) -> S
               pattern=r"\.npz$", message="{value!r} is not an .npz file",
               hint="save arrays keyed by input name with numpy.savez"),
         _entry_field("'file.py:function' yielding feed dicts {input name: array}"),
+        Field("images", str, "a folder of images (JPEG, PNG, ...; relative to the manifest) for a model of one "
+                             "input with preprocess: they are pre-processed as the device will, and golden images "
+                             "go into the bundle for the end-to-end check"),
+        Field("texts", str, "a UTF-8 text file, one sample per line (relative to the manifest), for a model with "
+                            "a tokenizer: tokenized as the device will; golden texts go into the bundle"),
         Field("samples", int, "how many samples to use", default=samples, minimum=1),
         Field("batch_size", int, "samples per batch", default=16, minimum=1),
         Field("seed", int, "seed for drawing and shuffling samples", default=0, minimum=0),
@@ -140,6 +149,7 @@ MANIFEST = Section("Manifest", "what edgepack packages: the source model, its si
     Field("calibration", CALIBRATION, "real samples for int8 calibration"),
     Field("golden", GOLDEN, "samples the parity check runs on"),
     Field("evaluation", EVALUATION, "held-out data for reporting accuracy"),
+    Field("tokenizer", TOKENIZER, "for a text model: how raw text becomes its id inputs"),
     Field("targets", ListOf(str, min_items=1), "devices to package for: shipped target names or target "
                                                 "YAML paths (relative to the manifest)",
           required=True, message="needs at least one target", hint="e.g. targets: [x86-cpu, rpi4]"),
@@ -170,6 +180,7 @@ class Manifest:
     base_dir: Path
     file: str
     opset_explicit: bool = False  # export.opset written: an ONNX source is upgraded to it (else keeps its own)
+    processing: Processing = Processing()  # preprocess per input, postprocess per output (labels: absolute paths)
 
     def tolerance_for(self, precision: str, output: str) -> Tolerance:
         """Default tolerance of the precision, with manifest overrides applied."""
@@ -204,7 +215,7 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
     calibration = _parse_data(cal_node, CALIBRATION, base_dir) if cal_node else DataSpec()
     golden_node = root.section("golden")
     golden = _parse_data(golden_node, GOLDEN, base_dir) if golden_node else DataSpec(samples=GOLDEN["samples"].default)
-    golden_from_cal = golden.file is None and golden.entry is None
+    golden_from_cal = golden.file is None and golden.entry is None and golden.images is None and golden.texts is None
     if cal_node is None and golden_from_cal:
         raise root.fail("no calibration or golden data given", "calibration",
                         hint="add calibration: {entry: data.py:samples} or {file: calib.npz} with "
@@ -240,7 +251,26 @@ def parse_manifest(data: Any, file: str, base_dir: Path) -> Manifest:
         ex.mapping(EXPORT)
         opset, exporter, torchscript = ex.get("opset"), ex.get("exporter"), ex.get("torchscript")
 
-    return Manifest(name=name, description=root.get("description"), source=source,
+    tok = root.section("tokenizer")
+    processing = Processing(
+        inputs={s.name: parse_preprocess(n.child("preprocess"), s)
+                for n, s in zip(root.items("inputs"), inputs, strict=True) if n.has("preprocess")},
+        outputs={s.name: parse_postprocess(n.child("postprocess"), base_dir)
+                 for n, s in zip(root.items("outputs"), outputs, strict=True)
+                 if isinstance(n.value, dict) and n.has("postprocess")},
+        text=parse_tokenizer(tok, inputs, base_dir) if tok else None)
+    if processing.inputs and processing.text:
+        raise root.fail("a model fed from images takes no tokenizer", "tokenizer",
+                        hint="declare preprocess (images) or tokenizer (text), not both")
+    for key, data_node, data in (("calibration", cal_node, calibration), ("golden", golden_node, golden)):
+        if data_node is not None and data.images is not None and (len(inputs) != 1 or not processing.inputs):
+            raise data_node.fail("images feed a model of one input that declares preprocess", "images",
+                                 hint="add preprocess: {decode: image, ...} to the input" if len(inputs) == 1 else
+                                 f"this model has {len(inputs)} inputs: give {key} as file or entry")
+        if data_node is not None and data.texts is not None and processing.text is None:
+            raise data_node.fail("texts need a tokenizer to become the model's inputs", "texts",
+                                 hint="add tokenizer: {vocab: vocab.txt} to the manifest")
+    return Manifest(name=name, description=root.get("description"), source=source, processing=processing,
                     inputs=inputs, outputs=outputs, calibration=calibration, golden=golden,
                     golden_from_calibration=golden_from_cal, targets=targets, tolerances=tolerances,
                     output_tolerances=output_tolerances, evaluation=evaluation, opset=opset, exporter=exporter,
@@ -334,14 +364,16 @@ def _parse_data(node: Node, section: Section, base_dir: Path) -> DataSpec:
     node.mapping(section)
     allow_random = "random" in section
     random = node.get("random") if allow_random else False
-    given = [k for k in ("file", "entry") if node.has(k)] + (["random"] if random else [])
+    given = [k for k in ("file", "entry", "images", "texts") if node.has(k)] + (["random"] if random else [])
     if len(given) > 1:
-        raise node.fail(f"give only one of file, entry{', random' if allow_random else ''}; got {given}")
+        raise node.fail(f"give only one of file, entry, images, texts{', random' if allow_random else ''}; "
+                        f"got {given}")
     if allow_random and not given:
-        raise node.fail("no data given", hint="add file: data.npz or entry: data.py:function with "
+        raise node.fail("no data given", hint="add file: data.npz, entry: data.py:function or images: DIR with "
                                                "real samples (or random: true, not recommended)")
-    file = node.get("file")
-    return DataSpec(file=base_dir / file if file else None,
+    file, images, texts = node.get("file"), node.get("images"), node.get("texts")
+    return DataSpec(file=base_dir / file if file else None, images=base_dir / images if images else None,
+                    texts=base_dir / texts if texts else None,
                     entry=node.get("entry"),
                     random=random,
                     samples=node.get("samples"),

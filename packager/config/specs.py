@@ -42,11 +42,13 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Real data: an .npz file or an entry point yielding feed dicts (or random, if asked)."""
+    """Real data: an .npz file, an entry point yielding feed dicts, a folder of images (or random, if asked)."""
 
     file: Path | None = None
     entry: str | None = None
     random: bool = False
+    images: Path | None = None  # a folder of images, pre-processed as the manifest declares
+    texts: Path | None = None  # a text file, one sample per line, tokenized as the manifest declares
     samples: int = 128
     batch_size: int = 16
     seed: int = 0

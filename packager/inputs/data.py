@@ -30,13 +30,15 @@ class SampleSet:
     source: str
     random: bool = False
     notes: tuple[str, ...] = ()  # how the data was read, for the build log (e.g. axis 0 as samples)
+    raw: tuple[tuple[str, bytes], ...] = ()  # (file name, bytes) each row was pre-processed from (images: DIR)
 
     def __len__(self) -> int:
         return int(next(iter(self.arrays.values())).shape[0])
 
     def take(self, indices: np.ndarray | slice) -> SampleSet:
+        raw = tuple(self.raw[i] for i in np.arange(len(self.raw))[indices]) if self.raw else ()
         return SampleSet({k: np.ascontiguousarray(v[indices]) for k, v in self.arrays.items()},
-                         self.batched, self.source, self.random)
+                         self.batched, self.source, self.random, raw=raw)
 
     def batches(self, batch_size: int) -> Iterator[Feeds]:
         """Feeds for the model: slices of ``batch_size`` rows, or one row at a time."""
@@ -104,6 +106,13 @@ def load_samples(spec: DataSpec, manifest: Manifest, what: str) -> SampleSet:
         return _random_samples(manifest, spec, batched)
     if spec.file is not None:
         return _load_npz(spec.file, manifest, spec.samples, batched, where)
+    if spec.images is not None or spec.texts is not None:
+        from .images import load_images
+        from .texts import load_texts
+        arrays, raw, source = (
+            load_images(spec.images, manifest, spec.samples, batched, where) if spec.images is not None
+            else load_texts(spec.texts, manifest, spec.samples, batched, where))  # type: ignore[arg-type]
+        return SampleSet(arrays, batched, source=source, raw=raw)
     assert spec.entry is not None
     result = call_entry(spec.entry, manifest.base_dir, DataError, f"{where}.entry")
     if isinstance(result, Mapping):
@@ -248,7 +257,7 @@ def golden_samples(manifest: Manifest, calibration: SampleSet | None) -> SampleS
     picked = calibration.take(idx)
     apart = ", kept out of int8 calibration" if len(calibration) - n >= MIN_HELD_OUT_CALIBRATION else ""
     return SampleSet(picked.arrays, picked.batched, f"{n} samples drawn from calibration data "
-                     f"({calibration.source}, seed {spec.seed}{apart})", calibration.random)
+                     f"({calibration.source}, seed {spec.seed}{apart})", calibration.random, raw=picked.raw)
 
 
 def calibration_without_golden(manifest: Manifest,
@@ -269,7 +278,7 @@ def calibration_without_golden(manifest: Manifest,
             "of its own")
     kept = calibration.take(rest)
     return SampleSet(kept.arrays, kept.batched, f"{calibration.source}, without the {n} golden samples",
-                     calibration.random, calibration.notes), None
+                     calibration.random, calibration.notes, kept.raw), None
 
 
 @dataclass(frozen=True)

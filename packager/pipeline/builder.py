@@ -26,7 +26,7 @@ from ..results import Artifact, BuildResult, Made, TargetResult
 from ..steps import ROUTES, ArtifactStep, ModelStep, Route, step_key, variant_of
 from .chain import Chain, run_steps
 from .checks import check
-from .document import document, tool_versions
+from .document import bundled_processing, document, tool_versions
 from .explain import debug_table, float_twin, probes, refuse_unexplainable, table_for
 from .inputs import Inputs, outcome
 from .output import remove_stale, write_bundle
@@ -232,7 +232,7 @@ class Builder:
             doc = document(m, target, chosen, result, self.inputs.record, root=self.out_dir / bundle_name,
                            exporter=self.exporter, steps=self.steps, warnings=self.warnings,
                            explains={cid: p.record for cid, p in made.items()})
-            bundle_dir, archive = write_bundle(self.out_dir, m, target, chosen, doc, self.inputs.record.golden.arrays,
+            bundle_dir, archive = write_bundle(self.out_dir, m, target, chosen, doc, self.inputs.record.golden,
                                                self.inputs.record.reference, self.sign_key, probes=made)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
@@ -249,6 +249,7 @@ class Builder:
         needs_calibration = m.golden_from_calibration or any(
             c.quantization and c.quantization.mode == "static" for t in self.targets for c in t.candidates)
         self.inputs = Inputs(m, needs_calibration, self.cache, self.progress, reload=self.reload_inputs)
+        bundled_processing(m, self.inputs.record.signature)  # a labels file that does not fit: fail before the work
         self.warnings.extend(self.inputs.record.warnings)
         self._source_key = step_key("source", self.inputs.record.source_key, {
             "framework": m.source.framework, "inputs": [s.to_dict() for s in m.inputs],

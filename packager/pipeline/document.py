@@ -3,17 +3,24 @@ so what the packager writes is exactly what the device reads back."""
 from __future__ import annotations
 
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from runtime.bundle import Bundle, Candidate, Golden
 from runtime.bundle_json import io_map_fields
 from runtime.compare import Tolerance
+from runtime.errors import BundleFormatError
+from runtime.prepost import check_labels
 from runtime.probe_record import ExplainData
+from runtime.processing import Processing
+from runtime.signature import Signature
 
 from .. import __version__
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
+from ..errors import ManifestError
+from ..inputs.data import SampleSet
 from ..results import Artifact, CandidateResult, TargetResult
 from .policy import Chosen
 from .record import InputsRecord
@@ -85,7 +92,8 @@ def document(manifest: Manifest, target: Target, chosen: Chosen, result: TargetR
         candidates=tuple(candidate(m, target, spec, art, cr, (explains or {}).get(spec.id))
                          for spec, art, cr in chosen),
         golden=Golden(inputs="golden/inputs.npz", outputs="golden/outputs.npz", batched=record.golden.batched,
-                      samples=len(record.golden), source=record.golden.source),
+                      samples=len(record.golden), source=record.golden.source, raw=raw_golden_paths(record.golden)),
+        processing=bundled_processing(m, record.signature)[0],
         files={}, fallbacks=list(result.fallbacks), skipped=skipped,
         warnings=list(warnings) + [f"candidate {s['candidate']} not built: {s['reason']}" for s in skipped],
         evaluation=_evaluation(m, record) if record.evaluation_samples else None,
@@ -111,3 +119,39 @@ def _evaluation(m: Manifest, record: InputsRecord) -> dict[str, Any]:
         if m.evaluation.max_drop is not None:
             out["max_accuracy_drop"] = m.evaluation.max_drop
     return out
+
+
+def raw_golden_paths(golden: SampleSet) -> tuple[str, ...]:
+    """Where the golden images go in the bundle (numbered in sample order; the suffix kept)."""
+    return tuple(f"golden/raw/{i:04d}{Path(name).suffix.lower()}" for i, (name, _) in enumerate(golden.raw))
+
+
+def bundled_processing(m: Manifest, signature: Signature) -> tuple[Processing | None, dict[str, Path]]:
+    """The manifest's processing as bundle.json records it (labels files at their place in the
+    bundle), and the files to copy there (bundle path -> source). Each labels file must hold one
+    label per class of its output."""
+    if not m.processing:
+        return None, {}
+    outputs, files = {}, {}
+    specs = {s.name: s for s in signature.outputs}
+    for i, (name, post) in enumerate(m.processing.outputs.items()):
+        if post.labels:
+            source = Path(post.labels)
+            where = f"{m.file}: outputs[{name}].postprocess.labels"
+            try:
+                check_labels(source.read_text(encoding="utf-8").splitlines(), specs[name], where)
+            except FileNotFoundError:
+                raise ManifestError(f"labels file {source} not found", where=where,
+                                    hint="paths in a manifest are relative to the manifest's folder") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ManifestError(f"cannot read the labels file {source}: {exc}", where=where) from None
+            except BundleFormatError as exc:
+                raise ManifestError(exc.message, where=where, hint=exc.hint) from None
+            files[f"processing/labels-{i}.txt"] = source
+            post = replace(post, labels=f"processing/labels-{i}.txt")
+        outputs[name] = post
+    text = m.processing.text
+    if text is not None:
+        files["processing/vocab.txt"] = Path(text.vocab)
+        text = replace(text, vocab="processing/vocab.txt")
+    return Processing(inputs=dict(m.processing.inputs), outputs=outputs, text=text), files

@@ -12,11 +12,13 @@ import numpy as np
 from runtime.bundle import Bundle
 
 from ..bundle.signing import cryptography_pin
-from ..bundle.texts import bundle_readme, requirements_txt
+from ..bundle.texts import PILLOW_REQUIREMENT, bundle_readme, requirements_txt
 from ..bundle.writer import BundleWriter
 from ..config.manifest import Manifest
 from ..config.targets import Target
 from ..errors import BuildError, OutputError, disk_error
+from ..inputs.data import SampleSet
+from .document import bundled_processing
 from .policy import Chosen
 
 if TYPE_CHECKING:
@@ -52,8 +54,8 @@ def remove_stale(out_dir: Path, bundle_name: str) -> str:
 
 
 def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chosen, document: Bundle,
-                 golden: dict[str, np.ndarray], reference: dict[str, np.ndarray],
-                 sign_key: Ed25519PrivateKey | None, probes: dict[str, Probe] | None = None) -> tuple[Path, Path]:
+                 golden: SampleSet, reference: dict[str, np.ndarray], sign_key: Ed25519PrivateKey | None,
+                 probes: dict[str, Probe] | None = None) -> tuple[Path, Path]:
     """The target's bundle folder and archive: models, golden data, requirements, README, bundle.json."""
     bundle_name = f"{manifest.name}-{target.name}"
     payload = sum({cr.file: len(art.data) for _, art, cr in chosen if cr.file}.values())
@@ -68,9 +70,16 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
             if probe.model is not None:  # a TFLite candidate's probe is its own file
                 writer.write_bytes(probe.record.probe, probe.model)
             writer.write_npz(probe.record.references, probe.references)
-        writer.write_npz("golden/inputs.npz", golden)
+        raw, labels = golden.raw, bundled_processing(manifest, document.signature)[1]
+        writer.write_npz("golden/inputs.npz", golden.arrays)
         writer.write_npz("golden/outputs.npz", reference)
+        for rel, (_, data) in zip(document.golden.raw if document.golden else (), raw, strict=True):
+            writer.write_bytes(rel, data)  # golden images: the end-to-end check on the device
+        for rel, source in labels.items():
+            writer.write_bytes(rel, source.read_bytes())
         extra = [cryptography_pin()] if sign_key is not None else []
+        if manifest.processing.inputs:  # images are decoded on the device
+            extra.append(PILLOW_REQUIREMENT)
         writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}, extra))
         writer.write_text("README.md", bundle_readme(manifest, target, bundle_name, [c.id for _, _, c in chosen]))
         return writer.finish(document, sign_key=sign_key)

@@ -48,6 +48,7 @@ def data_key(manifest: Manifest, calibration: SampleSet | None, golden: SampleSe
     return step_key("data", None, {
         "calibration": hash_arrays(calibration.arrays) if calibration else None,
         "batch_size": manifest.calibration.batch_size, "golden": hash_arrays(golden.arrays),
+        "golden_raw": hashlib.sha256(b"".join(hashlib.sha256(d).digest() for _, d in golden.raw)).hexdigest(),
         "evaluation": hash_arrays(ev.feeds) if ev else None,
         "labels": hash_arrays([{"labels": batch} for batch in ev.labels]) if ev else None,
         "metric": _metric_key(manifest) if ev else None})
@@ -96,8 +97,10 @@ class InputsRecord:
             "source_info": self.source_info, "scores": self.scores, "signature": self.signature.to_dict(),
             "data_key": self.data_key, "source_key": self.source_key, "warnings": self.warnings,
             "fingerprint": fingerprint.to_dict(),
-            "golden": {"names": list(g.arrays), "batched": g.batched, "source": g.source, "random": g.random}}
-        return Entry(meta, {"golden.npz": npz_bytes(g.arrays), "reference.npz": npz_bytes(self.reference)})
+            "golden": {"names": list(g.arrays), "batched": g.batched, "source": g.source, "random": g.random,
+                       "raw": [name for name, _ in g.raw]}}
+        raw = {f"raw-{i}": data for i, (_, data) in enumerate(g.raw)}
+        return Entry(meta, {"golden.npz": npz_bytes(g.arrays), "reference.npz": npz_bytes(self.reference), **raw})
 
     @classmethod
     def from_entry(cls, entry: Entry, output_names: list[str]) -> InputsRecord:
@@ -105,7 +108,9 @@ class InputsRecord:
         golden = np.load(io.BytesIO(entry.blobs["golden.npz"]), allow_pickle=False)
         reference = np.load(io.BytesIO(entry.blobs["reference.npz"]), allow_pickle=False)
         g = meta["golden"]
-        return cls(golden=SampleSet({n: golden[n] for n in g["names"]}, g["batched"], g["source"], g["random"]),
+        raw = tuple((name, entry.blobs[f"raw-{i}"]) for i, name in enumerate(g.get("raw", [])))
+        return cls(golden=SampleSet({n: golden[n] for n in g["names"]}, g["batched"], g["source"], g["random"],
+                                    raw=raw),
                    reference={n: reference[n] for n in output_names},
                    reference_accuracy=meta["reference_accuracy"], evaluation_samples=meta["evaluation_samples"],
                    source_info=meta["source_info"], scores=meta["scores"],

@@ -98,10 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgepack runtime {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("info", parents=[common], help="signature and which candidate loads, and why")
-    p = sub.add_parser("run", parents=[common], help="run inference on .npy/.npz inputs")
+    p = sub.add_parser("run", parents=[common], help="run inference on .npy/.npz inputs or images")
     p.add_argument("--input", action="append", default=[], metavar="[NAME=]PATH",
-                   help="x.npy (single input), NAME=path.npy (repeatable) or feeds.npz; "
+                   help="x.npy (single input), NAME=path.npy (repeatable), feeds.npz, or an image "
+                        "(cat.jpg, NAME=cat.jpg) for a bundle that pre-processes one; "
                         "default: golden inputs")
+    p.add_argument("--text", action="append", default=[], metavar="TEXT",
+                   help="for a bundle with a tokenizer: a text, tokenized as the bundle declares (repeatable: a batch)")
     p.add_argument("--output", metavar="PATH.npz", help="write outputs with np.savez")
     p.add_argument("--values", action="store_true", help="with --json: include output values")
     report_help = ("also write a self-contained HTML report to FILE (inline CSS and SVG charts, "
@@ -147,9 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="serve the bundle over the Open Inference Protocol v2 (HTTP)",
                        description="Serve the bundle over the Open Inference Protocol v2 REST API (KServe, Triton): "
                                    "/v2/health/live, /v2/health/ready, /v2, /v2/models/NAME, /v2/models/NAME/ready, "
-                                   "/v2/models/NAME/infer (JSON tensors and the binary tensor extension). Ready "
-                                   "only after the bundle's hashes (and signature, with --key) check out and its "
-                                   "candidate passes golden parity on this device.")
+                                   "/v2/models/NAME/infer (JSON tensors and the binary tensor extension; encoded "
+                                   "images and top-k labels for a bundle that pre-processes them), /metrics, and "
+                                   "updates (Triton's repository load, or --watch). Ready only after the bundle's "
+                                   "hashes (and signature, with --key) check out and its candidate passes golden "
+                                   "parity (and the end-to-end check from images) on this device.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
     p.add_argument("--port", type=_non_negative, default=8000, help="TCP port (default 8000; 0: a free one)")
     p.add_argument("--name", help="the model name clients use (default: the bundle's name)")
@@ -160,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "off; needs a symbolic batch axis on every input and output)")
     p.add_argument("--max-delay-ms", type=_seconds, default=2.0,
                    help="dynamic batching: how long a request may wait for others to join its batch (default 2)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="updates: keeps received bundles (versions/), the one served (current.tar.gz) and the "
+                        "update log (updates.jsonl); needed by --update-token-file and --watch")
+    p.add_argument("--update-token-file", metavar="FILE",
+                   help="updates over HTTP: POST /v2/repository/models/NAME/load with 'Authorization: Bearer "
+                        "TOKEN' (the token is this file's content) and the new .tar.gz as parameter file:NAME.tar.gz")
+    p.add_argument("--watch", metavar="DIR",
+                   help="updates from a folder: a .tar.gz dropped there is verified and swapped in, then moved "
+                        "to DIR/accepted or DIR/refused (with the reason)")
+    p.add_argument("--probation", type=_non_negative, default=50,
+                   help="requests a new version answers before it is kept; a backend failure or non-finite "
+                        "output among them rolls back to the previous version (default 50)")
     return parser
 
 

@@ -49,19 +49,50 @@ def _load_array(path: str) -> np.ndarray:
     return arr
 
 
-def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
-    """--input values: x.npy (single-input model), NAME=path.npy (repeatable), or feeds.npz."""
+def _is_image(path: str) -> bool:
+    from ..prepost import IMAGE_SUFFIXES
+    return path.lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec], bundle: Bundle | None = None,
+                texts: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """--input values: x.npy (single-input model), NAME=path.npy (repeatable), or feeds.npz; and,
+    for an input the bundle pre-processes, image files (cat.jpg or NAME=cat.jpg; several make a
+    batch), decoded and pre-processed as the bundle declares; --text values tokenized for a bundle
+    with a tokenizer (several make a batch)."""
     feeds: dict[str, np.ndarray] = {}
+    images: dict[str, list[bytes]] = {}
+    if texts:
+        text = bundle.processing.text if bundle is not None and bundle.processing else None
+        if text is None:
+            raise FeedError("this bundle has no tokenizer, so it takes no --text", where="--text",
+                            hint="give its inputs as tensors with --input")
+        images[text.name] = [t.encode("utf-8") for t in texts]
 
     def put(name: str, arr: np.ndarray, src: str) -> None:
         if name in feeds:
             raise FeedError("given twice", where=name, hint=f"drop one of the --input {src}")
         feeds[name] = arr
 
+    def image(name: str | None, path: str) -> None:
+        pre = bundle.processing.inputs if bundle is not None and bundle.processing else {}
+        if name is None and len(pre) != 1:
+            raise FeedError("this bundle pre-processes no input from images" if not pre else
+                            f"several inputs take images ({', '.join(pre)})", where=path,
+                            hint="give tensors as .npy/.npz" if not pre else "use NAME=path for each")
+        name = name if name is not None else next(iter(pre))
+        try:
+            with open(path, "rb") as fh:
+                images.setdefault(name, []).append(fh.read())
+        except OSError as exc:
+            raise io_error(exc, path, "reading") from exc
+
     for arg in args:
         if os.path.isfile(arg) and arg.lower().endswith(".npz"):
             for name, arr in load_npz(arg, where=arg).items():
                 put(name, arr, arg)
+        elif os.path.isfile(arg) and _is_image(arg):
+            image(None, arg)
         elif os.path.isfile(arg):
             if len(inputs) != 1:
                 raise FeedError(f"the model has {len(inputs)} inputs; a bare .npy is ambiguous",
@@ -71,10 +102,24 @@ def read_inputs(args: Sequence[str], inputs: Sequence[TensorSpec]) -> dict[str, 
             name, path = arg.split("=", 1)
             if not os.path.isfile(path):
                 raise FeedError("no such file", where=path, hint=f"check --input {arg}")
-            put(name, _load_array(path), arg)
+            if _is_image(path):
+                image(name, path)
+            else:
+                put(name, _load_array(path), arg)
         else:
             raise FeedError("no such file", where=arg,
-                            hint="use --input x.npy, --input NAME=path.npy or --input feeds.npz")
+                            hint="use --input x.npy, --input NAME=path.npy, --input feeds.npz"
+                                 + (" or --input image.png" if bundle is not None and bundle.processing
+                                    and bundle.processing.inputs else ""))
+    if images:
+        assert bundle is not None
+        from ..prepost import Processor
+        fixed = {s.name for s in inputs if s.shape and s.shape[0] == 1}
+        for name, arr in Processor(bundle).feeds(images).items():
+            if name in fixed and arr.shape[0] > 1:
+                raise FeedError(f"input {name!r} takes one sample at a time (its batch is fixed to 1)",
+                                where=name, hint="give one image or --text per run")
+            put(name, arr, "--text" if name not in images else "image")
     return feeds
 
 

@@ -31,7 +31,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     verify_files(bundle)
     verify_ms = (time.perf_counter() - t0) * 1e3
     if args.input:
-        feeds = read_inputs(args.input, bundle.signature.inputs)
+        feeds = read_inputs(args.input, bundle.signature.inputs, bundle)
     else:
         g_in, _, batched = load_golden(bundle)
         feeds = first_sample(g_in, batched, batch=args.batch)

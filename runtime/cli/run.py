@@ -91,6 +91,20 @@ def _summary(spec: TensorSpec, arr: np.ndarray) -> str:
     return text
 
 
+def _ranked(bundle: Bundle, outputs: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    """The top-k (label, score) per sample of each output the bundle post-processes."""
+    if bundle.processing is None or not bundle.processing.outputs:
+        return {}
+    from ..prepost import Processor
+    processor = Processor(bundle)
+    out = {}
+    for name in bundle.processing.outputs:
+        _, ranked = processor.post(name, outputs[name])
+        if ranked is not None:
+            out[name] = ranked
+    return out
+
+
 def _npz_path(path: str) -> str:
     """Where ``--output`` goes: np.savez's rule, ``.npz`` added when missing."""
     return path if path.endswith(".npz") else path + ".npz"
@@ -108,9 +122,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         where, instead = _output_where(args)
         check_writable(_npz_path(args.output), where=where, instead=instead)
     bundle = open_checked(args)
-    if args.input:
-        feeds = read_inputs(args.input, bundle.signature.inputs)
-        source = "--input"
+    if args.input or args.text:
+        feeds = read_inputs(args.input, bundle.signature.inputs, bundle, args.text)
+        source = "--input" if args.input else "--text"
     else:
         g_in, _, batched = load_golden(bundle)
         feeds = first_sample(g_in, batched, batch=g_in[next(iter(g_in))].shape[0] if batched else 1)
@@ -119,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     written = None
     with load_model(args, bundle) as model:
         outputs = model.run(feeds)
+        ranked = _ranked(bundle, outputs)
         if args.output:
             arrays: dict[str, Any] = dict(outputs)  # np.savez's **kwds (not its allow_pickle)
             written = str(atomic_write(_npz_path(args.output),
@@ -134,6 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 entry: dict[str, Any] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
                 if args.values:
                     entry["values"] = _jsonable(arr)
+                if spec.name in ranked:
+                    entry["top_k"] = [[r.to_dict() for r in row] for row in ranked[spec.name]]
                 doc["outputs"][spec.name] = entry
             if written is not None:
                 doc["written"] = written
@@ -142,6 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(selection_text(model) + f"  (input: {source})")
             for spec in model.outputs:
                 print(_summary(spec, outputs[spec.name]))
+                for i, row in enumerate(ranked.get(spec.name, [])):
+                    best = ", ".join(f"{r.label if r.label is not None else r.index} {r.score:.3f}" for r in row)
+                    print(f"  sample {i}: {best}")
             if written is not None:
                 print(f"wrote {written}")
     return EXIT_OK

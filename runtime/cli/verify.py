@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..compare import format_parity_rows
+from ..end_to_end import check_end_to_end, why_not_checked
 from ..errors import NoCandidateError, RuntimeBundleError
 from ..fileio import atomic_write, check_writable
 from ..golden import load_golden
@@ -79,12 +80,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     def check(model: Model) -> None:
         report = model.verify(golden)
+        e2e = check_end_to_end(model, golden)  # None: the bundle has no golden images (or no Pillow here)
+        unchecked = why_not_checked(model)
         spec = model.candidate_spec
         results.append({"candidate": spec.id, "providers": model.providers,
-                        "degraded": model.degraded, "passed": report.passed,
+                        "degraded": model.degraded, "passed": report.passed and (e2e is None or e2e.passed),
                         "outputs": [o.to_dict() for o in report.outputs],
                         "tolerance": {n: t.to_dict() for n, t in spec.tolerance.items()},
-                        "_report": report})
+                        "end_to_end": e2e.to_dict() if e2e is not None else (
+                            {"checked": False, "why": unchecked} if unchecked else None),
+                        "_report": report, "_e2e": e2e, "_unchecked": unchecked})
         if args.explain and (not report.passed or spec.explain is not None):
             from ..explain import explain_here  # --explain only: not on verify's usual path
             results[-1]["explained"] = explain_here(bundle, spec, list(model.providers))
@@ -113,7 +118,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "samples": bundle.golden.samples if bundle.golden else None,
            "signature_check": signature_doc(bundle),
            "verifier": describe_verifier(bundle).to_dict(),
-           "candidates": [{k: v for k, v in r.items() if k != "_report"} for r in results],
+           "candidates": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results],
            "mode": "all" if args.all else "selected",
            "decisions": decisions, "device": device_info()}
     if publish(args, "verify", doc):
@@ -126,6 +131,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"candidate {r['candidate']} on [{', '.join(r['providers'])}]{note}: "
                   f"{'PASS' if r['passed'] else 'FAIL'}")
             print(format_parity_rows(r["_report"].outputs, indent="  "))
+            if r["_e2e"] is not None:
+                print("\n".join("  " + line for line in r["_e2e"].lines(indent="    ")))
+            elif r["_unchecked"]:
+                print(f"  end to end from images: {r['_unchecked']}")
             if "explained" in r:
                 from ..explain import format_explained
                 print(format_explained(r["explained"]))

@@ -7,11 +7,13 @@ with the HTTP status and the reason the client gets.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,8 @@ class InferRequest:
     outputs: list[str] | None
     binary: set[str]
     binary_default: bool
+    raw: dict[str, list[bytes]] = field(default_factory=dict)  # BYTES inputs: encoded images or texts, by name
+    classification: dict[str, int] = field(default_factory=dict)  # output -> class_count (top-k as BYTES)
 
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
@@ -54,9 +58,56 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
             "shape": [d if isinstance(d, int) else -1 for d in spec.shape]}
 
 
-def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
-           ) -> InferRequest:
-    """The request body (with the binary extension when ``header_length`` is given)."""
+def _bytes_elements(data: memoryview, where: str) -> list[bytes]:
+    """The binary extension's BYTES tensor: each element a 4-byte little-endian length, then its bytes."""
+    out, at = [], 0
+    while at < len(data):
+        if at + 4 > len(data):
+            raise RequestError(400, f"{where}: a BYTES element's 4-byte length is cut off")
+        n = int.from_bytes(data[at:at + 4], "little")
+        if at + 4 + n > len(data):
+            raise RequestError(400, f"{where}: a BYTES element of {n} bytes runs past its binary_data_size")
+        out.append(bytes(data[at + 4:at + 4 + n]))
+        at += 4 + n
+    return out
+
+
+def _raw_input(item: dict[str, Any], where: str, binary_data: memoryview, offset: int, kind: str
+               ) -> tuple[list[bytes], int]:
+    """A BYTES input: encoded images or texts (binary: length-prefixed elements; JSON: images as
+    base64 strings, texts as strings)."""
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise RequestError(400, f"{where}: 'shape' must be a list of non-negative integers")
+    params = item.get("parameters") or {}
+    if "binary_data_size" in params:
+        nbytes = params["binary_data_size"]
+        if not isinstance(nbytes, int) or nbytes < 0 or offset + nbytes > len(binary_data):
+            raise RequestError(400, f"{where}: binary_data_size {nbytes!r} runs past the body")
+        elements = _bytes_elements(binary_data[offset:offset + nbytes], where)
+        offset += nbytes
+    else:
+        data = item.get("data")
+        if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
+            raise RequestError(400, f"{where}: 'data' of a BYTES {kind} input must be a list of "
+                                    + ("base64 strings" if kind == "image" else "strings"))
+        if kind == "text":
+            elements = [d.encode("utf-8") for d in data]
+        else:
+            try:
+                elements = [base64.b64decode(d, validate=True) for d in data]
+            except (binascii.Error, ValueError):
+                raise RequestError(400, f"{where}: 'data' holds a string that is not base64") from None
+    if len(elements) != math.prod(shape) or not elements:
+        raise RequestError(400, f"{where}: {len(elements)} {kind}(s) for shape {shape}")
+    return elements, offset
+
+
+def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+           raw_inputs: Mapping[str, str] | None = None) -> InferRequest:
+    """The request body (with the binary extension when ``header_length`` is given). A name in
+    ``raw_inputs`` ("image" or "text" by name) may come as BYTES: raw data the bundle pre-processes."""
+    raw_inputs = raw_inputs or {}
     try:
         size = int(header_length) if header_length is not None else len(body)
     except ValueError:
@@ -73,15 +124,26 @@ def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec],
     binary_data = memoryview(body)[size:]
     offset = 0
     feeds: dict[str, np.ndarray] = {}
+    raw: dict[str, list[bytes]] = {}
     for i, item in enumerate(doc["inputs"]):
         where = f"inputs[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise RequestError(400, f"{where} must be an object with a 'name'")
         name = item["name"]
-        if name not in specs:
-            raise RequestError(400, f"{where}: the model has no input {name!r} (it has {sorted(specs)})")
-        if name in feeds:
+        if name not in specs and name not in raw_inputs:
+            known = sorted([*specs, *raw_inputs])
+            raise RequestError(400, f"{where}: the model has no input {name!r} (it has {known})")
+        if name in feeds or name in raw:
             raise RequestError(400, f"{where}: input {name!r} is given twice")
+        if item.get("datatype") == "BYTES" or name not in specs:
+            if name not in raw_inputs:
+                raise RequestError(400, f"{where}: input {name!r} takes {specs[name].dtype} tensors; BYTES (encoded "
+                                        "images, text) only go where the bundle pre-processes them")
+            if item.get("datatype") != "BYTES":
+                raise RequestError(400, f"{where}: {name!r} takes BYTES (raw {raw_inputs[name]}), not "
+                                        f"{item.get('datatype')!r}")
+            raw[name], offset = _raw_input(item, where, binary_data, offset, raw_inputs[name])
+            continue
         dtype = DATATYPES.get(str(item.get("datatype")))
         if dtype is None:
             raise RequestError(400, f"{where}: datatype {item.get('datatype')!r} is not one of {sorted(DATATYPES)}")
@@ -109,27 +171,42 @@ def decode(body: bytes, header_length: str | None, inputs: Sequence[TensorSpec],
         feeds[name] = np.ascontiguousarray(array.reshape(shape).astype(dtype, copy=False))
     if offset != len(binary_data):
         raise RequestError(400, f"{len(binary_data) - offset} binary bytes after the last binary input")
-    wanted, binary, default = _outputs(doc, {s.name for s in outputs})
-    return InferRequest(str(doc["id"]) if "id" in doc else None, feeds, wanted, binary, default)
+    wanted, binary, default, classification = _outputs(doc, {s.name for s in outputs})
+    return InferRequest(str(doc["id"]) if "id" in doc else None, feeds, wanted, binary, default, raw,
+                        classification)
 
 
-def _outputs(doc: dict[str, Any], names: set[str]) -> tuple[list[str] | None, set[str], bool]:
+def _outputs(doc: dict[str, Any], names: set[str]) -> tuple[list[str] | None, set[str], bool, dict[str, int]]:
     params = doc.get("parameters") or {}
     default = bool(params.get("binary_data_output", False))
     items = doc.get("outputs")
     if items is None:
-        return None, set(), default
+        return None, set(), default, {}
     if not isinstance(items, list):
         raise RequestError(400, "'outputs' must be a list")
-    wanted, binary = [], set()
+    wanted, binary, classification = [], set(), {}
     for i, item in enumerate(items):
         if not isinstance(item, dict) or item.get("name") not in names:
             name = item.get("name") if isinstance(item, dict) else item
             raise RequestError(400, f"outputs[{i}]: the model has no output {name!r} (it has {sorted(names)})")
         wanted.append(item["name"])
-        if (item.get("parameters") or {}).get("binary_data", default):
+        out_params = item.get("parameters") or {}
+        if out_params.get("binary_data", default):
             binary.add(item["name"])
-    return wanted, binary, False
+        count = out_params.get("classification")
+        if count is not None:
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise RequestError(400, f"outputs[{i}]: classification must be a class count >= 1, got {count!r}")
+            classification[item["name"]] = count
+    return wanted, binary, False, classification
+
+
+def classification_strings(ranked: Sequence[Sequence[Any]]) -> np.ndarray:
+    """Triton's classification extension: per sample the top classes as "score:index[:label]" (BYTES)."""
+    def text(r: Any) -> bytes:
+        return (f"{r.score:f}:{r.index}" + (f":{r.label}" if r.label is not None else "")).encode()
+
+    return np.array([[text(r) for r in row] for row in ranked], dtype=object)
 
 
 def encode(model: str, version: str, request: InferRequest, results: Mapping[str, np.ndarray],
@@ -140,8 +217,19 @@ def encode(model: str, version: str, request: InferRequest, results: Mapping[str
     items, blobs = [], []
     for name in names:
         value = np.ascontiguousarray(results[name])
+        entry: dict[str, Any]
+        if value.dtype == object:  # BYTES (classification results)
+            entry = {"name": name, "datatype": "BYTES", "shape": list(value.shape)}
+            if name in binary:
+                raw = b"".join(len(v).to_bytes(4, "little") + v for v in value.ravel())
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                blobs.append(raw)
+            else:
+                entry["data"] = [v.decode("utf-8", "replace") for v in value.ravel()]
+            items.append(entry)
+            continue
         datatype = _DATATYPE_OF_DTYPE.get(value.dtype) or value.dtype.name.upper()
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(value.shape)}
+        entry = {"name": name, "datatype": datatype, "shape": list(value.shape)}
         if name in binary:
             native = _NATIVE_LITTLE and value.dtype.byteorder in "=|<"
             raw = value.tobytes() if native else value.astype(value.dtype.newbyteorder("<")).tobytes()

@@ -1,116 +1,43 @@
-"""The serving state and the Open Inference Protocol v2 REST endpoints of ``python -m runtime
-serve``, over ``http1`` (a small HTTP/1.1 server on the standard library: nothing to install on a Pi).
+"""The Open Inference Protocol v2 REST endpoints of ``python -m runtime serve`` over ``http1`` (a
+small HTTP/1.1 server on the standard library: nothing to install on a Pi), for one ``Serving``.
 
-The server listens at once (``/v2/health/live``) and is ready (``/v2/health/ready``, infer) only
-after the bundle verified in the background: its files' hashes (and signature, with ``--key``),
-and golden parity of the loaded candidate on this device. A bundle that fails stays not ready,
-and every infer gets 503 with the reason; the process keeps serving health and metadata.
+Health, server and model metadata, infer (JSON and binary tensors, encoded images, Triton's
+classification extension), ``/metrics``, and Triton's model repository extension for updates
+(``POST /v2/repository/index``, ``POST /v2/repository/models/NAME/load``). Until the first bundle
+verified, every infer gets 503 with the reason; the process keeps serving health and metadata.
 """
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .. import __version__
-from ..bundle import Bundle
 from ..errors import FeedError
-from .batching import Batcher, why_not_batched
 from .http1 import Request, Response, Server
-from .metrics import Metrics
 from .protocol import HEADER_LENGTH, RequestError, decode, encode, tensor_metadata
+from .serving import Serving
+from .updates import UpdateRefused, archive_from_load_request, check_token
 
 SERVER_NAME = "edgepack-runtime"
-EXTENSIONS = ["binary_tensor_data"]
-State = Literal["loading", "ready", "failed"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository"]
 
 
-def _bundle_name(path: str) -> str:
-    """The model name clients use for a bundle given by path: its folder's (or archive's) name."""
-    name = Path(path).resolve().name
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        name = name.removesuffix(suffix)
-    return name
-
-
-class Serving:
-    """The bundle being served and its state: loading, ready, or failed (with why)."""
-
-    def __init__(self, bundle: Bundle | str, *, key: str | None = None, prefer: str | None = None,
-                 name: str | None = None, max_batch: int = 1, max_delay: float = 0.002) -> None:
-        """``bundle``: opened and checked already (the serve command refuses a bad one before it
-        listens), or a path, opened and checked by ``load``. ``max_batch`` > 1 batches requests
-        dynamically (``batching``), waiting at most ``max_delay`` seconds for a batch to fill."""
-        self.bundle, self.key, self.prefer = bundle, key, prefer
-        self.max_batch, self.max_delay = max_batch, max_delay
-        self.batcher: Batcher | None = None
-        self.batching: dict[str, Any] = {"enabled": False, "why": "--max-batch is 1"}
-        self.metrics = Metrics()
-        self.state: State = "loading"
-        self.reason: str | None = None
-        self.model: Any = None
-        self.name = name or (bundle.name if not isinstance(bundle, str) else _bundle_name(bundle))
-        self.verified: dict[str, Any] = {}
-
-    def load(self) -> None:
-        """Open, check and verify the bundle (run in a background thread)."""
-        from ..bundle import open_bundle
-        from ..golden import load_golden
-        from ..model import load
-        try:
-            bundle = self.bundle
-            if isinstance(bundle, str):
-                bundle = open_bundle(bundle, public_key=self.key)
-                bundle.verify()
-            model = load(bundle, prefer=self.prefer, verify_hashes=False)
-            t0 = time.perf_counter()
-            report = model.verify(load_golden(bundle))
-            self.verified = {"candidate": model.candidate_spec.id, "providers": list(model.providers),
-                             "golden_parity": "passed" if report.passed else "failed",
-                             "seconds": round(time.perf_counter() - t0, 3), "signature_checked": self.key is not None}
-            if not report.passed:
-                failed = [f"{o.name}: {', '.join(o.failures)}" for o in report.outputs if not o.passed]
-                raise RuntimeError(f"golden parity failed on this device ({'; '.join(failed)})")
-            self.model = model
-            if self.max_batch > 1:
-                why = why_not_batched(model.inputs, model.outputs)
-                if why is None:
-                    self.batcher = Batcher(model.run, max_batch=self.max_batch, max_delay=self.max_delay,
-                                           on_batch=self.metrics.batch)
-                    self.batching = {"enabled": True, "max_batch": self.max_batch,
-                                     "max_delay_ms": round(self.max_delay * 1000, 3)}
-                else:
-                    self.batching = {"enabled": False, "why": why}
-            self.state = "ready"
-        except Exception as exc:  # any failure leaves the server live and not ready, with the reason
-            self.state, self.reason = "failed", f"{type(exc).__name__}: {exc}"
-
-    def infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """One request's outputs: through the batcher when batching, else a run of its own."""
-        if self.batcher is not None:
-            return self.batcher.submit(feeds)
-        out: dict[str, Any] = self.model.run(feeds)
-        self.metrics.batch(1, max((int(v.shape[0]) for v in feeds.values() if getattr(v, "ndim", 0)), default=1))
-        return out
-
-    def info(self) -> dict[str, str]:
-        """What /metrics says is served."""
-        if self.model is None:
-            return {"state": self.state, "candidate": "", "providers": ""}
-        return {"state": self.state, "candidate": self.model.candidate_spec.id,
-                "providers": ",".join(self.model.providers), "batching": str(self.batching.get("enabled")).lower()}
-
-    def metadata(self) -> dict[str, Any]:
-        if self.model is None:
-            return {"name": self.name, "versions": ["1"], "platform": "edgepack", "inputs": [], "outputs": [],
-                    "parameters": {"state": self.state, "reason": self.reason}}
-        spec = self.model.candidate_spec
-        return {"name": self.name, "versions": ["1"], "platform": f"edgepack/{spec.backend}",
-                "inputs": [tensor_metadata(s) for s in self.model.inputs],
-                "outputs": [tensor_metadata(s) for s in self.model.outputs],
-                "parameters": {"state": self.state, "candidate": spec.id, "verified": self.verified,
-                               "dynamic_batching": self.batching}}
+def metadata(serving: Serving) -> dict[str, Any]:
+    """The model metadata: the signature of the version served, and how it verified and got there."""
+    loaded = serving.current
+    if loaded is None:
+        return {"name": serving.name, "versions": [], "platform": "edgepack", "inputs": [], "outputs": [],
+                "parameters": {"state": serving.state, "reason": serving.reason, "updates": serving.log.recent()}}
+    spec = loaded.model.candidate_spec
+    return {"name": serving.name, "versions": [str(loaded.version)], "platform": f"edgepack/{spec.backend}",
+            "inputs": [tensor_metadata(s) for s in loaded.model.inputs],
+            "outputs": [tensor_metadata(s) for s in loaded.model.outputs],
+            "parameters": {"state": serving.state, "candidate": spec.id, "version": loaded.version,
+                           "verified": loaded.verified, "dynamic_batching": loaded.batching,
+                           "processing": loaded.processor.spec.to_dict() if loaded.processor.spec else None,
+                           "previous_version": serving.previous.version if serving.previous else None,
+                           "updates": serving.log.recent()}}
 
 
 def _endpoint(path: str) -> str:
@@ -120,6 +47,8 @@ def _endpoint(path: str) -> str:
         return "health"
     if parts[-1:] == ["infer"]:
         return "infer"
+    if parts[:2] == ["v2", "repository"]:
+        return "repository"
     if parts == ["metrics"]:
         return "metrics"
     return "metadata" if parts[:1] == ["v2"] else "other"
@@ -164,8 +93,10 @@ class Router:
             return _error(404, f"no model {parts[2] if len(parts) > 2 else ''!r}: this server serves {name!r}")
         rest = parts[3:]
         if rest[:1] == ["versions"]:
-            if rest[1:2] != ["1"]:
-                return _error(404, f"no version {rest[1] if len(rest) > 1 else ''!r} of {name!r} (it has version 1)")
+            served = str(self.serving.current.version) if self.serving.current else "1"
+            if rest[1:2] != [served]:
+                return _error(404, f"no version {rest[1] if len(rest) > 1 else ''!r} of {name!r} (it serves "
+                                   f"version {served})")
             rest = rest[2:]
         return "/".join(rest)
 
@@ -186,13 +117,15 @@ class Router:
             if isinstance(rest, Response):
                 return rest
             if rest == "":
-                return _json(200, serving.metadata())
+                return _json(200, metadata(serving))
             if rest == "ready":
                 return _json(200 if ready else 503, {"name": serving.name, "ready": ready})
         return _error(404, f"no such endpoint: GET {path}")
 
     def _post(self, parts: list[str], request: Request) -> Response:
         serving = self.serving
+        if parts[:2] == ["v2", "repository"]:
+            return self._repository(parts, request)
         rest = self._model_path(parts) if parts[:2] == ["v2", "models"] else None
         if isinstance(rest, Response):
             return rest
@@ -201,17 +134,42 @@ class Router:
         if serving.state != "ready":
             return _error(503, f"the model is not ready ({serving.state}"
                                + (f": {serving.reason}" if serving.reason else "") + ")")
-        model, started = serving.model, time.perf_counter()
+        loaded, started = serving.current, time.perf_counter()
+        assert loaded is not None
+        model = loaded.model
         try:
-            decoded = decode(request.body, request.headers.get(HEADER_LENGTH.lower()), model.inputs, model.outputs)
-            results = serving.infer(decoded.feeds)
-            out, headers = encode(serving.name, "1", decoded, results, [s.name for s in model.outputs])
+            decoded = decode(request.body, request.headers.get(HEADER_LENGTH.lower()), model.inputs, model.outputs,
+                             loaded.raw_inputs)
+            loaded, results = serving.infer(decoded.feeds, decoded.raw, decoded.classification)
+            out, headers = encode(serving.name, str(loaded.version), decoded, results,
+                                  [s.name for s in loaded.model.outputs])
         except RequestError as exc:
             return _error(exc.status, exc.message)
-        except FeedError as exc:  # names, shapes, dtypes the signature does not take
+        except FeedError as exc:  # names, shapes, dtypes the signature does not take; undecodable images
             return _error(400, str(exc))
+        except Exception as exc:  # the backend failed: the client gets the reason, the server goes on
+            return _error(500, f"inference failed: {type(exc).__name__}: {exc}")
         serving.metrics.latency_of(time.perf_counter() - started)
         return Response(200, out, "application/octet-stream" if headers else "application/json", headers)
+
+    def _repository(self, parts: list[str], request: Request) -> Response:
+        """Triton's model repository extension: the index, and ``load`` of a new bundle (an update)."""
+        serving = self.serving
+        if parts == ["v2", "repository", "index"]:
+            return _json(200, serving.index())
+        if len(parts) == 5 and parts[2] == "models" and parts[4] in ("load", "unload"):
+            if parts[3] != serving.name:
+                return _error(404, f"no model {parts[3]!r}: this server serves {serving.name!r}")
+            if parts[4] == "unload":
+                return _error(400, "unload is not served: a running server always serves one verified bundle")
+            try:
+                check_token(request.headers, serving.token)
+                name, archive = archive_from_load_request(request.body)
+                done = serving.update(archive, origin=f"upload:{name}")
+            except UpdateRefused as exc:
+                return _error(exc.status, exc.message)
+            return _json(200, done)
+        return _error(404, f"no such endpoint: POST {request.path}")
 
 
 def _json(status: int, doc: Any) -> Response:

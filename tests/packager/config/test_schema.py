@@ -79,6 +79,33 @@ inputs: [{name: image, dtype: uint8, shape: [batch, 8, 8, 1], layout: NHWC}]
 outputs: [logits]
 calibration: {entry: model.py:calibration}
 targets: [rpi4]
+""", """\
+name: rich-images
+source: {framework: onnx, path: model.onnx}
+inputs:
+  - name: image
+    dtype: float32
+    shape: [batch, 3, 224, 224]
+    layout: NCHW
+    preprocess: {decode: image, color: BGR, resize: 256, interpolation: bicubic, crop: [224, 224],
+                 scale: 0.00392156862745098, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+outputs:
+  - {name: logits, postprocess: {softmax: true, top_k: 5, labels: labels.txt}}
+calibration: {images: photos/, samples: 100}
+golden: {images: golden-photos/, samples: 8}
+targets: [x86-cpu]
+""", """\
+name: rich-text
+source: {framework: onnx, path: model.onnx}
+inputs:
+  - {name: ids, dtype: int64, shape: [batch, seq]}
+  - {name: mask, dtype: int64, shape: [batch, seq]}
+  - {name: types, dtype: int32, shape: [batch, seq]}
+outputs: [{name: logits, postprocess: {softmax: true, top_k: 2}}]
+tokenizer: {vocab: vocab.txt, lowercase: false, max_length: 48, ids: ids, mask: mask, type_ids: types, name: review}
+calibration: {texts: reviews.txt, samples: 64}
+golden: {texts: golden.txt}
+targets: [x86-cpu]
 """)], "target": [yaml.safe_load(text) for text in ("""\
 name: rich.device_1
 description: every key a target allows
@@ -234,14 +261,24 @@ def test_defaults_in_the_schema_are_the_loaders() -> None:
     m = load("manifest", yaml.safe_load("""\
 name: m
 source: {framework: onnx, path: m.onnx}
-inputs: [{name: x, dtype: float32, shape: [1]}]
-outputs: [{name: y}]
+inputs: [{name: x, dtype: float32, shape: [1, 3, 8, 8], layout: NCHW, preprocess: {decode: image, resize: [8, 8]}}]
+outputs: [{name: y, postprocess: {top_k: 2}}]
 calibration: {entry: d.py:c}
 golden: {entry: d.py:g}
 evaluation: {entry: d.py:e}
 export: {}
 targets: [t]
 """))
+    text = load("manifest", yaml.safe_load("""\
+name: m
+source: {framework: onnx, path: m.onnx}
+inputs: [{name: input_ids, dtype: int64, shape: [batch, 8]}]
+outputs: [{name: y}]
+tokenizer: {vocab: vocab.txt}
+calibration: {texts: t.txt}
+targets: [t]
+""")).processing.text
+    assert text is not None
     t = load("target", yaml.safe_load("""\
 name: t
 arch: x86_64
@@ -253,6 +290,12 @@ requirements: [numpy]
     got = {
         ("manifest", None, "description"): m.description,
         ("manifest", "Output", "dtype"): m.outputs[0].dtype,
+        ("manifest", "Preprocess", "color"): m.processing.inputs["x"].color,
+        ("manifest", "Preprocess", "interpolation"): m.processing.inputs["x"].interpolation,
+        ("manifest", "Postprocess", "softmax"): m.processing.outputs["y"].softmax,
+        ("manifest", "Tokenizer", "lowercase"): text.lowercase,
+        ("manifest", "Tokenizer", "ids"): text.inputs["input_ids"],
+        ("manifest", "Tokenizer", "name"): text.name,
         ("manifest", "Calibration", "samples"): m.calibration.samples,
         ("manifest", "Calibration", "batch_size"): m.calibration.batch_size,
         ("manifest", "Calibration", "seed"): m.calibration.seed,

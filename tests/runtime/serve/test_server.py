@@ -82,7 +82,8 @@ def test_ready_only_after_the_bundle_verified_here(server: Server) -> None:
     assert doc["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
     assert doc["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 3]},
                               {"name": "label", "datatype": "INT64", "shape": [-1]}]
-    assert json.loads(server.get("/v2")[1])["extensions"] == ["binary_tensor_data"]
+    extensions = json.loads(server.get("/v2")[1])["extensions"]
+    assert extensions == ["binary_tensor_data", "classification", "model_repository"]
 
 
 @pytest.mark.parametrize("binary", [True, False])
