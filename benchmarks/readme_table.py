@@ -214,7 +214,10 @@ def methods(r: Results) -> list[Callable[[], str]]:
                 "`Model.run` calls in the benchmark's process, alternating; the figure is the median over rounds "
                 f"of the difference. Batching: 16 client threads posting single images for {b['seconds']:.0f} s "
                 "against a server without and one with dynamic batching; every answer is checked against "
-                "`Model.run` on its image.")
+                "`Model.run` on its image. Swap: 16 client threads posting the digits bundle's golden images for "
+                f"{r.row('serve_swap')['seconds'] / 60:.0f} min; half-way the rpi4 bundle (another candidate) is "
+                "uploaded through the repository `load` endpoint; every answer is checked bit for bit against "
+                "`Model.run` of the version that gave it.")
 
     return [overhead, subprocesses, builds, memory, optimum, mixed, serve]
 
@@ -461,7 +464,16 @@ def reading(r: Results, cores: int) -> list[Callable[[], str]]:
                 f"({b['ratio']:.2f}×; p99 {p['p99_ms']:.0f} against {q['p99_ms']:.0f} ms), "
                 f"{p['wrong'] + q['wrong']} wrong answers and {p['errors'] + q['errors']} failed requests: dynamic "
                 f"batching {met} its 1.5× goal on this 2-core host, where a batch of images costs about what the "
-                "same images cost one by one.")
+                "same images cost one by one. " + swapping())
+
+    def swapping() -> str:
+        w = r.row("serve_swap")
+        c, v, lat = w["counts"], w["by_version"], w["p50_p99_ms"]
+        return (f"Updating under load: {c['answers']} answers in {w['seconds'] / 60:.0f} min, {v.get('1', 0)} from "
+                f"v1 ({w['candidates']['1']}) and {v.get('2', 0)} from v2 ({w['candidates']['2']}), {c['lost']} "
+                f"lost and {c['wrong']} wrong; v2 was verified in {w['swap_seconds']:.1f} s while v1 served "
+                f"(p99 {lat['during'][1]:.0f} ms meanwhile, {lat['before'][1]:.0f} ms before), and no request sent "
+                f"after the swap was answered by v1.")
 
     return [onnx, tflite, digits_int8, threads, mobilenet, cold, imp, rebuild, multi, parallel,
             memory, run_into, optimum, mixed, serving]

@@ -45,7 +45,7 @@ PARTS = {
                  "run_into": ["--extra", "run_into"]},
     "builds": {p: ["--only", p] for p in ("rebuild", "multi", "memory", "parallel")},
     "mixed": {p: ["--only", p] for p in ("softmax1000", "encoder", "outlier-cnn", "detection")},
-    "serve": {p: ["--only", p] for p in ("overhead", "batching")},
+    "serve": {p: ["--only", p] for p in ("overhead", "batching", "swap")},
 }
 
 

@@ -14,6 +14,13 @@ Parts (``--only``):
   for a fixed time, against a server without batching and one with ``--max-batch 16
   --max-delay-ms 5``; throughput (answers per second) and per-request p50 / p99, each answer
   checked against ``Model.run`` on its image. Goal: batched >= 1.5x unbatched.
+- ``swap``: a bundle update under load. The digits CNN's x86-cpu bundle is served (updates on);
+  16 client threads post golden images for 10 minutes (``--quick``: 20 s); half-way, the
+  digits-cnn-rpi4 archive (another candidate: TFLite int8) is uploaded as Triton's repository
+  ``load`` does, verified while the first version serves, and swapped in. Every answer names the
+  version that gave it and is checked, bit for bit, against ``Model.run`` of that version's
+  candidate on the same image. Goal: no request lost (every one answered 200), no wrong answer, and
+  the new version serving after the swap.
 """
 from __future__ import annotations
 
@@ -32,7 +39,8 @@ import numpy as np
 
 DIGITS = common.REPO / "manifests" / "digits-cnn.yaml"
 MOBILENET = common.HERE / "manifests" / "mobilenetv2.yaml"
-PARTS = ("overhead", "batching")
+PARTS = ("overhead", "batching", "swap")
+TOKEN = "benchmark-update-token-0123456789"
 
 
 class Server:
@@ -87,28 +95,42 @@ def binary_output(data: bytes) -> np.ndarray:
     return np.frombuffer(data[header_end:], np.float32)
 
 
+def encoded(server: Server, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """A whole HTTP/1.1 request, encoded once."""
+    head = f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(body)}\r\n"
+    return (head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+
 class RawClient:
-    """A keep-alive connection that sends a pre-encoded request and reads the answer by its
+    """A keep-alive connection that sends pre-encoded requests and reads each answer by its
     Content-Length: what a C client (or geventhttpclient, under tritonclient) does per request."""
 
     def __init__(self, server: Server, path: str, body: bytes, headers: dict[str, str]) -> None:
         self.sock = socket.create_connection((server.host, server.port), timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        head = f"POST {path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Length: {len(body)}\r\n"
-        self.request = (head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+        self.request = encoded(server, path, body, headers)
 
     def call(self) -> bytes:
-        self.sock.sendall(self.request)
+        return self.send(self.request)
+
+    def send(self, request: bytes) -> bytes:
+        self.sock.sendall(request)
         data = b""
         while b"\r\n\r\n" not in data:
-            data += self.sock.recv(65536)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection")
+            data += chunk
         head, rest = data.split(b"\r\n\r\n", 1)
         length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
                       if line.lower().startswith(b"content-length:"))
         while len(rest) < length:
-            rest += self.sock.recv(65536)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed the connection inside an answer")
+            rest += chunk
         if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(head.split(b"\r\n", 1)[0].decode())
+            raise RuntimeError(head.split(b"\r\n", 1)[0].decode() + ": " + rest[:200].decode(errors="replace"))
         return rest
 
     def close(self) -> None:
@@ -244,11 +266,115 @@ def batching(quick: bool) -> dict[str, Any]:
                       key="serve_batching", ratio=ratio, runs=runs, seconds=seconds)
 
 
+def versioned_answer(data: bytes) -> tuple[str, np.ndarray]:
+    """(model_version, the one float32 binary output) of an answer."""
+    out = binary_output(data)
+    header = data[:len(data) - out.nbytes]
+    return json.loads(header)["model_version"], out
+
+
+def swap(quick: bool) -> dict[str, Any]:
+    import base64
+
+    from runtime import load
+    from runtime.golden import load_golden
+    common.ensure_digits_weights()
+    v1, v2 = common.bundle(DIGITS, "x86-cpu"), common.bundle(DIGITS, "rpi4")
+    archive = v2.parent / f"{v2.name}.tar.gz"
+    images = load_golden(load(v1).bundle).inputs["image"]
+    want: dict[str, np.ndarray] = {}
+    candidates: dict[str, str] = {}
+    for version, bundle in (("1", v1), ("2", v2)):  # what each version's own candidate answers, image by image
+        with load(bundle) as model:
+            candidates[version] = model.candidate_spec.id
+            want[version] = np.stack([model.run({"image": images[k:k + 1]})["logits"].ravel()
+                                      for k in range(len(images))])
+    seconds = 20.0 if quick else 600.0
+    state = common.work_dir() / "serve-swap-state"
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "token").write_text(TOKEN)
+    server = Server(v1, "--state-dir", str(state / f"run-{time.time_ns()}"), "--update-token-file",
+                    str(state / "token"), "--probation", "200")
+    counts = {"answers": 0, "lost": 0, "wrong": 0, "after_swap_v1": 0}
+    by_version: dict[str, int] = {}
+    latencies: dict[str, list[float]] = {"before": [], "during": [], "after": []}
+    phase = ["before"]
+    lock = threading.Lock()
+    errors: list[str] = []
+    start = threading.Barrier(17)
+    stop_at = [0.0]
+
+    def client(i: int) -> None:
+        path = f"/v2/models/{server.model}/infer"
+        requests = [encoded(server, path, *binary_body("image", images[k:k + 1], ["logits"]))
+                    for k in range(len(images))]
+        conn = RawClient(server, path, b"", {})
+        start.wait()
+        k = i
+        while time.perf_counter() < stop_at[0]:
+            sent_in = phase[0]  # a request sent once the swap returned must be answered by v2
+            t = time.perf_counter()
+            try:
+                version, got = versioned_answer(conn.send(requests[k % len(images)]))
+            except Exception as exc:  # a lost request: counted, and the client goes on
+                with lock:
+                    counts["lost"] += 1
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = RawClient(server, path, b"", {})
+                continue
+            took = time.perf_counter() - t
+            with lock:
+                counts["answers"] += 1
+                by_version[version] = by_version.get(version, 0) + 1
+                latencies[sent_in].append(took)
+                if version not in want or not np.array_equal(got, want[version][k % len(images)]):
+                    counts["wrong"] += 1
+                if sent_in == "after" and version == "1":
+                    counts["after_swap_v1"] += 1
+            k += 16
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    try:
+        for t in threads:
+            t.start()
+        stop_at[0] = time.perf_counter() + seconds
+        start.wait()
+        time.sleep(seconds / 2)
+        phase[0] = "during"
+        body = json.dumps({"parameters": {f"file:{archive.name}": base64.b64encode(archive.read_bytes()).decode()}})
+        t_swap = time.perf_counter()
+        conn = server.connection()
+        done = json.loads(post(conn, f"/v2/repository/models/{server.model}/load", body.encode(),
+                               {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}))
+        conn.close()
+        swap_seconds = time.perf_counter() - t_swap
+        phase[0] = "after"
+        for t in threads:
+            t.join()
+    finally:
+        server.stop()
+    ok = counts["lost"] == 0 and counts["wrong"] == 0 and by_version.get("2", 0) > 0 and counts["after_swap_v1"] == 0
+    p = {k: (common.quantile(v, 0.5) * 1e3, common.quantile(v, 0.99) * 1e3) if v else (None, None)
+         for k, v in latencies.items()}
+    return common.row(f"bundle swap under load: digits CNN, 16 clients for {seconds / 60:.3g} min, v1 "
+                      f"({candidates['1']}) -> v2 ({candidates['2']}) uploaded half-way",
+                      "no request lost, no wrong answer",
+                      f"{counts['answers']} answers: v1 {by_version.get('1', 0)}, v2 {by_version.get('2', 0)}",
+                      f"{counts['lost']} lost, {counts['wrong']} wrong; swap verified in {swap_seconds:.2f} s "
+                      f"while serving (p99 {p['before'][1]:.1f} ms before, {p['after'][1]:.1f} ms after)", ok,
+                      key="serve_swap", seconds=seconds, counts=counts, by_version=by_version,
+                      candidates=candidates, swap_seconds=swap_seconds, swapped=done,
+                      p50_p99_ms=p, first_error=errors[0] if errors else None)
+
+
 def main() -> int:
     p = common.parser(__doc__)
     p.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     args = p.parse_args()
-    rows = [{"overhead": overhead, "batching": batching}[part](args.quick) for part in (args.only or PARTS)]
+    rows = [{"overhead": overhead, "batching": batching, "swap": swap}[part](args.quick)
+            for part in (args.only or PARTS)]
     common.emit(args, "serve", rows, method="see benchmarks/serve.py: a real server process per setting; "
                                             "clients in this process over persistent HTTP/1.1 connections")
     return 0

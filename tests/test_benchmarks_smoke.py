@@ -154,3 +154,16 @@ def test_serve_benchmark_times_a_real_server_against_model_run(tmp_path: Path, b
     [row] = bench["rows"]
     assert row["key"] == "serve_overhead" and row["answer_equals_run"]
     assert len(row["serve_ms"]) == len(row["run_ms"]) == row["rounds"] and min(row["serve_ms"]) > 0
+
+
+@pytest.mark.slow
+def test_serve_swap_under_load_loses_nothing(tmp_path: Path, bench_modules: None) -> None:
+    """benchmarks/serve.py's swap part (20 s with --quick): 16 clients, an update uploaded half-way;
+    every answer checked against its version's Model.run. These counts are the goal itself, so
+    they are asserted: nothing lost, nothing wrong, v2 answered after the swap."""
+    [bench] = quick_part(tmp_path, "serve:swap")["results"]
+    [row] = bench["rows"]
+    assert row["key"] == "serve_swap" and row["met"], row
+    assert row["counts"]["lost"] == 0 and row["counts"]["wrong"] == 0 and row["counts"]["after_swap_v1"] == 0
+    assert row["by_version"]["1"] > 0 and row["by_version"]["2"] > 0
+    assert row["swapped"]["version"] == 2 and row["candidates"]["1"] != row["candidates"]["2"]

@@ -38,10 +38,13 @@ Provides-Extra: tflite
 Requires-Dist: ai-edge-litert; extra == "tflite"
 Provides-Extra: image
 Requires-Dist: pillow>=9.1; extra == "image"
+Provides-Extra: serve-grpc
+Requires-Dist: grpcio>=1.60; extra == "serve-grpc"
+Requires-Dist: protobuf>=4.21; extra == "serve-grpc"
 
 Installs only the `runtime` package that every edgepack bundle carries. Backends are extras
 (`edgepack-runtime[onnxruntime]`, `edgepack-runtime[tflite]`; `[image]` decodes images for bundles
-that pre-process them) or installed from a bundle's
+that pre-process them, `[serve-grpc]` adds gRPC to `serve`) or installed from a bundle's
 requirements.txt. Use: `edgepack-runtime verify BUNDLE` or `python -m runtime verify BUNDLE`.
 """
 

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "off; needs a symbolic batch axis on every input and output)")
     p.add_argument("--max-delay-ms", type=_seconds, default=2.0,
                    help="dynamic batching: how long a request may wait for others to join its batch (default 2)")
+    p.add_argument("--grpc-port", type=_non_negative, metavar="N",
+                   help="also serve the protocol's gRPC service (inference.GRPCInferenceService) on this port (0: a "
+                        "free one); needs grpcio and protobuf (the runtime wheel's serve-grpc extra)")
     p.add_argument("--state-dir", metavar="DIR",
                    help="updates: keeps received bundles (versions/), the one served (current.tar.gz) and the "
                         "update log (updates.jsonl); needed by --update-token-file and --watch")

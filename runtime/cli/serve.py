@@ -44,6 +44,21 @@ def _update_options(args: argparse.Namespace) -> tuple[Path | None, str | None, 
     return state, token, watch
 
 
+def _grpc(args: argparse.Namespace, serving: Any, max_body: int) -> tuple[Any, str]:
+    """The gRPC server (started) and its address; a clear error when grpcio is missing."""
+    try:
+        from ..serve.grpc_server import GRPC_HINT, make_grpc_server
+    except ImportError as exc:
+        raise RuntimeBundleError(f"--grpc-port needs grpcio and protobuf ({exc})", where="--grpc-port",
+                                 hint="pip install grpcio protobuf (the runtime wheel's serve-grpc extra)") from None
+    try:
+        server, port = make_grpc_server(serving, args.host, args.grpc_port, max_message=max_body)
+    except (OSError, RuntimeError) as exc:
+        raise RuntimeBundleError(f"cannot serve gRPC: {exc}", where=f"--grpc-port {args.grpc_port}",
+                                 hint=f"choose a free port (0 picks one); {GRPC_HINT}") from None
+    return server, f"{args.host}:{port}"
+
+
 def _event_line(event: dict[str, Any]) -> str:
     """An update event as the text form prints it."""
     rest = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("time", "event"))
@@ -64,16 +79,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serving = Serving(bundle, key=args.key, prefer=args.prefer, name=args.name, max_batch=args.max_batch,
                       max_delay=args.max_delay_ms / 1000, state_dir=state, token=token, probation=args.probation,
                       on_event=on_event)
-    server = make_server(serving, args.host, args.port, max_body=int(args.max_body_mb * 1024 * 1024))
+    max_body = int(args.max_body_mb * 1024 * 1024)
+    grpc_server, grpc_address = _grpc(args, serving, max_body) if args.grpc_port is not None else (None, None)
+    server = make_server(serving, args.host, args.port, max_body=max_body)
     host, port = server.server_address[0], server.server_address[1]
     url = f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
     loader = threading.Thread(target=serving.load, name="verify-bundle", daemon=True)
     loader.start()
     if args.json:
-        print(json.dumps({"url": url, "model": serving.name, "state": serving.state}), flush=True)
+        print(json.dumps({"url": url, "grpc": grpc_address, "model": serving.name, "state": serving.state}),
+              flush=True)
     else:
-        print(f"serving {serving.name!r} at {url} (Open Inference Protocol v2); ready once the bundle "
-              f"verifies here: {url}/v2/health/ready", flush=True)
+        print(f"serving {serving.name!r} at {url}" + (f" and gRPC {grpc_address}" if grpc_address else "")
+              + f" (Open Inference Protocol v2); ready once the bundle verifies here: {url}/v2/health/ready",
+              flush=True)
 
     def announce() -> None:
         loader.join()
@@ -94,5 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
+        if grpc_server is not None:
+            grpc_server.stop(grace=1.0)
         server.server_close()
     return 0

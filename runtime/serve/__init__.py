@@ -7,7 +7,8 @@ on a Pi, and the serve extra of the runtime wheel stays empty. ``protocol`` hold
 tensor bodies, ``server`` the endpoints, ``serving`` the state (ready only after the bundle
 verified here; the version served and the one before it), ``loaded`` one verified version,
 ``updates`` safe updates (upload, watched folder, roll-back), ``batching`` dynamic batching,
-``metrics`` the Prometheus text at ``/metrics``.
+``metrics`` the Prometheus text at ``/metrics``; ``grpc_proto`` and ``grpc_server`` the gRPC service
+(``--grpc-port``, the only part that needs packages beyond the runtime: grpcio and protobuf).
 Imported by the serve command alone: ``runtime`` itself never imports it.
 """
 from __future__ import annotations

@@ -58,7 +58,7 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
             "shape": [d if isinstance(d, int) else -1 for d in spec.shape]}
 
 
-def _bytes_elements(data: memoryview, where: str) -> list[bytes]:
+def bytes_elements(data: memoryview, where: str) -> list[bytes]:
     """The binary extension's BYTES tensor: each element a 4-byte little-endian length, then its bytes."""
     out, at = [], 0
     while at < len(data):
@@ -84,7 +84,7 @@ def _raw_input(item: dict[str, Any], where: str, binary_data: memoryview, offset
         nbytes = params["binary_data_size"]
         if not isinstance(nbytes, int) or nbytes < 0 or offset + nbytes > len(binary_data):
             raise RequestError(400, f"{where}: binary_data_size {nbytes!r} runs past the body")
-        elements = _bytes_elements(binary_data[offset:offset + nbytes], where)
+        elements = bytes_elements(binary_data[offset:offset + nbytes], where)
         offset += nbytes
     else:
         data = item.get("data")

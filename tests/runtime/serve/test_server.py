@@ -33,7 +33,7 @@ class Server:
                                      cwd=bundle, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         first = json.loads(self.proc.stdout.readline())
-        self.url, self.model = first["url"], first["model"]
+        self.url, self.model, self.grpc = first["url"], first["model"], first.get("grpc")
         self.state = json.loads(self.proc.stdout.readline())  # the verdict, once the bundle verified
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -246,3 +246,34 @@ def test_metrics_count_refusals_too(server: Server) -> None:
     after = server.get("/metrics")[1].decode()
     assert _metric(after, key) == count + 1
     assert "# TYPE edgepack_infer_seconds histogram" in after
+
+
+def test_grpc_with_the_kserve_sdk_gets_what_model_run_gives(bundle: Path, tmp_path: Path) -> None:
+    """``--grpc-port``: the KServe SDK's InferenceGRPCClient (its own environment) sends typed and raw
+    contents to the same bundle; every answer equals Model.run."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from kserve_env import python_path
+    finally:
+        sys.path.pop(0)
+    python = python_path()
+    if python is None:
+        pytest.skip("the KServe SDK's environment is missing: python scripts/kserve_env.py creates it")
+    s = Server(bundle, "--grpc-port", "0")
+    try:
+        assert s.state["state"] == "ready"
+        x = np.random.default_rng(3).standard_normal((3, 4)).astype(np.float32)
+        np.savez(tmp_path / "in.npz", x=x)
+        proc = subprocess.run([str(python), str(Path(__file__).with_name("kserve_grpc_client.py")), s.grpc, s.model,
+                               str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"live": True, "ready": True, "model_ready": True}
+        with load(bundle, prefer="onnx-fp32") as model:
+            want = model.run({"x": x})
+        with np.load(tmp_path / "out.npz") as got:
+            for kind in ("typed", "raw"):
+                np.testing.assert_array_equal(got[f"{kind}:y"], want["y"])
+                np.testing.assert_array_equal(got[f"{kind}:label"], want["label"])
+    finally:
+        s.stop()
