@@ -33,6 +33,7 @@ demo: $(STAMP)
 # CI=true without them)
 test: $(STAMP)
 	-bash scripts/ensure-chromium.sh
+	-bash scripts/ensure-registry.sh
 	-$(VENV)/bin/edgepack converters install onnx2tf
 	-$(PY) benchmarks/optimum_compare.py --setup
 	-$(PY) scripts/kserve_env.py

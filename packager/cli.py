@@ -320,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "install"], help="show their state, or create the missing ones")
     p.add_argument("names", nargs="*", metavar="NAME", help="which converters (default: all: onnx2tf)")
 
+    from .oci_command import add_commands
+    add_commands(add)
+
     p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
     p.add_argument("bundle", help="bundle folder or .tar.gz")
     p.add_argument("--key", metavar="PUB", help="check bundle.sig against this ed25519 public key (PEM)")

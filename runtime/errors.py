@@ -11,6 +11,8 @@
         ├── NoCandidateError     no-candidate: nothing loads on this device
         ├── BackendError         backend-failed: a backend failed to open or run an artifact
         ├── UnknownCandidateError  unknown-candidate: prefer= names no candidate
+        ├── RegistryError        registry: an OCI registry refused, failed or could not be
+        │                        reached (pull / push), or served content that does not check out
         └── FileIOError          io-error: the file system refused a read (permission denied,
             │                    I/O error) or the temp copy of an archive (disk full)
             └── OutputError      output-failed: a file the runtime writes (run --output,
@@ -136,6 +138,13 @@ class UnknownCandidateError(RuntimeBundleError):
     """``prefer`` named a candidate id that the bundle does not have."""
 
     code = "unknown-candidate"
+
+
+class RegistryError(RuntimeBundleError):
+    """An OCI registry refused a request (credentials, missing tag), could not be reached or stopped
+    answering, or served a manifest or blob whose digest does not check out (``runtime.oci``)."""
+
+    code = "registry"
 
 
 class FileIOError(RuntimeBundleError):

@@ -33,7 +33,7 @@ from ..fileio import GuardedStdout, StdoutFault, cause_of, io_error, stdout_clos
 
 EXIT_OK, EXIT_FAIL, EXIT_USER, EXIT_INTERNAL = 0, 1, 2, 3
 
-Command = Literal["info", "run", "verify", "bench", "doctor", "tune", "serve"]
+Command = Literal["info", "run", "verify", "bench", "doctor", "tune", "serve", "pull"]
 
 
 def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
@@ -48,7 +48,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "info": _command("run", "cmd_info"), "run": _command("run", "cmd_run"),
     "verify": _command("verify", "cmd_verify"), "bench": _command("measure", "cmd_bench"),
     "doctor": _command("doctor", "cmd_doctor"), "tune": _command("measure", "cmd_tune"),
-    "serve": _command("serve", "cmd_serve")}
+    "serve": _command("serve", "cmd_serve"), "pull": _command("pull", "cmd_pull")}
 
 
 def _emit_json(doc: Any) -> None:
@@ -75,6 +75,15 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be >= 0")
     return value
+
+
+def add_registry_arguments(p: argparse.ArgumentParser) -> None:
+    """How to reach an OCI registry (``pull`` here, ``edgepack push`` / ``pull`` too)."""
+    p.add_argument("--username", help="registry user (with --password-stdin; default: $EDGEPACK_REGISTRY_USERNAME "
+                                      "and _PASSWORD, or ~/.docker/config.json)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--ca-file", metavar="PEM", help="trust this CA certificate for the registry's TLS")
+    p.add_argument("--plain-http", action="store_true", help="talk HTTP, not HTTPS (a registry on localhost only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probation", type=_non_negative, default=50,
                    help="requests a new version answers before it is kept; a backend failure or non-finite "
                         "output among them rolls back to the previous version (default 50)")
+    p = sub.add_parser("pull", help="fetch a bundle from an OCI registry (only what changed), verified",
+                       description="Fetch a bundle pushed with `edgepack push` from an OCI registry: the "
+                                   "manifest (checked against @sha256:DIGEST when given), bundle.json and its "
+                                   "signature (checked with --key before anything else), then only the blobs not "
+                                   "already in the cache (~/.cache/edgepack/oci), each against its digest; "
+                                   "interrupted downloads resume. The bundle is verified whole and moved into "
+                                   "place in one step.")
+    p.add_argument("reference", help="oci://HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]")
+    p.add_argument("--to", default=".", metavar="DIR", help="folder for the bundle (default: .)")
+    p.add_argument("--key", metavar="PUB.pem", help="refuse the bundle unless it is signed by this ed25519 key")
+    p.add_argument("--max-rate", type=_seconds, metavar="BYTES_PER_S", help="limit the download rate (slow links)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_registry_arguments(p)
     return parser
 
 
