@@ -24,9 +24,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .remote_cache import RemoteCache
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 TEMP_PREFIXES = (".put-", ".trash-")  # in the cache root: a write or a removal under way
@@ -103,9 +106,10 @@ class BuildCache:
     """Get/put entries by key under ``root``; ``enabled=False`` makes every get a miss and put a no-op."""
 
     def __init__(self, root: Path | None = None, *, enabled: bool = True,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, remote: RemoteCache | None = None) -> None:
         self.root = root or default_cache_dir()
         self.enabled = enabled
+        self.remote = remote if enabled else None  # a registry shared with other machines (--cache-from/-to)
         self.max_bytes = max_bytes
         self.hits: list[str] = []
         self.misses: list[str] = []
@@ -117,7 +121,9 @@ class BuildCache:
 
     def has(self, key: str) -> bool:
         """Whether an entry exists (not checked, not counted): for planning work, not for using it."""
-        return self.enabled and (self._dir(key) / "meta.json").is_file()
+        if not self.enabled:
+            return False
+        return (self._dir(key) / "meta.json").is_file() or (self.remote is not None and self.remote.has(key))
 
     def get(self, key: str, label: str) -> Entry | None:
         """The entry, if present and intact (a damaged one is removed and counts as a miss)."""
@@ -142,7 +148,19 @@ class BuildCache:
         shutil.rmtree(trash, ignore_errors=True)
 
     def peek(self, key: str) -> Entry | None:
-        """``get`` without counting a hit or miss: for entries the caller must still validate."""
+        """``get`` without counting a hit or miss: for entries the caller must still validate.
+        A local miss is looked up in the remote cache; a remote hit is kept locally too."""
+        entry = self._peek_local(key)
+        if entry is None and self.remote is not None:
+            entry = self.remote.get(key)
+            if entry is not None:
+                try:
+                    self._put(key, entry, replace=True)
+                except OSError:
+                    pass  # a local cache that refuses writes: the remote entry is used all the same
+        return entry
+
+    def _peek_local(self, key: str) -> Entry | None:
         if not self.enabled:
             return None
         folder = self._dir(key)
@@ -175,7 +193,11 @@ class BuildCache:
         """Store atomically; a concurrent writer of the same key wins harmlessly (same content).
         ``replace``: the key names a slot whose content changes (not a content address).
         A write the filesystem refuses is recorded (``write_error``), not raised: the build goes on."""
-        if not self.enabled or self.write_error is not None:
+        if not self.enabled:
+            return
+        if self.remote is not None:
+            self.remote.put(key, entry)
+        if self.write_error is not None:
             return
         try:
             self._put(key, entry, replace)
@@ -248,4 +270,5 @@ class BuildCache:
 
     def summary(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "dir": str(self.root), "hits": list(self.hits),
-                "misses": list(self.misses), "write_error": self.write_error}
+                "misses": list(self.misses), "write_error": self.write_error,
+                "remote": self.remote.summary() if self.remote is not None else None}

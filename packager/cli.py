@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import EdgepackError
+from .errors import BuildError, EdgepackError
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 2
 
@@ -70,8 +70,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .progress import Progress
     from .report.text import format_build
     progress = Progress(quiet=args.quiet or args.json, verbose=args.verbose)
+    remote = None
+    if args.cache_from or args.cache_to:
+        from .remote_cache import RemoteCache
+        if args.cache_from and args.cache_to and args.cache_from != args.cache_to:
+            raise BuildError("--cache-from and --cache-to name different registries", where="--cache-to",
+                             hint="use one repository for both (or only one of them)")
+        remote = RemoteCache(args.cache_to or args.cache_from, read=True, write=bool(args.cache_to))
     cache = BuildCache(Path(args.cache_dir) if args.cache_dir else None, enabled=not args.no_cache,
-                       max_bytes=int(args.cache_max_mb * 1024 * 1024))
+                       max_bytes=int(args.cache_max_mb * 1024 * 1024), remote=remote)
     result = build(args.manifest, args.out, targets=args.target or None,
                    allow_parity_failure=args.allow_parity_failure, progress=progress, sign=args.sign,
                    cache=cache, jobs=args.jobs or None, reload_inputs=args.reload_inputs)
@@ -257,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
                                        "~/.cache/edgepack/build)")
     p.add_argument("--cache-max-mb", type=float, default=2048.0,
                    help="evict least recently used cache entries above this size (default: 2048)")
+    p.add_argument("--cache-from", metavar="oci://HOST/REPO",
+                   help="also look for cached steps in this registry repository (a cache other machines filled)")
+    p.add_argument("--cache-to", metavar="oci://HOST/REPO",
+                   help="also store every step in this registry repository (and read from it); credentials from "
+                        "$EDGEPACK_REGISTRY_USERNAME/_PASSWORD or ~/.docker/config.json, a private CA from "
+                        "$EDGEPACK_REGISTRY_CA_FILE")
     p.add_argument("--reload-inputs", action="store_true",
                    help="call the model and data entry points even if nothing they read changed "
                         "(after changing an input edgepack cannot trace: an environment variable, "

@@ -87,6 +87,13 @@ def format_build(result: BuildResult, *, color: bool = False) -> str:
         lines.append("")
         lines.append(f"cache: {len(result.cache['hits'])} hit(s), {len(result.cache['misses'])} miss(es) in "
                      f"{result.cache['dir']}")
+        remote = result.cache.get("remote")
+        if remote:
+            lines.append(f"remote cache {remote['base']}: {remote['hits']} entr{'y' if remote['hits'] == 1 else 'ies'} "
+                         f"fetched, {remote['pushed']} stored")
+            lines.extend(f"  refused (rebuilt): {why}" for why in remote["refused"])
+            if remote["error"]:
+                lines.append(f"  not used from then on: {remote['error']}")
     if result.report:
         lines.append(f"report: {result.report} (open it in a browser)")
     if result.warnings:

@@ -92,6 +92,7 @@ class Registry:
     def __init__(self, ref: Reference, *, credentials: Credentials | None = None, ca_file: str | None = None,
                  plain_http: bool = False, timeout: float = 60.0) -> None:
         self.ref, self.credentials, self.plain_http, self.timeout = ref, credentials, plain_http, timeout
+        ca_file = ca_file or os.environ.get("EDGEPACK_REGISTRY_CA_FILE") or None  # a private CA, for every command
         self.context = ssl.create_default_context(cafile=ca_file) if not plain_http else None
         self._auth: str | None = None  # the Authorization header that worked
         self._conn: http.client.HTTPConnection | None = None
@@ -125,7 +126,8 @@ class Registry:
             except ssl.SSLError as exc:
                 self.close()
                 raise RegistryError(f"TLS with {self.ref.host} failed: {exc.reason or exc}", where=str(self.ref),
-                                    hint="give the registry's CA certificate with --ca-file") from None
+                                    hint="give the registry's CA certificate with --ca-file (or "
+                                         "$EDGEPACK_REGISTRY_CA_FILE)") from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 raise RegistryError(f"cannot reach the registry {self.ref.host}: {exc}", where=str(self.ref),
