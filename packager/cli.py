@@ -158,9 +158,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     verifier = describe_verifier(bundle) if ok else None
     if verifier is not None:
         integrity += "\n" + "\n".join(verifier.lines())
+    attestations = None
+    if ok:
+        from runtime.attestations import check_attestations
+        try:
+            attestations = check_attestations(bundle, args.key or None)
+            integrity += "\n" + attestations.line()
+        except IntegrityError as exc:
+            integrity, ok = integrity + f"\nattestations: FAILED: {exc}", False
     if args.json:
         _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}, "signature": signature,
-                    "verifier": None if verifier is None else verifier.to_dict()})
+                    "verifier": None if verifier is None else verifier.to_dict(),
+                    "attestations": None if attestations is None else attestations.to_dict()})
     else:
         print(format_bundle(bundle.raw, integrity))
     return EXIT_OK if ok else EXIT_FAILED

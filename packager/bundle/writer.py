@@ -11,10 +11,10 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -162,14 +162,19 @@ class BundleWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_npz(path, arrays)
 
-    def finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None = None) -> tuple[Path, Path]:
-        """Add the runtime and bundle.json (with every file's hash), sign it if asked, archive, and
-        move into place."""
+    def finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None = None,
+               attest: Callable[[dict[str, dict[str, Any]]], dict[str, bytes]] | None = None) -> tuple[Path, Path]:
+        """Add the runtime, the attestations ``attest`` makes from every file's hash, and bundle.json
+        (with every file's hash), sign it if asked, archive, and move into place."""
         with self._io():
-            return self._finish(document, sign_key)
+            return self._finish(document, sign_key, attest)
 
-    def _finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None) -> tuple[Path, Path]:
+    def _finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None,
+                attest: Callable[[dict[str, dict[str, Any]]], dict[str, bytes]] | None) -> tuple[Path, Path]:
         copy_runtime(self.root / "runtime")
+        if attest is not None:  # the BOM and provenance describe every other file
+            for rel, data in attest(list_bundle_files(self.root)).items():
+                (self.root / rel).write_bytes(data)
         # written only through the runtime's own classes: what the device reads is what was written
         document = replace(document, root=self.root, files=list_bundle_files(self.root), raw={})
         data = (json.dumps(document.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.attestations import BOM_FILE, PROVENANCE_FILE
 from runtime.bundle import Bundle
 
+from ..bundle.attest import bom, provenance
 from ..bundle.signing import cryptography_pin
 from ..bundle.texts import PILLOW_REQUIREMENT, bundle_readme, requirements_txt
 from ..bundle.writer import BundleWriter
@@ -82,7 +84,12 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
             extra.append(PILLOW_REQUIREMENT)
         writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}, extra))
         writer.write_text("README.md", bundle_readme(manifest, target, bundle_name, [c.id for _, _, c in chosen]))
-        return writer.finish(document, sign_key=sign_key)
+        requirements = (writer.root / "requirements.txt").read_text(encoding="utf-8")
+
+        def attest(files: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+            return {BOM_FILE: bom(document, files, requirements),
+                    PROVENANCE_FILE: provenance(document, manifest, files, sign_key)}
+        return writer.finish(document, sign_key=sign_key, attest=attest)
     except BaseException:
         writer.discard()
         raise

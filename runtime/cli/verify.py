@@ -73,6 +73,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..verifier import describe_verifier  # verify only: not on the cold-start path of run
     check_report_path(args)
     bundle = open_checked(args)
+    from ..attestations import check_attestations
+    attestations = check_attestations(bundle, args.key)  # the BOM and provenance against the files
     golden = load_golden(bundle)
     batched = golden.batched
     results: list[dict[str, Any]] = []
@@ -117,6 +119,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
            "target": bundle.target.get("name"), "batched": batched,
            "samples": bundle.golden.samples if bundle.golden else None,
            "signature_check": signature_doc(bundle),
+           "attestations": attestations.to_dict(),
            "verifier": describe_verifier(bundle).to_dict(),
            "candidates": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results],
            "mode": "all" if args.all else "selected",
@@ -126,6 +129,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(line)
         if signature_line(bundle):
             print(signature_line(bundle))
+        print(attestations.line())
         for r in results:
             note = " (DEGRADED)" if r["degraded"] else ""
             print(f"candidate {r['candidate']} on [{', '.join(r['providers'])}]{note}: "
