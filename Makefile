@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
+	-bash scripts/ensure-registry.sh
 	$(PY) examples/digits/train.py
 	$(PY) benchmarks/run_all.py --out benchmarks/results.json
 

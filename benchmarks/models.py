@@ -25,10 +25,10 @@ def mlp():  # type: ignore[no-untyped-def]
     return keras.Model(inp, keras.layers.Dense(10, name="logits")(h))
 
 
-def mobilenetv2():  # type: ignore[no-untyped-def]
-    """keras.applications.MobileNetV2 architecture (3.5M parameters), random weights, NHWC."""
+def mobilenetv2(seed=0):  # type: ignore[no-untyped-def]
+    """keras.applications.MobileNetV2 architecture (3.5M parameters), random weights (seeded), NHWC."""
     import keras
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     inp = keras.Input(shape=(224, 224, 3), name="image")
     base = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3),
                                           include_top=True, classes=1000)

@@ -100,7 +100,7 @@ def plural(n: int, word: str) -> str:
 # -- the section: the words around the figures ------------------------------------------------------
 
 INTRO = """`make bench` trains the digits example and runs `benchmarks/run_all.py --out
-benchmarks/results.json`: every goal of issues 6, 14 and 15 beside its baseline, both measured in the same
+benchmarks/results.json`: every goal of issues 6, 14, 15 and 16 beside its baseline, both measured in the same
 run, and every figure this section quotes. The results file keeps the raw per-run samples and how
 each figure was measured; this section is rendered from it by `python benchmarks/readme_table.py
 --write README.md`, and `tests/test_benchmarks_readme.py` checks that the two agree.
@@ -109,7 +109,7 @@ SCRIPT[:PART]` runs a part (`tests/test_benchmarks_smoke.py` runs one in `make t
 SCRIPT --merge --out benchmarks/results.json` re-runs one script and replaces only its results in
 the file (the line under "Last run" says which were re-run, and when), and each script also runs
 alone with `--json` (`benchmarks/overhead.py`, `cold_start.py`, `import_time.py`, `builds.py`,
-`optimum_compare.py`, `mixed_int8.py`, `serve.py`). Bundles are built with the packager from
+`optimum_compare.py`, `mixed_int8.py`, `serve.py`, `fleet.py`). Bundles are built with the packager from
 `benchmarks/manifests/` (a tiny Keras MLP, `keras.applications.MobileNetV2`, a lone Relu with a
 big output, a small Hugging Face BERT classifier and four models whose plain int8 misses parity,
 random weights, nothing downloaded) and `manifests/digits-cnn.yaml`."""
@@ -219,7 +219,14 @@ def methods(r: Results) -> list[Callable[[], str]]:
                 "uploaded through the repository `load` endpoint; every answer is checked bit for bit against "
                 "`Model.run` of the version that gave it.")
 
-    return [overhead, subprocesses, builds, memory, optimum, mixed, serve]
+    def fleet() -> str:
+        return ("**Fleets** (`benchmarks/fleet.py`): a real registry (Debian's docker-registry, TLS and basic auth) "
+                "on localhost per part, edgepack and the runtime as subprocesses. Pull: MobileNetV2 v1 and v2 "
+                "(other weights) pushed, v2 pulled by a device holding v1. Cache: the digits example built cold "
+                "with `--cache-to`, then with `--cache-from` and another empty local cache, both timed. Tamper: "
+                "each blob of the digits rpi4 bundle altered in the registry's storage in turn, then pulled.")
+
+    return [overhead, subprocesses, builds, memory, optimum, mixed, serve, fleet]
 
 
 def last_run(r: Results) -> str:

@@ -36,7 +36,7 @@ import readme_table
 
 SCRIPTS = {"overhead": "overhead.py", "cold_start": "cold_start.py",
            "import_time": "import_time.py", "builds": "builds.py", "optimum": "optimum_compare.py",
-           "mixed": "mixed_int8.py", "serve": "serve.py"}
+           "mixed": "mixed_int8.py", "serve": "serve.py", "fleet": "fleet.py"}
 # --only SCRIPT:PART -> that script's own options
 PARTS = {
     "overhead": {"mlp": ["--model", "tiny MLP"], "digits": ["--model", "digits CNN"],
@@ -46,6 +46,7 @@ PARTS = {
     "builds": {p: ["--only", p] for p in ("rebuild", "multi", "memory", "parallel")},
     "mixed": {p: ["--only", p] for p in ("softmax1000", "encoder", "outlier-cnn", "detection")},
     "serve": {p: ["--only", p] for p in ("overhead", "batching", "swap")},
+    "fleet": {p: ["--only", p] for p in ("pull", "cache", "tamper")},
 }
 
 
@@ -69,7 +70,7 @@ def selection(only: list[str] | None) -> dict[str, list[str]]:
 
 # the "benchmark" name each script's JSON carries
 BENCHMARK = {"overhead": "overhead", "cold_start": "cold_start", "import_time": "import",
-             "builds": "builds", "optimum": "optimum", "mixed": "mixed_int8", "serve": "serve"}
+             "builds": "builds", "optimum": "optimum", "mixed": "mixed_int8", "serve": "serve", "fleet": "fleet"}
 
 
 def script_of(doc: dict[str, Any]) -> str:

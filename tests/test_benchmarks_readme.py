@@ -49,10 +49,10 @@ def test_committed_results_are_a_whole_run(results: dict) -> None:
     assert not results.get("only"), "the committed results come from an --only subset"
     assert not results.get("quick"), "the committed results come from a --quick run"
     names = {d["benchmark"] for d in results["results"]}
-    assert names == {"overhead", "cold_start", "import", "builds", "optimum", "mixed_int8", "serve"}
+    assert names == {"overhead", "cold_start", "import", "builds", "optimum", "mixed_int8", "serve", "fleet"}
     for update in results.get("updated", []):
         assert update["scripts"] and not update["quick"], update
-        scripts = ("overhead", "cold_start", "import_time", "builds", "optimum", "mixed", "serve")
+        scripts = ("overhead", "cold_start", "import_time", "builds", "optimum", "mixed", "serve", "fleet")
         assert all(s in scripts for s in update["scripts"])
         assert update["machine"]["cpu"] == results["machine"]["cpu"]
     rows = [r for d in results["results"] for r in d["rows"]]

@@ -167,3 +167,15 @@ def test_serve_swap_under_load_loses_nothing(tmp_path: Path, bench_modules: None
     assert row["counts"]["lost"] == 0 and row["counts"]["wrong"] == 0 and row["counts"]["after_swap_v1"] == 0
     assert row["by_version"]["1"] > 0 and row["by_version"]["2"] > 0
     assert row["swapped"]["version"] == 2 and row["candidates"]["1"] != row["candidates"]["2"]
+
+
+@pytest.mark.slow
+def test_fleet_benchmark_cache_and_tamper_parts(tmp_path: Path, bench_modules: None) -> None:
+    """benchmarks/fleet.py against a real registry: the second machine's build is all remote hits with
+    byte-identical bundles, and no tampered blob is accepted (the timing ratio is not asserted)."""
+    [bench] = quick_part(tmp_path, "fleet:cache")["results"]
+    [row] = bench["rows"]
+    assert row["key"] == "fleet_cache" and row["identical"] and row["misses"] == 0 and row["hits"] >= 8
+    [bench] = quick_part(tmp_path, "fleet:tamper")["results"]
+    [row] = bench["rows"]
+    assert row["key"] == "fleet_tamper" and row["tried"] == 10 and row["accepted"] == [] and row["refused"] == 10

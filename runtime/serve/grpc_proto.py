@@ -11,15 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
 PACKAGE = "inference"
 SERVICE = "GRPCInferenceService"
 FILE = "edgepack_grpc_predict_v2.proto"
-F = descriptor_pb2.FieldDescriptorProto
-_TYPES = {"bool": F.TYPE_BOOL, "string": F.TYPE_STRING, "int64": F.TYPE_INT64, "int32": F.TYPE_INT32,
-          "uint32": F.TYPE_UINT32, "uint64": F.TYPE_UINT64, "float": F.TYPE_FLOAT, "double": F.TYPE_DOUBLE,
-          "bytes": F.TYPE_BYTES}
+_SCALARS = ("bool", "string", "int64", "int32", "uint32", "uint64", "float", "double", "bytes")
 
 # message -> [(number, name, type, repeated)]
 MESSAGES: dict[str, list[tuple[int, str, str, bool]]] = {
@@ -61,17 +56,19 @@ MESSAGES: dict[str, list[tuple[int, str, str, bool]]] = {
 METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
 
 
-def _message(name: str, fields: list[tuple[int, str, str, bool]]) -> descriptor_pb2.DescriptorProto:
+def _message(name: str, fields: list[tuple[int, str, str, bool]]) -> Any:
     """One message; ``name`` is dotted for a nested one. Type names: a scalar, "map" (a
     map<string, InferParameter> of this message), ".Nested" (nested in this message) or a top-level
     message of the package."""
+    from google.protobuf import descriptor_pb2  # the serve-grpc extra: imported when gRPC is served
+    F = descriptor_pb2.FieldDescriptorProto
     msg = descriptor_pb2.DescriptorProto(name=name.rpartition(".")[2])
     if name == "InferParameter":
         msg.oneof_decl.add(name="parameter_choice")
     for number, fname, ftype, repeated in fields:
         field = msg.field.add(name=fname, number=number, label=F.LABEL_REPEATED if repeated else F.LABEL_OPTIONAL)
-        if ftype in _TYPES:
-            field.type = _TYPES[ftype]
+        if ftype in _SCALARS:
+            field.type = getattr(F, f"TYPE_{ftype.upper()}")
         else:
             field.type = F.TYPE_MESSAGE
             field.type_name = (f".{PACKAGE}.{name}.ParametersEntry" if ftype == "map" else
@@ -87,9 +84,10 @@ def _message(name: str, fields: list[tuple[int, str, str, bool]]) -> descriptor_
     return msg
 
 
-def _file() -> descriptor_pb2.FileDescriptorProto:
+def _file() -> Any:
+    from google.protobuf import descriptor_pb2
     fd = descriptor_pb2.FileDescriptorProto(name=FILE, package=PACKAGE, syntax="proto3")
-    tops: dict[str, descriptor_pb2.DescriptorProto] = {}
+    tops: dict[str, Any] = {}
     for name, fields in MESSAGES.items():  # a nested message follows the one it is nested in
         outer, _, inner = name.partition(".")
         msg = _message(name, fields)
@@ -108,6 +106,7 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
 def messages() -> dict[str, Any]:
     """Message classes by name (``ModelInferRequest``, ``ModelInferRequest.InferInputTensor``, ...),
     from a pool of their own (a client's generated module in the same process does not clash)."""
+    from google.protobuf import descriptor_pool, message_factory
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_file())
     return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))
