@@ -35,6 +35,13 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     return _build(manifest_path, out_dir, targets=targets, allow_parity_failure=allow_parity_failure, sign=sign)
 
 
-__all__ = ["__version__", "build", "load_manifest", "load_target", "available_targets", "Manifest",
+def push(bundle: str | Path, reference: str, **options: object) -> object:
+    """Push a bundle folder or archive to an OCI registry (``packager.oci_push.push``: its options
+    and its ``PushResult``); imported when called."""
+    from .oci_push import push as _push
+    return _push(bundle, reference, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["__version__", "build", "push", "load_manifest", "load_target", "available_targets", "Manifest",
            "Target", "EdgepackError", "ConfigError", "ManifestError", "TargetError", "SourceError",
            "DataError", "ConversionError", "UnsupportedError", "ParityError", "BuildError"]

@@ -22,6 +22,7 @@ from .errors import (
                      IntegrityError,
                      NoCandidateError,
                      OutputError,
+                     RegistryError,
                      RuntimeBundleError,
                      SignatureError,
                      UnknownCandidateError,
@@ -33,8 +34,16 @@ from .signing import verify_signature
 
 __version__ = "0.1.0"
 
+
+def pull(reference: str, dest_dir: str = ".", **options: object) -> object:
+    """Fetch a bundle pushed with ``edgepack push`` from an OCI registry into ``dest_dir``
+    (``runtime.oci.pull.pull``: its options and its ``PullResult``); imported when called."""
+    from .oci.pull import pull as _pull
+    return _pull(reference, dest_dir, **options)  # type: ignore[arg-type]
+
+
 __all__ = ["ArchiveError", "BackendError", "Bundle", "BundleFormatError", "FeedError",
            "FileIOError", "IntegrityError", "Model", "NoCandidateError", "OutputError",
-           "OutputReport", "ParityReport", "RuntimeBundleError", "SignatureError", "TensorSpec",
+           "OutputReport", "ParityReport", "RegistryError", "RuntimeBundleError", "SignatureError", "TensorSpec",
            "Tolerance", "UnknownCandidateError", "__version__", "check_finite", "compare", "load",
-           "open_bundle", "verify_signature"]
+           "open_bundle", "pull", "verify_signature"]

@@ -96,6 +96,7 @@ class Registry:
         self.context = ssl.create_default_context(cafile=ca_file) if not plain_http else None
         self._auth: str | None = None  # the Authorization header that worked
         self._conn: http.client.HTTPConnection | None = None
+        self.body = b""  # the last answer's body (a request that was not streamed)
 
     # -- transport ---------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
@@ -113,8 +114,9 @@ class Registry:
 
     def request(self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
                 ok: tuple[int, ...] = (200,), stream: bool = False) -> http.client.HTTPResponse:
-        """A request with auth (answering one 401 challenge); the response (read by the caller when
-        ``stream``), or a RegistryError naming the status and what to do."""
+        """A request with auth (answering one 401 challenge); the response, its body left for the
+        caller to read when ``stream`` (else read here: ``body``), or a RegistryError naming the
+        status and what to do."""
         for attempt in range(2):
             sent = dict(headers or {})
             if self._auth:
@@ -140,7 +142,7 @@ class Registry:
                 continue
             if response.status in ok:
                 if not stream:
-                    response.data = response.read()  # type: ignore[attr-defined]
+                    self.body = response.read()
                 return response
             detail = response.read()[:500].decode("utf-8", "replace")
             raise self._status_error(method, path, response.status, detail)
@@ -198,9 +200,8 @@ class Registry:
 
     def manifest(self) -> tuple[bytes, str]:
         """The manifest's bytes and digest (checked against the reference's digest when pinned)."""
-        response = self.request("GET", self._path("manifests", self.ref.target),
-                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        data: bytes = response.data  # type: ignore[attr-defined]
+        self.request("GET", self._path("manifests", self.ref.target), headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        data = self.body
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if self.ref.digest and digest != self.ref.digest:
             raise RegistryError(f"the manifest's digest is {digest}, not the {self.ref.digest} asked for",
