@@ -34,10 +34,10 @@ class Loaded:
     batcher: Batcher | None = None
     batching: dict[str, Any] = field(default_factory=lambda: {"enabled": False, "why": "--max-batch is 1"})
 
-    @property
-    def raw_inputs(self) -> dict[str, str]:
-        """Names that take raw data (BYTES): "image" or "text"."""
-        return dict(self.processor.raw_inputs)
+    raw_inputs: dict[str, str] = field(init=False)  # names that take raw data (BYTES): "image" or "text"
+
+    def __post_init__(self) -> None:
+        self.raw_inputs = dict(self.processor.raw_inputs)  # once, not on every request
 
     def infer(self, feeds: dict[str, np.ndarray], metrics: Metrics) -> dict[str, np.ndarray]:
         """One request's outputs: through the batcher when batching, else a run of its own."""
