@@ -106,6 +106,10 @@ class Server(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: clients that connect together beyond it (a camera fleet
+    # after a restart, 16 benchmark clients) had their connections reset. The kernel caps this at
+    # net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], route: Route, admit: Admit, *, name: str,
                  idle_timeout: float = 60.0) -> None:

@@ -83,3 +83,42 @@ def test_what_cannot_be_read_is_refused_and_the_connection_closed(address: tuple
 def test_a_body_over_the_limit_is_refused_before_it_is_read(address: tuple[str, int]) -> None:
     got = exchange(address, b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\n")  # the body is never sent
     assert got.startswith(b"HTTP/1.1 413") and got.endswith(b"too big") and b"Connection: close" in got
+
+
+def test_clients_that_connect_together_are_all_answered() -> None:
+    """64 clients connect and send while the server is not yet accepting (as after a restart, or a
+    busy accept thread): the listen backlog holds them all. socketserver's default of 5 lost some
+    (connections reset or never accepted) before http1.Server raised it."""
+    server = Server(("127.0.0.1", 0), lambda r: Response(200, r.body), lambda m, p, h: None, name="test/1")
+    address = server.server_address[:2]
+    clients = 64
+    answers: list[bytes | str] = [b""] * clients
+    sent = threading.Semaphore(0)
+
+    def client(i: int) -> None:
+        try:
+            with socket.create_connection(address, timeout=20) as s:
+                body = str(i).encode() * 20000
+                s.sendall(b"POST /x HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                sent.release()
+                got = b""
+                while chunk := s.recv(65536):
+                    got += chunk
+                answers[i] = got
+        except OSError as exc:
+            answers[i] = f"{type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for _ in range(clients):  # every client connected and sent its request before any is accepted
+        if not sent.acquire(timeout=5):
+            break
+    accept = threading.Thread(target=server.serve_forever, daemon=True)
+    accept.start()
+    for t in threads:
+        t.join(timeout=60)
+    server.shutdown()
+    server.server_close()
+    failed = {i: a for i, a in enumerate(answers) if not (isinstance(a, bytes) and a.endswith(str(i).encode() * 20000))}
+    assert not failed, f"{len(failed)} of {clients} clients got no answer: {list(failed.values())[:3]}"
