@@ -77,7 +77,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(json.dumps(event) if args.json else _event_line(event), flush=True)
 
     serving = Serving(bundle, key=args.key, prefer=args.prefer, name=args.name, max_batch=args.max_batch,
-                      max_delay=args.max_delay_ms / 1000, state_dir=state, token=token, probation=args.probation,
+                      max_delay=args.max_delay_ms / 1000, batch_threads=args.batch_threads, state_dir=state,
+                      token=token, probation=args.probation,
                       on_event=on_event)
     max_body = int(args.max_body_mb * 1024 * 1024)
     grpc_server, grpc_address = _grpc(args, serving, max_body) if args.grpc_port is not None else (None, None)

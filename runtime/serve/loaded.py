@@ -55,7 +55,7 @@ class Loaded:
 
 
 def load_verified(bundle: Bundle | str | Path, *, key: str | None, prefer: str | None, max_batch: int,
-                  max_delay: float, metrics: Metrics, version: int) -> Loaded:
+                  max_delay: float, metrics: Metrics, version: int, batch_threads: int = 2) -> Loaded:
     """Open (a path), check hashes and signature, load, verify golden parity and end to end here.
     Raises the runtime's own errors for a bundle that cannot be opened or loaded, ``NotVerified``
     for one that loads but fails its checks."""
@@ -90,8 +90,10 @@ def load_verified(bundle: Bundle | str | Path, *, key: str | None, prefer: str |
     if max_batch > 1:
         why = why_not_batched(model.inputs, model.outputs)
         if why is None:
-            loaded.batcher = Batcher(model.run, max_batch=max_batch, max_delay=max_delay, on_batch=metrics.batch)
-            loaded.batching = {"enabled": True, "max_batch": max_batch, "max_delay_ms": round(max_delay * 1000, 3)}
+            loaded.batcher = Batcher(model.run, max_batch=max_batch, max_delay=max_delay, threads=batch_threads,
+                                     on_batch=metrics.batch)
+            loaded.batching = {"enabled": True, "max_batch": max_batch, "max_delay_ms": round(max_delay * 1000, 3),
+                               "batch_threads": batch_threads}
         else:
             loaded.batching = {"enabled": False, "why": why}
     return loaded

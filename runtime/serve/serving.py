@@ -45,15 +45,15 @@ class Serving:
     """The bundle being served and its state: loading, ready, or failed (with why)."""
 
     def __init__(self, bundle: Bundle | str, *, key: str | None = None, prefer: str | None = None,
-                 name: str | None = None, max_batch: int = 1, max_delay: float = 0.002,
+                 name: str | None = None, max_batch: int = 1, max_delay: float = 0.002, batch_threads: int = 2,
                  state_dir: Path | None = None, token: str | None = None, probation: int = DEFAULT_PROBATION,
                  on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         """``bundle``: opened and checked already (the serve command refuses a bad one before it
         listens), or a path. ``max_batch`` > 1 batches requests dynamically, waiting at most
-        ``max_delay`` seconds for a batch to fill. ``state_dir`` keeps received bundles and the
-        update log; ``token`` enables uploads."""
+        ``max_delay`` seconds for a batch to fill, ``batch_threads`` batches at once.
+        ``state_dir`` keeps received bundles and the update log; ``token`` enables uploads."""
         self.bundle, self.key, self.prefer = bundle, key, prefer
-        self.max_batch, self.max_delay = max_batch, max_delay
+        self.max_batch, self.max_delay, self.batch_threads = max_batch, max_delay, batch_threads
         self.state_dir, self.token, self.probation = state_dir, token, probation
         self.metrics = Metrics()
         self.log = UpdateLog(state_dir, on_event)
@@ -84,7 +84,8 @@ class Serving:
     def _load(self, source: Bundle | str | Path) -> Loaded:
         self._versions += 1
         return load_verified(source, key=self.key, prefer=self.prefer, max_batch=self.max_batch,
-                             max_delay=self.max_delay, metrics=self.metrics, version=self._versions)
+                             max_delay=self.max_delay, batch_threads=self.batch_threads, metrics=self.metrics,
+                             version=self._versions)
 
     def load(self) -> None:
         """Open, check and verify the first bundle (run in a background thread)."""

@@ -111,3 +111,28 @@ def test_only_a_signature_with_batch_axes_is_batched() -> None:
     fixed = TensorSpec("z", "float32", (1, 3))
     assert why_not_batched([x], [y, fixed]) == "z has no symbolic batch axis"
 
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_threads_run_that_many_batches_at_once(model, threads: int) -> None:  # type: ignore[no-untyped-def]
+    """Each run waits (up to 2 s) for a second run to be in flight at the same time: with two batch
+    threads every run finds its partner; with one, none does, as runs then go one at a time."""
+    both = threading.Barrier(2, timeout=2)
+    met: list[bool] = []
+
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            both.wait()
+            met.append(True)
+        except threading.BrokenBarrierError:
+            met.append(False)
+            both.reset()
+        return model.run(feeds)
+
+    batcher = Batcher(run, max_batch=2, max_delay=1.0, threads=threads)
+    requests = [{"x": np.full((1, 4), i, np.float32)} for i in range(4)]
+    got = concurrently(batcher, requests)
+    batcher.close()
+    assert met == ([True] * len(met) if threads == 2 else [False] * len(met)) and len(met) >= 2
+    for request, result in zip(requests, got, strict=True):
+        np.testing.assert_array_equal(result["y"], model.run(request)["y"])
