@@ -1,5 +1,5 @@
-"""Models the benchmarks build in code (no download): a tiny MLP and MobileNetV2, both Keras, and
-a small Hugging Face BERT classifier (PyTorch; benchmarks/optimum_compare.py).
+"""Models the benchmarks build in code (no download): a tiny MLP, a wide one and MobileNetV2, all
+Keras, and a small Hugging Face BERT classifier (PyTorch; benchmarks/optimum_compare.py).
 
 Manifest entry points (benchmarks/manifests/*.yaml). Weights are seeded random: the benchmarks
 measure time, not accuracy; random calibration is declared in the manifests (the BERT one gets
@@ -23,6 +23,20 @@ def mlp():  # type: ignore[no-untyped-def]
     inp = keras.Input(shape=(16,), name="x")
     h = keras.layers.Dense(32, activation="relu")(inp)
     return keras.Model(inp, keras.layers.Dense(10, name="logits")(h))
+
+
+def wide_mlp():  # type: ignore[no-untyped-def]
+    """x float32[batch, 1024] -> logits float32[batch, 1000]: four Dense layers, 12.6M parameters
+    (50 MB fp32), the shape of a recommendation or embedding head. One sample reads every weight
+    for 2 multiply-adds each, so a batch of 16 costs little more than one sample (serve.py's
+    batching part: where batching saves work on a CPU, as it does not on MobileNetV2)."""
+    import keras
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=(1024,), name="x")
+    h = inp
+    for width in (2048, 2048, 2048):
+        h = keras.layers.Dense(width, activation="relu")(h)
+    return keras.Model(inp, keras.layers.Dense(1000, name="logits")(h))
 
 
 def mobilenetv2(seed=0):  # type: ignore[no-untyped-def]
