@@ -27,16 +27,17 @@ demo: $(STAMP)
 # tests convert with (once: a few minutes, 2.7 GB, in ~/.cache/edgepack/converters; needs a
 # Python >= 3.12); `benchmarks/optimum_compare.py --setup`: the Hugging Face Optimum environment the
 # Optimum benchmark's smoke test exports with (once: about a minute, 150 MB, in
-# ~/.cache/edgepack/bench; it reuses .venv's torch and onnxruntime); `scripts/kserve_env.py`: the
+# ~/.cache/edgepack/bench; it reuses .venv's torch and onnxruntime); `scripts/side_env.py`: the
 # KServe SDK's v2 client the serve tests query with (once: about 1.5 minutes, 450 MB, in
-# ~/.cache/edgepack/kserve-client). None of them fails the run: the tests decide (they fail under
-# CI=true without them)
+# ~/.cache/edgepack/kserve-client) and OpenSSF model_signing, which checks and makes model.sig in
+# the signing tests (once: about 30 s, 100 MB, in ~/.cache/edgepack/model-signing). None of them
+# fails the run: the tests decide (they fail under CI=true without them)
 test: $(STAMP)
 	-bash scripts/ensure-chromium.sh
 	-bash scripts/ensure-registry.sh
 	-$(VENV)/bin/edgepack converters install onnx2tf
 	-$(PY) benchmarks/optimum_compare.py --setup
-	-$(PY) scripts/kserve_env.py
+	-$(PY) scripts/side_env.py kserve model-signing
 	$(PY) -m pytest
 
 # developer checks: ruff (E, F, I, B, UP) over all Python code, mypy over packager and runtime;

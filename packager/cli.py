@@ -124,55 +124,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .bundle.signing import generate_keypair
-    private, public = generate_keypair(Path(args.folder))
+    private, public = generate_keypair(Path(args.folder), model_signing=args.model_signing)
     if args.json:
         _emit_json({"private_key": str(private), "public_key": str(public)})
     else:
         print(f"private key: {private}  (keep it secret: edgepack build --sign {private})")
         print(f"public key:  {public}  (give it to devices: python -m runtime verify --key {public.name})")
     return EXIT_OK
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    """A trusted check: the bundle's runtime/ is data here, hashed by the packager's own runtime."""
-    from runtime.bundle import open_bundle
-    from runtime.errors import IntegrityError
-    from runtime.signing import SIGNATURE_FILE, key_id, read_signature
-    from runtime.verifier import describe_verifier
-
-    from .report.text import format_bundle
-    # with --key the signature is checked before bundle.json is parsed (a bad one: exit 2)
-    bundle = open_bundle(args.bundle, public_key=args.key or None)
-    try:
-        bundle.verify()
-        integrity, ok = f"OK ({len(bundle.files)} files match their sha256)", True
-    except IntegrityError as exc:
-        integrity, ok = f"FAILED: {exc}", False
-    signature: dict[str, Any] = {"signed": (bundle.root / SIGNATURE_FILE).is_file(),
-                                 "checked": bundle.signed_by is not None}
-    if signature["signed"]:
-        named_key, _ = read_signature(bundle.root)
-        signature["key_id"] = key_id(named_key)
-    integrity += ("; signed (ed25519, key " + signature["key_id"] + (", checked" if signature["checked"]
-                  else ", not checked: give --key") + ")") if signature["signed"] else "; not signed"
-    verifier = describe_verifier(bundle) if ok else None
-    if verifier is not None:
-        integrity += "\n" + "\n".join(verifier.lines())
-    attestations = None
-    if ok:
-        from runtime.attestations import check_attestations
-        try:
-            attestations = check_attestations(bundle, args.key or None)
-            integrity += "\n" + attestations.line()
-        except IntegrityError as exc:
-            integrity, ok = integrity + f"\nattestations: FAILED: {exc}", False
-    if args.json:
-        _emit_json({"bundle": bundle.raw, "integrity": {"ok": ok, "detail": integrity}, "signature": signature,
-                    "verifier": None if verifier is None else verifier.to_dict(),
-                    "attestations": None if attestations is None else attestations.to_dict()})
-    else:
-        print(format_bundle(bundle.raw, integrity))
-    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_runtime_wheel(args: argparse.Namespace) -> int:
@@ -262,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-parity-failure", action="store_true",
                    help="keep candidates that fail parity in the bundle (marked as failed) instead of "
                         "failing the build")
-    p.add_argument("--sign", metavar="KEY", help="sign every bundle.json with this ed25519 private key (PEM; "
-                                                "see 'edgepack keygen')")
+    p.add_argument("--sign", metavar="KEY", action="append", help="sign each bundle with this private key (PEM, "
+                   "see 'edgepack keygen'): ed25519 writes bundle.sig, ECDSA P-256/384/521 writes model.sig "
+                   "(OpenSSF model-signing); repeatable, one key of each kind")
     p.add_argument("-j", "--jobs", type=int, default=0,
                    help="worker processes for steps different targets need: ONNX precision passes and, "
                         "when N is given (or for a model of 32 MB+ on 4+ cores), TFLite/TorchScript "
@@ -323,8 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kwarg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for the entry point (the value is read as YAML); repeatable")
 
-    p = add("keygen", cmd_keygen, "make an ed25519 key pair for signing bundles")
+    p = add("keygen", cmd_keygen, "make an ed25519 key pair for signing bundles (or ECDSA P-256, --model-signing)")
     p.add_argument("folder", help="folder for edgepack-signing.key (private) and edgepack-signing.pub")
+    p.add_argument("--model-signing", action="store_true", help="an ECDSA P-256 pair instead (model-signing.key/"
+                   ".pub): build --sign with it writes model.sig, checked by OpenSSF model_signing and the runtime")
 
     p = add("schema", cmd_schema, "print the JSON Schema of manifests or targets (for editors' YAML "
                                   "plugins; generated from the loader's own field declarations)")
@@ -345,9 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .oci_command import add_commands
     add_commands(add)
 
-    p = add("inspect", cmd_inspect, "show a bundle: signature, candidates, sizes, parity, provenance")
-    p.add_argument("bundle", help="bundle folder or .tar.gz")
-    p.add_argument("--key", metavar="PUB", help="check bundle.sig against this ed25519 public key (PEM)")
+    from .inspect_command import add_command
+    add_command(add)
     return parser
 
 

@@ -26,6 +26,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     else:
         print(f"pushed {args.bundle} to {result.reference} ({result.digest}): {result.layers} layers, "
               f"{result.uploaded_bytes} bytes uploaded, {result.skipped_bytes} already in the registry")
+        for name, ref in result.attached.items():
+            print(f"attached {name} as a referrer ({ref})")
     return EXIT_OK
 
 
@@ -49,6 +51,7 @@ def add_commands(add: Callable[[str, Callable[[argparse.Namespace], int], str], 
     p = add("pull", cmd_pull, "pull a bundle from an OCI registry (what `python -m runtime pull` does on a device)")
     p.add_argument("reference", help="oci://HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]")
     p.add_argument("--to", default=".", metavar="DIR", help="folder for the bundle (default: .)")
-    p.add_argument("--key", metavar="PUB", help="refuse the bundle unless it is signed by this ed25519 public key")
+    p.add_argument("--key", metavar="PUB", help="refuse the bundle unless it is signed by this public key "
+                   "(ed25519: bundle.sig; ECDSA: model.sig)")
     p.add_argument("--max-rate", type=float, metavar="BYTES_PER_S", help="limit the download rate")
     add_registry_arguments(p)

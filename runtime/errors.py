@@ -5,7 +5,7 @@
         ├── BundleFormatError    bundle-format: bundle.json missing, unreadable or not understood
         ├── IntegrityError       bundle-integrity: a bundle file missing, modified or unlisted
         ├── ArchiveError         unsafe-archive: a .tar.gz that is unsafe or not a bundle
-        ├── SignatureError       bad-signature: --key given and bundle.sig does not check out
+        ├── SignatureError       bad-signature: --key given and bundle.sig (model.sig) does not check out
         ├── FeedError            bad-feed: inputs that do not match the signature (or, when
         │                        asked, hold NaN/inf)
         ├── NoCandidateError     no-candidate: nothing loads on this device
@@ -104,8 +104,8 @@ class ArchiveError(RuntimeBundleError):
 
 
 class SignatureError(RuntimeBundleError):
-    """A public key was given and bundle.sig is missing, malformed, by another key, or does not
-    match bundle.json (or the check cannot run: no ``cryptography``)."""
+    """A public key was given and bundle.sig (model.sig, for an ECDSA key) is missing, malformed, by
+    another key, or does not match bundle.json (or the check cannot run: no ``cryptography``)."""
 
     code = "bad-signature"
 

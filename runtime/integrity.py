@@ -21,9 +21,11 @@ from .errors import IntegrityError
 
 BUNDLE_FILE = "bundle.json"
 SIGNATURE_FILE = "bundle.sig"
+MODEL_SIGNATURE_FILE = "model.sig"
 # The only unlisted names the check accepts (at the bundle root, as regular files): bundle.json
-# cannot hash itself, and bundle.sig signs bundle.json (see runtime/signing.py).
-UNLISTED_FILES = frozenset({BUNDLE_FILE, SIGNATURE_FILE})
+# cannot hash itself, bundle.sig signs bundle.json (see runtime/signing.py), and model.sig signs
+# every file, bundle.json included (OpenSSF model-signing, runtime/model_signing.py).
+UNLISTED_FILES = frozenset({BUNDLE_FILE, SIGNATURE_FILE, MODEL_SIGNATURE_FILE})
 _CHUNK = 1 << 20
 _CODE_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd", ".dll", ".dylib", ".pth")
 

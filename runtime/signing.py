@@ -1,4 +1,5 @@
-"""Check ``bundle.sig``: an ed25519 signature over the exact bytes of ``bundle.json``.
+"""Check ``bundle.sig``: an ed25519 signature over the exact bytes of ``bundle.json`` (or, given
+an ECDSA key, ``model.sig``: runtime/model_signing.py).
 
 ``bundle.json`` lists every other file's sha256, so a good signature over it vouches for the whole
 bundle once the hashes check out. The check runs only when the caller gives a public key, and
@@ -183,11 +184,15 @@ def read_signature(bundle_root: str | os.PathLike[str]) -> tuple[bytes, bytes]:
 def verify_signature(bundle_root: str | os.PathLike[str], public_key: PublicKey, *,
                      data: bytes | None = None) -> SignatureInfo:
     """Refuse (SignatureError) unless bundle.sig is a good ed25519 signature by ``public_key``
-    over bundle.json.
+    over bundle.json; with an ECDSA ``public_key``, unless model.sig (OpenSSF model-signing) is a
+    good signature by it over bundle.json and every file it lists (runtime/model_signing.py).
 
     ``data``: the bundle.json bytes the caller has already read and is about to parse, so the
     bytes checked are exactly the bytes used (default: read the file).
     """
+    from .model_signing import is_ecdsa_key, verify_model_signature
+    if is_ecdsa_key(public_key):
+        return verify_model_signature(bundle_root, public_key, data=data)
     root = Path(bundle_root)
     named_key, signature = read_signature(root)
     ed25519, _, invalid = _crypto()

@@ -149,6 +149,30 @@ def tiny_project(tmp_path: Path) -> Callable[..., Path]:
     return lambda **overrides: tiny_manifest(tmp_path, **overrides)
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Generator[Any, None, None]:
+    """A real registry (Debian's docker-registry, TLS and basic auth) for one test module."""
+    from .registry_server import RegistryServer
+    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
+    yield server
+    server.stop()
+
+
+def side_env_python(name: str) -> Path:
+    """The Python of a tool's own environment (scripts/side_env.py: kserve, model-signing); the test
+    is skipped (a failure under CI=true) when it was not created."""
+    import sys
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from side_env import python_path
+    finally:
+        sys.path.pop(0)
+    python = python_path(name)
+    if python is None:
+        pytest.skip(f"the {name} environment is missing: python scripts/side_env.py {name} creates it")
+    return python
+
+
 def readme_section(title: str) -> str:
     """The text of README.md's ``## title`` section, up to the next ``## `` heading, stripped."""
     import re

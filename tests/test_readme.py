@@ -252,6 +252,13 @@ def make_scene(tmp: Path) -> Scene:
     wrappers = {"python": f'exec {py} "$@"', "python3": f'exec {py} "$@"',
                 "edgepack": f'PYTHONPATH={shlex.quote(str(REPO))}${{PYTHONPATH:+:$PYTHONPATH}} '
                             f'exec {py} -m packager "$@"'}
+    sys.path.insert(0, str(REPO / "scripts"))
+    from side_env import python_path  # OpenSSF's model_signing, from its own environment
+    sys.path.pop(0)
+    signer = python_path("model-signing")
+    wrappers["model_signing"] = (f'exec {shlex.quote(str(signer))} -m model_signing "$@"' if signer else
+                                 'echo "model_signing: make test creates it: python scripts/side_env.py model-signing"'
+                                 ' >&2; exit 127')
     for name, body in wrappers.items():
         (bindir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bindir / name).chmod(0o755)

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -23,11 +23,10 @@ from runtime.bundle import BUNDLE_FILE, Bundle, list_bundle_files
 from runtime.code_guard import block_bytecode
 
 from ..errors import BuildError, OutputError, disk_error
-
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from .signing import SigningKeys
 
 SIGNATURE_FILE = "bundle.sig"
+MODEL_SIGNATURE_FILE = "model.sig"  # OpenSSF model-signing (bundle/model_sig.py)
 LOCK_FILE = ".edgepack.lock"  # in the output folder: serialises moving bundles into place
 
 RUNTIME_DIR = Path(runtime.__file__).resolve().parent
@@ -162,14 +161,15 @@ class BundleWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_npz(path, arrays)
 
-    def finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None = None,
+    def finish(self, document: Bundle, keys: SigningKeys | None = None,
                attest: Callable[[dict[str, dict[str, Any]]], dict[str, bytes]] | None = None) -> tuple[Path, Path]:
         """Add the runtime, the attestations ``attest`` makes from every file's hash, and bundle.json
-        (with every file's hash), sign it if asked, archive, and move into place."""
+        (with every file's hash), sign it if asked (bundle.sig, then model.sig over everything),
+        archive, and move into place."""
         with self._io():
-            return self._finish(document, sign_key, attest)
+            return self._finish(document, keys or SigningKeys(), attest)
 
-    def _finish(self, document: Bundle, sign_key: Ed25519PrivateKey | None,
+    def _finish(self, document: Bundle, keys: SigningKeys,
                 attest: Callable[[dict[str, dict[str, Any]]], dict[str, bytes]] | None) -> tuple[Path, Path]:
         copy_runtime(self.root / "runtime")
         if attest is not None:  # the BOM and provenance describe every other file
@@ -179,10 +179,13 @@ class BundleWriter:
         document = replace(document, root=self.root, files=list_bundle_files(self.root), raw={})
         data = (json.dumps(document.to_dict(), indent=2, sort_keys=True) + "\n").encode("utf-8")
         (self.root / BUNDLE_FILE).write_bytes(data)
-        if sign_key is not None:
+        if keys.bundle is not None:
             from .signing import sign
-            (self.root / SIGNATURE_FILE).write_text(json.dumps(sign(data, sign_key), indent=2) + "\n",
+            (self.root / SIGNATURE_FILE).write_text(json.dumps(sign(data, keys.bundle), indent=2) + "\n",
                                                     encoding="utf-8")
+        if keys.model is not None:
+            from .model_sig import model_signature
+            (self.root / MODEL_SIGNATURE_FILE).write_bytes(model_signature(self.root, self.bundle_name, keys.model))
         archive_tmp = self.tmp / f"{self.bundle_name}.tar.gz"
         write_archive(self.root, archive_tmp, self.bundle_name)
         final_dir = self.out_dir / self.bundle_name

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.compare import compare
 
+from ..bundle.signing import SigningKeys
 from ..cache import BuildCache, Entry
 from ..config.manifest import Manifest
 from ..config.targets import CandidateSpec, Target
@@ -36,7 +37,6 @@ from .routing import made_by_fallback, mixed_retry, refused, route_of, variant
 
 if TYPE_CHECKING:
     import onnx
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 BASE_LABEL = "onnx base model"  # the model steps' result in the cache summary
 
@@ -46,14 +46,14 @@ class Builder:
 
     def __init__(self, manifest: Manifest, targets: list[Target], out_dir: Path, *,
                  allow_parity_failure: bool = False, progress: Progress | None = None,
-                 sign_key: Ed25519PrivateKey | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
+                 keys: SigningKeys | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
                  reload_inputs: bool = False) -> None:
         self.manifest = manifest
         self.targets = targets
         self.out_dir = out_dir
         self.allow_parity_failure = allow_parity_failure
         self.progress = progress or Progress(quiet=True)
-        self.sign_key = sign_key
+        self.keys = keys or SigningKeys()
         self.cache = cache or BuildCache(enabled=False)
         self.jobs = jobs  # worker processes for independent steps: None = as many as cores allow
         self.reload_inputs = reload_inputs
@@ -233,7 +233,7 @@ class Builder:
                            exporter=self.exporter, steps=self.steps, warnings=self.warnings,
                            explains={cid: p.record for cid, p in made.items()})
             bundle_dir, archive = write_bundle(self.out_dir, m, target, chosen, doc, self.inputs.record.golden,
-                                               self.inputs.record.reference, self.sign_key, probes=made)
+                                               self.inputs.record.reference, self.keys, probes=made)
         result.bundle_dir, result.archive = str(bundle_dir), str(archive)
         return result
 

@@ -1,10 +1,10 @@
 """``build()``: load a manifest and its targets, check the output folder, run the Builder, write the reports."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..bundle.signing import load_private_key
+from ..bundle.signing import load_signing_keys
 from ..bundle.writer import remove_stale_temps
 from ..cache import BuildCache
 from ..config.manifest import Manifest, load_manifest
@@ -19,13 +19,14 @@ from .reports import write_reports
 
 def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] | None = None,
           allow_parity_failure: bool = False, progress: Progress | None = None,
-          sign: str | Path | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
+          sign: str | Path | Sequence[str | Path] | None = None, cache: BuildCache | None = None, jobs: int | None = 1,
           on_loaded: Callable[[Manifest, list[Target]], None] | None = None,
           reload_inputs: bool = False) -> BuildResult:
     """Build every target of a manifest (or only ``targets``) into ``out_dir``; with ``sign`` (an
     ed25519 private key PEM) every bundle.json is signed. ``reload_inputs``: call the model and
     data entry points even when nothing they read has changed (see ``input_trace``)."""
-    sign_key = load_private_key(Path(sign)) if sign is not None else None  # fail before the slow work
+    # fail before the slow work
+    keys = load_signing_keys([sign] if isinstance(sign, (str, Path)) else list(sign or []))
     manifest = load_manifest(manifest_path)
     from ..init import check_placeholders
     check_placeholders(manifest)  # a fresh `edgepack init` manifest: say what to fill in, first
@@ -43,7 +44,7 @@ def build(manifest_path: str | Path, out_dir: str | Path, *, targets: list[str] 
     if on_loaded:
         on_loaded(manifest, loaded)
     result = Builder(manifest, loaded, Path(out_dir), allow_parity_failure=allow_parity_failure,
-                     progress=progress, sign_key=sign_key, cache=cache, jobs=jobs,
+                     progress=progress, keys=keys, cache=cache, jobs=jobs,
                      reload_inputs=reload_inputs).run()
     if stale:
         result.warnings.append(f"removed temp folders of interrupted builds: {', '.join(stale)}")

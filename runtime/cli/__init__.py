@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("--key", metavar="PUB.pem",
                         help="refuse the bundle unless bundle.sig is a good ed25519 signature by "
-                             "this public key (PEM file, PEM text or base64 raw key)")
+                             "this public key (PEM file, PEM text or base64 raw key); an ECDSA public key "
+                             "checks model.sig (OpenSSF model-signing) instead")
 
     parser = argparse.ArgumentParser(prog="python -m runtime",
                                      description="Run and verify an edgepack bundle on this device.")
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "off; needs a symbolic batch axis on every input and output)")
     p.add_argument("--max-delay-ms", type=_seconds, default=2.0,
                    help="dynamic batching: how long a request may wait for others to join its batch (default 2)")
+    p.add_argument("--batch-threads", type=_positive, default=2,
+                   help="dynamic batching: batches run at once (default 2: one runs while the next gathers)")
     p.add_argument("--grpc-port", type=_non_negative, metavar="N",
                    help="also serve the protocol's gRPC service (inference.GRPCInferenceService) on this port (0: a "
                         "free one); needs grpcio and protobuf (the runtime wheel's serve-grpc extra)")
@@ -198,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "place in one step.")
     p.add_argument("reference", help="oci://HOST[:PORT]/REPO[:TAG][@sha256:DIGEST]")
     p.add_argument("--to", default=".", metavar="DIR", help="folder for the bundle (default: .)")
-    p.add_argument("--key", metavar="PUB.pem", help="refuse the bundle unless it is signed by this ed25519 key")
+    p.add_argument("--key", metavar="PUB.pem", help="refuse the bundle unless it is signed by this key (ed25519: "
+                   "bundle.sig; ECDSA: model.sig)")
     p.add_argument("--max-rate", type=_seconds, metavar="BYTES_PER_S", help="limit the download rate (slow links)")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--debug", action="store_true", help="show tracebacks")

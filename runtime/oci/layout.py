@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import RegistryError
+from ..integrity import MODEL_SIGNATURE_FILE, UNLISTED_FILES
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT = "application/vnd.cncf.model.manifest.v1+json"
@@ -27,6 +28,7 @@ DATASET = "application/vnd.cncf.model.dataset.v1.raw"
 DOC = "application/vnd.cncf.model.doc.v1.raw"
 BUNDLE_JSON = "application/vnd.edgepack.bundle.v1+json"
 SIGNATURE = "application/vnd.edgepack.bundle.signature.v1+json"
+MODEL_SIGNATURE = "application/vnd.dev.sigstore.bundle.v0.3+json"  # OpenSSF model-signing's model.sig
 TITLE = "org.opencontainers.image.title"
 MAX_MANIFEST = 4 << 20
 
@@ -37,6 +39,8 @@ def media_type(path: str) -> str:
         return BUNDLE_JSON
     if path == "bundle.sig":
         return SIGNATURE
+    if path == MODEL_SIGNATURE_FILE:
+        return MODEL_SIGNATURE
     top = path.split("/", 1)[0]
     if top == "models":
         return WEIGHT
@@ -90,11 +94,11 @@ def parse_manifest(data: bytes, where: str) -> tuple[dict[str, Any], list[Layer]
 
 
 def check_against_bundle(layers: list[Layer], files: dict[str, dict[str, Any]], where: str) -> None:
-    """Every layer is a file bundle.json lists (same sha256 and size) or bundle.json / bundle.sig,
+    """Every layer is a file bundle.json lists (same sha256 and size) or bundle.json / a signature,
     and every listed file has a layer: checked before any other blob is downloaded."""
     by_path = {layer.path: layer for layer in layers}
     for path, layer in by_path.items():
-        if path in ("bundle.json", "bundle.sig"):
+        if path in UNLISTED_FILES:
             continue
         entry = files.get(path)
         if entry is None:

@@ -1,9 +1,10 @@
 """Pull a bundle from an OCI registry with nothing but the runtime.
 
 Order of trust: the manifest (its digest checked when the reference pins one), then
-``bundle.json`` and ``bundle.sig`` (the signature checked with ``key`` before anything else is
-fetched), then the layers against what ``bundle.json`` lists, then the other blobs, each checked
-against its digest. Blobs are kept in a content-addressed cache (``~/.cache/edgepack/oci``,
+``bundle.json`` and its signatures (``bundle.sig``, or OpenSSF model-signing's ``model.sig`` for
+an ECDSA ``key``; checked with ``key`` before anything else is fetched), then the layers against
+what ``bundle.json`` lists, then the other blobs, each checked against its digest. Blobs are
+kept in a content-addressed cache (``~/.cache/edgepack/oci``,
 ``$EDGEPACK_OCI_CACHE``): a blob already there is not downloaded again (a new version fetches only
 what changed) and an interrupted download resumes from its partial file. The bundle is put
 together in a hidden folder beside the destination, verified whole, and moved into place in one
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RegistryError
+from ..integrity import UNLISTED_FILES
 from .layout import Layer, check_against_bundle, parse_manifest
 from .registry import Credentials, Reference, Registry
 
@@ -101,7 +103,7 @@ def pull(reference: str, dest_dir: str | os.PathLike[str], *, key: Any = None, c
         blobs = _Blobs(registry, cache or cache_dir(), max_rate)
         by_path = {layer.path: layer for layer in layers}
         staging.mkdir()
-        for head in ("bundle.json", "bundle.sig"):
+        for head in sorted(UNLISTED_FILES):  # bundle.json and the signatures
             if head in by_path:
                 _place(blobs.get(by_path[head]), staging / head)
         if key is not None:
@@ -113,7 +115,7 @@ def pull(reference: str, dest_dir: str | os.PathLike[str], *, key: Any = None, c
             raise RegistryError(f"the artifact's bundle.json is not a bundle's ({exc})", where=where) from None
         check_against_bundle(layers, files, where)
         for layer in layers:
-            if layer.path not in ("bundle.json", "bundle.sig"):
+            if layer.path not in UNLISTED_FILES:
                 _place(blobs.get(layer), staging / layer.path)
         open_bundle(staging, public_key=key).verify()  # every file against bundle.json, nothing extra
         final = dest_root / f"{name}-{target}"

@@ -1,4 +1,4 @@
-"""Run by the KServe SDK's own Python (scripts/kserve_env.py), not by pytest: query a server with
+"""Run by the KServe SDK's own Python (scripts/side_env.py), not by pytest: query a server with
 ``kserve.InferenceRESTClient`` (protocol v2), JSON and binary tensors, and save what it got.
 
     python kserve_client.py URL MODEL INPUTS.npz OUT.npz

@@ -1,4 +1,4 @@
-"""Run by the KServe SDK's own Python (scripts/kserve_env.py), not by pytest: query a server's gRPC
+"""Run by the KServe SDK's own Python (scripts/side_env.py), not by pytest: query a server's gRPC
 service with ``kserve.InferenceGRPCClient``, typed contents and raw contents, and save what it got.
 
     python kserve_grpc_client.py HOST:PORT MODEL INPUTS.npz OUT.npz

@@ -1,6 +1,6 @@
 """``python -m runtime serve`` as users run it: a real server process (the bundle's own runtime copy)
 and real clients: the official ``tritonclient.http`` and the KServe SDK's v2 client (binary and
-JSON tensors; the SDK from its own environment, scripts/kserve_env.py), curl, and plain HTTP for
+JSON tensors; the SDK from its own environment, scripts/side_env.py), curl, and plain HTTP for
 what clients refuse to send. Every answer equals ``Model.run`` on the same input; a bundle
 that fails golden parity on this device is never ready; bad requests get a 4xx and serving goes on."""
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 
 from runtime import load
 
-from ..conftest import REPO, build_bundle
+from ...conftest import side_env_python
+from ..conftest import build_bundle
 
 tritonclient_http = pytest.importorskip("tritonclient.http")  # in the dev extras; a failure under CI=true
 
@@ -102,14 +103,7 @@ def test_tritonclient_gets_what_model_run_gives(server: Server, bundle: Path, bi
 
 
 def test_the_kserve_sdk_client_gets_what_model_run_gives(server: Server, bundle: Path, tmp_path: Path) -> None:
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from kserve_env import python_path
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    python = python_path()
-    if python is None:
-        pytest.skip("the KServe SDK's environment is missing: python scripts/kserve_env.py creates it")
+    python = side_env_python("kserve")
     x = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
     np.savez(tmp_path / "in.npz", x=x)
     proc = subprocess.run([str(python), str(Path(__file__).with_name("kserve_client.py")), server.url, server.model,
@@ -201,7 +195,8 @@ def test_dynamic_batching_answers_each_request_as_model_run_would(bundle: Path) 
     server = Server(bundle, "--max-batch", "8", "--max-delay-ms", "200")
     try:
         meta = json.loads(server.get(f"/v2/models/{server.model}")[1])
-        assert meta["parameters"]["dynamic_batching"] == {"enabled": True, "max_batch": 8, "max_delay_ms": 200.0}
+        assert meta["parameters"]["dynamic_batching"] == {"enabled": True, "max_batch": 8, "max_delay_ms": 200.0,
+                                                          "batch_threads": 2}
         rng = np.random.default_rng(9)
         xs = [rng.standard_normal((1 + i % 2, 4)).astype(np.float32) for i in range(12)]
         answers: list[dict[str, object] | None] = [None] * len(xs)
@@ -251,14 +246,7 @@ def test_metrics_count_refusals_too(server: Server) -> None:
 def test_grpc_with_the_kserve_sdk_gets_what_model_run_gives(bundle: Path, tmp_path: Path) -> None:
     """``--grpc-port``: the KServe SDK's InferenceGRPCClient (its own environment) sends typed and raw
     contents to the same bundle; every answer equals Model.run."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from kserve_env import python_path
-    finally:
-        sys.path.pop(0)
-    python = python_path()
-    if python is None:
-        pytest.skip("the KServe SDK's environment is missing: python scripts/kserve_env.py creates it")
+    python = side_env_python("kserve")
     s = Server(bundle, "--grpc-port", "0")
     try:
         assert s.state["state"] == "ready"
