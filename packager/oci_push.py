@@ -1,4 +1,5 @@
-"""``edgepack push BUNDLE oci://HOST/REPO:TAG``: a bundle into an OCI registry, one layer per file.
+"""``edgepack push BUNDLE oci://HOST/REPO:TAG``: a bundle into an OCI registry, one layer per file,
+and the measured BOM beside it (host latency) attached as a referrer (oci_attach.py).
 
 The manifest and config are written deterministically (sorted keys, no timestamps), so the same
 bundle always has the same digest; blobs the registry already holds (the runtime's code, models
@@ -9,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.attestations import BOM_FILE
 from runtime.bundle import open_bundle
 from runtime.oci.layout import ARTIFACT, CONFIG, MANIFEST, TITLE, Layer, media_type
 from runtime.oci.registry import Credentials, Reference, Registry
+
+from .oci_attach import CYCLONEDX, attach, measured_bom_for
 
 
 @dataclass(frozen=True)
@@ -26,11 +30,12 @@ class PushResult:
     total_bytes: int
     uploaded_bytes: int
     skipped_bytes: int
+    attached: dict[str, str] = field(default_factory=dict)  # file name: its referrer manifest's digest
 
     def to_dict(self) -> dict[str, Any]:
         return {"reference": self.reference, "digest": self.digest, "layers": self.layers,
                 "total_bytes": self.total_bytes, "uploaded_bytes": self.uploaded_bytes,
-                "skipped_bytes": self.skipped_bytes}
+                "skipped_bytes": self.skipped_bytes, "attached": self.attached}
 
 
 def _json(doc: Any) -> bytes:
@@ -41,7 +46,7 @@ def artifact(root: Path, name: str, version: str, formats: list[str]) -> tuple[l
     """(layers, config bytes, manifest bytes) of the bundle folder ``root``."""
     from runtime.integrity import list_bundle_files
     files = list_bundle_files(root)
-    heads = [p for p in ("bundle.json", "bundle.sig") if (root / p).is_file()]
+    heads = [p for p in ("bundle.json", "bundle.sig", "model.sig") if (root / p).is_file()]
     layers = []
     for path in heads + sorted(files):
         entry = files.get(path)
@@ -78,6 +83,13 @@ def push(bundle_path: str | Path, reference: str, *, credentials: Credentials | 
                 skipped += layer.size
         registry.push_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
         digest = registry.push_manifest(manifest, MANIFEST, ref.tag or "latest")
+        attached = {}
+        measured = measured_bom_for(Path(bundle_path), (bundle.root / BOM_FILE).read_bytes()) \
+            if (bundle.root / BOM_FILE).is_file() else None
+        if measured is not None:  # the BOM with host latency: a referrer of the bundle
+            attached[measured.name] = attach(registry, digest, len(manifest), measured.read_bytes(), CYCLONEDX,
+                                             measured.name)
     finally:
         registry.close()
-    return PushResult(str(ref), digest, len(layers), sum(layer.size for layer in layers), uploaded, skipped)
+    return PushResult(str(ref), digest, len(layers), sum(layer.size for layer in layers), uploaded, skipped,
+                      attached)

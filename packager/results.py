@@ -87,10 +87,12 @@ class TargetResult:
     bundle_dir: str | None = None
     archive: str | None = None
     message: str | None = None
+    measured_bom: str | None = None  # the bundle's BOM with host latency, beside it
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "status": self.status, "bundle_dir": self.bundle_dir,
-                "archive": self.archive, "message": self.message, "fallbacks": self.fallbacks,
+                "archive": self.archive, "measured_bom": self.measured_bom, "message": self.message,
+                "fallbacks": self.fallbacks,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 

@@ -3,11 +3,14 @@
 (``provenance.intoto.json``; a DSSE envelope signed with the build key when the build signs).
 
 The BOM's components are the candidates (machine-learning-model, each with a model card holding
-the parity and accuracy measured at build time; not the host latency, which differs run to run),
-the runtime, and the pinned device requirements. The statement's subjects are the bundle's files
-with their sha256; its predicate names the source model's digest, the manifest, the tool versions
-and the builder. Both are written without timestamps or random ids, so a bundle stays
-byte-for-byte reproducible, and both are files bundle.json lists (so bundle.sig covers them too).
+the parity and accuracy measured at build time), the runtime, and the pinned device requirements.
+Host latency differs from run to run, so it is not in the bundle: ``measured_bom`` writes the same
+BOM with each candidate's host latency added beside the bundle (``<bundle>.measured.cdx.json``),
+BOM-linked to the bundle's, and ``edgepack push`` attaches it to the artifact as an OCI referrer.
+The statement's subjects are the bundle's files with their sha256; its predicate names the source
+model's digest, the manifest, the tool versions and the builder. Both are written without
+timestamps or random ids, so a bundle stays byte-for-byte reproducible, and both are files
+bundle.json lists (so bundle.sig covers them too).
 ``runtime/attestations.py`` checks them on the device.
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .. import __version__
 from ..config.manifest import Manifest
 
 BUILD_TYPE = "https://github.com/edgepack/edgepack/build/v1"
-_ATTESTATION_FILES = {"bundle.json", "bundle.sig", BOM_FILE, PROVENANCE_FILE}
+_ATTESTATION_FILES = {"bundle.json", "bundle.sig", "model.sig", BOM_FILE, PROVENANCE_FILE}
 
 
 def _dumps(doc: Any) -> bytes:
@@ -94,6 +97,27 @@ def bom(document: Bundle, files: dict[str, dict[str, Any]], requirements: str) -
            "components": components,
            "dependencies": [{"ref": f"candidate:{c.id}", "dependsOn": ["edgepack-runtime"]}
                             for c in document.candidates]}
+    return _dumps(doc)
+
+
+MEASURED_SUFFIX = ".measured.cdx.json"
+
+
+def measured_bom(bundle_dir: Path, latencies: dict[str, float | None], host: str) -> bytes:
+    """The bundle's BOM with each candidate's host latency in its model card: a BOM of its own
+    (serial number derived from the bundle's and the figures), linking the bundle's BOM."""
+    doc = json.loads((bundle_dir / BOM_FILE).read_text(encoding="utf-8"))
+    link = f"{doc['serialNumber']}/{doc['version']}".replace("urn:uuid:", "urn:cdx:")
+    figures = {k: v for k, v in sorted(latencies.items()) if v is not None}
+    doc["serialNumber"] = f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, link + json.dumps(figures) + host)}"
+    for comp in doc["components"]:
+        ms = figures.get(comp["name"]) if comp["type"] == "machine-learning-model" else None
+        if ms is not None:
+            comp["modelCard"]["quantitativeAnalysis"]["performanceMetrics"].append(
+                {"type": "host latency (ms, median, batch 1)", "value": f"{ms:.6g}", "slice": host})
+    doc["metadata"]["component"]["externalReferences"] = [
+        {"type": "bom", "url": link, "comment": "the BOM inside the bundle (bom.cdx.json), without latency"}]
+    doc["metadata"]["properties"].append({"name": "edgepack:measured-on", "value": host})
     return _dumps(doc)
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from runtime.attestations import BOM_FILE, PROVENANCE_FILE
 from runtime.bundle import Bundle
 
-from ..bundle.attest import bom, provenance
-from ..bundle.signing import cryptography_pin
+from ..bundle.attest import MEASURED_SUFFIX, bom, provenance
+from ..bundle.signing import SigningKeys, cryptography_pin
 from ..bundle.texts import PILLOW_REQUIREMENT, bundle_readme, requirements_txt
 from ..bundle.writer import BundleWriter
 from ..config.manifest import Manifest
@@ -24,8 +24,6 @@ from .document import bundled_processing
 from .policy import Chosen
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from ..diagnose.probe import Probe
 
 
@@ -45,7 +43,7 @@ def check_out_dir(out_dir: Path) -> None:
 def remove_stale(out_dir: Path, bundle_name: str) -> str:
     """A failed target must not leave an older bundle at its path that still verifies."""
     removed = []
-    for path in (out_dir / bundle_name, out_dir / f"{bundle_name}.tar.gz"):
+    for path in (out_dir / bundle_name, out_dir / f"{bundle_name}.tar.gz", out_dir / f"{bundle_name}{MEASURED_SUFFIX}"):
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
             removed.append(path.name)
@@ -56,7 +54,7 @@ def remove_stale(out_dir: Path, bundle_name: str) -> str:
 
 
 def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chosen, document: Bundle,
-                 golden: SampleSet, reference: dict[str, np.ndarray], sign_key: Ed25519PrivateKey | None,
+                 golden: SampleSet, reference: dict[str, np.ndarray], keys: SigningKeys,
                  probes: dict[str, Probe] | None = None) -> tuple[Path, Path]:
     """The target's bundle folder and archive: models, golden data, requirements, README, bundle.json."""
     bundle_name = f"{manifest.name}-{target.name}"
@@ -79,7 +77,7 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
             writer.write_bytes(rel, data)  # golden images: the end-to-end check on the device
         for rel, source in labels.items():
             writer.write_bytes(rel, source.read_bytes())
-        extra = [cryptography_pin()] if sign_key is not None else []
+        extra = [cryptography_pin()] if keys.bundle is not None or keys.model is not None else []
         if manifest.processing.inputs:  # images are decoded on the device
             extra.append(PILLOW_REQUIREMENT)
         writer.write_text("requirements.txt", requirements_txt(target, {spec.backend for spec, _, _ in chosen}, extra))
@@ -88,8 +86,8 @@ def write_bundle(out_dir: Path, manifest: Manifest, target: Target, chosen: Chos
 
         def attest(files: dict[str, dict[str, Any]]) -> dict[str, bytes]:
             return {BOM_FILE: bom(document, files, requirements),
-                    PROVENANCE_FILE: provenance(document, manifest, files, sign_key)}
-        return writer.finish(document, sign_key=sign_key, attest=attest)
+                    PROVENANCE_FILE: provenance(document, manifest, files, keys.bundle)}
+        return writer.finish(document, keys=keys, attest=attest)
     except BaseException:
         writer.discard()
         raise

@@ -97,6 +97,7 @@ class Registry:
         self._auth: str | None = None  # the Authorization header that worked
         self._conn: http.client.HTTPConnection | None = None
         self.body = b""  # the last answer's body (a request that was not streamed)
+        self.pushed_headers: dict[str, str] = {}  # the last manifest PUT's answer headers
 
     # -- transport ---------------------------------------------------------------------------------
     def _connection(self) -> http.client.HTTPConnection:
@@ -208,6 +209,17 @@ class Registry:
                                 where=str(self.ref), hint="the registry served other content: do not use it")
         return data, digest
 
+    def manifest_at(self, ref: str, accept: str) -> tuple[bytes, dict[str, str]] | None:
+        """The manifest (or index) stored under the tag or digest ``ref`` and the answer's headers;
+        None when the registry has none there."""
+        try:
+            response = self.request("GET", self._path("manifests", ref), headers={"Accept": accept})
+        except RegistryError as exc:
+            if "(404)" in exc.message:
+                return None
+            raise
+        return self.body, {k.lower(): v for k, v in response.getheaders()}
+
     def has_blob(self, digest: str) -> bool:
         try:
             self.request("HEAD", self._path("blobs", digest))
@@ -271,9 +283,11 @@ class Registry:
         return True
 
     def push_manifest(self, data: bytes, media_type: str, tag: str) -> str:
-        """Store a manifest under ``tag``; its digest."""
+        """Store a manifest under ``tag`` (or its digest); its digest. ``self.pushed_headers``: the
+        answer's headers (OCI-Subject says the registry indexed a referrer itself)."""
         response = self.request("PUT", self._path("manifests", tag), body=data,
                                 headers={"Content-Type": media_type}, ok=(201,))
+        self.pushed_headers = {k.lower(): v for k, v in response.getheaders()}
         return response.getheader("Docker-Content-Digest") or "sha256:" + hashlib.sha256(data).hexdigest()
 
 

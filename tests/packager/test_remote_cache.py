@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,13 +17,6 @@ from ..registry_server import PASSWORD, USER, RegistryServer, registry_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(registry_binary() is None, reason="docker-registry is not "
                                                    "installed (scripts/ensure-registry.sh; make test runs it)")]
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    yield server
-    server.stop()
 
 
 def build(manifest: Path, out: Path, cache: Path, registry: RegistryServer, *flags: str) -> dict:
@@ -51,6 +44,9 @@ def test_a_second_machine_builds_from_the_remote_cache(tiny_project: Callable[..
     assert cache["misses"] == [] and len(cache["hits"]) == len(first["cache"]["misses"]), cache
     assert cache["remote"]["hits"] == len(cache["hits"]) and cache["remote"]["refused"] == []
     assert files(tmp_path / "a" / "tiny-x86-cpu") == files(tmp_path / "b" / "tiny-x86-cpu")
+    # the host latency came with the cache too: the measured BOMs beside the bundles are the same
+    measured = "tiny-x86-cpu.measured.cdx.json"
+    assert (tmp_path / "a" / measured).read_bytes() == (tmp_path / "b" / measured).read_bytes()
 
     # poison one entry in the registry's own storage: the biggest blob (an artifact) gets other bytes
     blobs = [p for p in (registry.storage / "docker/registry/v2/blobs/sha256").rglob("data")]

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,6 @@ from ..conftest import RUNTIME_SRC, build_bundle, make_onnx
 pytestmark = pytest.mark.skipif(registry_binary() is None, reason="docker-registry is not installed "
                                 "(scripts/ensure-registry.sh installs it; make test runs it)")
 CREDS = Credentials(USER, PASSWORD)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    server = RegistryServer(tmp_path_factory.mktemp("registry")).start()
-    yield server
-    server.stop()
 
 
 def bundle_with_weights(dest: Path, seed: int, mb: float = 1.0) -> Path:
