@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .dsse import pae
 from .errors import IntegrityError, SignatureError
 
 if TYPE_CHECKING:
@@ -24,12 +25,6 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _NOT_SUBJECTS = {"bundle.json", "bundle.sig", "model.sig", BOM_FILE, PROVENANCE_FILE}
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE's pre-authentication encoding: what the signature is over."""
-    kind = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .attestations import pae
+from .digest import sha256
+from .dsse import pae
 from .errors import SignatureError
 from .integrity import MODEL_SIGNATURE_FILE
-from .signing import SignatureInfo, key_id
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -130,9 +130,10 @@ def signed_files(signature: bytes, public_key: Any, where: str) -> dict[str, str
 
 
 def verify_model_signature(bundle_root: str | os.PathLike[str], public_key: Any, *,
-                           data: bytes | None = None) -> SignatureInfo:
+                           data: bytes | None = None) -> tuple[str, str]:
     """Refuse (SignatureError) unless model.sig checks out by ``public_key`` and lists bundle.json
-    (these ``data`` bytes, default: the file) and every file bundle.json lists, with their sha256."""
+    (these ``data`` bytes, default: the file) and every file bundle.json lists, with their sha256.
+    The algorithm and key id checked (runtime/signing.py makes them its SignatureInfo)."""
     root = Path(bundle_root)
     path = root / MODEL_SIGNATURE_FILE
     where = str(path)
@@ -159,4 +160,4 @@ def verify_model_signature(bundle_root: str | os.PathLike[str], public_key: Any,
     from cryptography.hazmat.primitives import serialization
     key = _ecdsa_key(public_key)
     raw = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return SignatureInfo(algorithm=f"ecdsa-{key.curve.name} (OpenSSF model-signing)", key_id=key_id(raw))
+    return f"ecdsa-{key.curve.name} (OpenSSF model-signing)", sha256(raw).hexdigest()[:16]

@@ -192,7 +192,8 @@ def verify_signature(bundle_root: str | os.PathLike[str], public_key: PublicKey,
     """
     from .model_signing import is_ecdsa_key, verify_model_signature
     if is_ecdsa_key(public_key):
-        return verify_model_signature(bundle_root, public_key, data=data)
+        algorithm, kid = verify_model_signature(bundle_root, public_key, data=data)
+        return SignatureInfo(algorithm=algorithm, key_id=kid)
     root = Path(bundle_root)
     named_key, signature = read_signature(root)
     ed25519, _, invalid = _crypto()

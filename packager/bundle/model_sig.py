@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.attestations import pae
+from runtime.dsse import pae
 from runtime.integrity import sha256_file
 from runtime.model_signing import BUNDLE_MEDIA_TYPE, IGNORED, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE
 

@@ -188,7 +188,8 @@ def test_full_output_disk_is_one_clear_error_and_keeps_the_previous_bundle(
     assert before == reference
     fill(disk, leave=150 * KB)
     assert_one_error(edgepack_build(project, out), "no space left on device", str(out))
-    assert leftovers(out) == [NAME, f"{NAME}.tar.gz"], "the previous bundle, and no temp folder"
+    assert leftovers(out) == [NAME, f"{NAME}.measured.cdx.json", f"{NAME}.tar.gz"], \
+        "the previous bundle (and its measured BOM), and no temp folder"
     assert sha(out / f"{NAME}.tar.gz") == before
     open_bundle(out / NAME).verify()
     print(line)

@@ -252,7 +252,7 @@ def test_signature_checked_before_any_backend_runs(bundle_dir: Path, keys: Keys,
 
 @pytest.mark.parametrize("bad,needle", [
     ("private", "private key"),
-    ("ecdsa", "not an ed25519 public key"),
+    ("ecdsa", "no model.sig, but an ECDSA key"),  # an ECDSA key checks model.sig, which this bundle lacks
     ("garbage", "not a public key"),
     ("missing", "no such key file"),
     ("short_b64", "not a public key"),
