@@ -4,8 +4,7 @@ idea), so a CPU does one larger inference instead of many small ones.
 A request waits at most ``max_delay`` seconds after the first request of its batch arrived, and
 a batch holds at most ``max_batch`` samples (the sum of the requests' leading axes). ``threads``
 batches run at once (TF Serving's ``num_batch_threads``): with one, the model sits idle while a
-finished batch's answers go out and the next batch gathers; two keep it busy (on the 2-core
-benchmark host: 220 answers/s against 200 with one, p99 103 ms against 138, MobileNetV2). Requests are
+finished batch's answers go out and the next batch gathers; two keep it busy. Requests are
 batched with others whose inputs agree on every axis but the first and on dtype (a text model's
 sequence lengths differ: those run apart). Each request gets back exactly its rows of the outputs.
 Only for a signature whose every input and output has a symbolic leading axis; otherwise
