@@ -27,7 +27,8 @@ EMPTY = b"{}"
 CYCLONEDX = "application/vnd.cyclonedx+json"
 
 
-def _json(doc: Any) -> bytes:
+def canonical_json(doc: Any) -> bytes:
+    """Sorted keys, no spaces: the same document always has the same digest."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -35,14 +36,14 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def measured_bom_for(bundle_path: Path, bundle_bom: bytes) -> Path | None:
+def measured_bom_for(bundle_path: Path, bundle_bom: Path) -> Path | None:
     """The measured BOM beside a bundle folder or archive, when it is this bundle's (it links the
-    serial number of the bundle's own BOM); None when there is none."""
+    serial number of the bundle's own BOM, ``bundle_bom``); None when there is none."""
     name = bundle_path.name.removesuffix(".tar.gz")
     path = bundle_path.with_name(name + MEASURED_SUFFIX)
-    if not path.is_file():
+    if not path.is_file() or not bundle_bom.is_file():
         return None
-    bom = json.loads(bundle_bom)
+    bom = json.loads(bundle_bom.read_bytes())
     link = f"{bom['serialNumber']}/{bom['version']}".replace("urn:uuid:", "urn:cdx:")
     try:
         refs = json.loads(path.read_bytes())["metadata"]["component"].get("externalReferences", [])
@@ -56,7 +57,7 @@ def attach(registry: Registry, subject: str, subject_size: int, data: bytes, art
     """Push ``data`` as a referrer of the manifest ``subject``; the referrer manifest's digest."""
     registry.push_blob(_digest(data), data)
     registry.push_blob(_digest(EMPTY), EMPTY)
-    manifest = _json({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": artifact_type,
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": artifact_type,
                       "config": {"mediaType": EMPTY_TYPE, "digest": _digest(EMPTY), "size": len(EMPTY)},
                       "layers": [{"mediaType": artifact_type, "digest": _digest(data), "size": len(data),
                                   "annotations": {TITLE: title}}],
@@ -70,7 +71,7 @@ def attach(registry: Registry, subject: str, subject_size: int, data: bytes, art
         entry = {"mediaType": MANIFEST, "digest": digest, "size": len(manifest), "artifactType": artifact_type}
         if entry not in index["manifests"]:
             index["manifests"].append(entry)
-            registry.push_manifest(_json(index), INDEX, tag)
+            registry.push_manifest(canonical_json(index), INDEX, tag)
     return digest
 
 

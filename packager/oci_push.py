@@ -9,7 +9,6 @@ device's ``python -m runtime pull`` reads.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from runtime.bundle import open_bundle
 from runtime.oci.layout import ARTIFACT, CONFIG, MANIFEST, TITLE, Layer, media_type
 from runtime.oci.registry import Credentials, Reference, Registry
 
-from .oci_attach import CYCLONEDX, attach, measured_bom_for
+from .oci_attach import CYCLONEDX, attach, canonical_json, measured_bom_for
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,6 @@ class PushResult:
                 "skipped_bytes": self.skipped_bytes, "attached": self.attached}
 
 
-def _json(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
 def artifact(root: Path, name: str, version: str, formats: list[str]) -> tuple[list[Layer], bytes, bytes]:
     """(layers, config bytes, manifest bytes) of the bundle folder ``root``."""
     from runtime.integrity import list_bundle_files
@@ -54,10 +49,10 @@ def artifact(root: Path, name: str, version: str, formats: list[str]) -> tuple[l
             data = (root / path).read_bytes()
             entry = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
         layers.append(Layer(path, f"sha256:{entry['sha256']}", int(entry["size"]), media_type(path)))
-    config = _json({"descriptor": {"name": name, "version": version, "vendor": "edgepack"},
+    config = canonical_json({"descriptor": {"name": name, "version": version, "vendor": "edgepack"},
                     "config": {"format": ",".join(formats)},
                     "modelfs": {"type": "layers", "diffIds": [layer.digest for layer in layers]}})
-    manifest = _json({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": ARTIFACT,
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": MANIFEST, "artifactType": ARTIFACT,
                       "config": {"mediaType": CONFIG, "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
                                  "size": len(config)},
                       "layers": [layer.to_dict() for layer in layers],
@@ -84,8 +79,7 @@ def push(bundle_path: str | Path, reference: str, *, credentials: Credentials | 
         registry.push_blob("sha256:" + hashlib.sha256(config).hexdigest(), config)
         digest = registry.push_manifest(manifest, MANIFEST, ref.tag or "latest")
         attached = {}
-        measured = measured_bom_for(Path(bundle_path), (bundle.root / BOM_FILE).read_bytes()) \
-            if (bundle.root / BOM_FILE).is_file() else None
+        measured = measured_bom_for(Path(bundle_path), bundle.root / BOM_FILE)
         if measured is not None:  # the BOM with host latency: a referrer of the bundle
             attached[measured.name] = attach(registry, digest, len(manifest), measured.read_bytes(), CYCLONEDX,
                                              measured.name)

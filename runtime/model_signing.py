@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .digest import sha256
 from .dsse import pae
 from .errors import SignatureError
 from .integrity import MODEL_SIGNATURE_FILE
@@ -83,7 +82,8 @@ def _hash_for(key: Any) -> Any:
 
 def signed_files(signature: bytes, public_key: Any, where: str) -> dict[str, str]:
     """The files model.sig's statement lists ({path: sha256}), once its signature checks out by
-    ``public_key`` and its subject digest matches the list; else a SignatureError saying what."""
+    ``public_key`` (in any form ``is_ecdsa_key`` takes) and its subject digest matches the list;
+    else a SignatureError saying what."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -135,6 +135,7 @@ def verify_model_signature(bundle_root: str | os.PathLike[str], public_key: Any,
     (these ``data`` bytes, default: the file) and every file bundle.json lists, with their sha256.
     The algorithm and key id checked (runtime/signing.py makes them its SignatureInfo)."""
     root = Path(bundle_root)
+    key = _ecdsa_key(public_key)  # read once: the checks below take the key object
     path = root / MODEL_SIGNATURE_FILE
     where = str(path)
     if path.is_symlink() or not path.is_file():
@@ -143,7 +144,7 @@ def verify_model_signature(bundle_root: str | os.PathLike[str], public_key: Any,
                                   "that checks bundle.sig")
     if path.stat().st_size > _MAX_BYTES:
         raise SignatureError("model.sig is far too large to be a signature", where=where, hint=_HINT)
-    files = signed_files(path.read_bytes(), public_key, where)
+    files = signed_files(path.read_bytes(), key if key is not None else public_key, where)
     if data is None:
         data = (root / "bundle.json").read_bytes()
     if files.get("bundle.json") != hashlib.sha256(data).hexdigest():
@@ -158,6 +159,5 @@ def verify_model_signature(bundle_root: str | os.PathLike[str], public_key: Any,
         raise SignatureError(f"model.sig and bundle.json disagree on {len(differ)} file(s) ({', '.join(differ[:3])})",
                              where=where, hint=_HINT)
     from cryptography.hazmat.primitives import serialization
-    key = _ecdsa_key(public_key)
     raw = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return f"ecdsa-{key.curve.name} (OpenSSF model-signing)", sha256(raw).hexdigest()[:16]
+    return f"ecdsa-{key.curve.name} (OpenSSF model-signing)", hashlib.sha256(raw).hexdigest()[:16]

@@ -52,14 +52,14 @@ def build_host() -> str:
 def measured_boms(result: BuildResult) -> list[tuple[Path, bytes]]:
     """Each written bundle's BOM with its candidates' host latency (what the bundle leaves out to
     stay reproducible), to be written as ``<bundle>.measured.cdx.json``."""
-    out = []
+    out, host = [], build_host()
     for target in result.targets:
         if target.bundle_dir and (Path(target.bundle_dir) / BOM_FILE).is_file():
             folder = Path(target.bundle_dir)
             latency = {c.id: c.host_latency_ms for c in target.candidates}  # those in the bundle are used
             path = folder.with_name(folder.name + MEASURED_SUFFIX)
             target.measured_bom = str(path)
-            out.append((path, measured_bom(folder, latency, build_host())))
+            out.append((path, measured_bom(folder, latency, host)))
     return out
 
 
